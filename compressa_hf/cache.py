@@ -1,0 +1,357 @@
+"""Stage 1: every sampled frame of a split encoded once by the frozen codec, into sharded safetensors + an index.
+
+Layout of a cache folder::
+
+    meta.json                      codec, clip sampling, source, class names, latent shape (written first)
+    shards/shard-00000.safetensors `latents` (n, T, C, h, w) float16 raw latents; the shard's index rows and
+                                   skipped clips as JSON in the safetensors metadata
+    index.jsonl                    one row per cached clip: clip_id, label, path, frame_indices, shard, offset, ...
+    skipped.jsonl                  clips that could not be decoded: clip_id, path, reason
+    summary.json                   counts, bytes and timings of the last pass
+
+Shard k always holds the clips at positions [k * shard_size, (k + 1) * shard_size) of the source's deterministic
+clip list, whatever the number of processes: rank r encodes the shards k with k % world_size == r. A shard is
+written atomically (temp file, then rename), so after a kill the finished shards stay and the partial one is redone
+from its first clip with the same batches, giving the same bytes. The index is derived from the shards' own
+metadata, so merging ranks is reading files, and every clip lands exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from compressa_hf.clips import ClipConfig, ClipDataset
+from compressa_hf.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT_VERSION = 1
+
+
+@dataclass
+class EncodeConfig:
+    """Arguments of `compressa encode`: which clips, how they are sampled, and how they are encoded.
+
+    Args:
+        source: Source spec: a `videofolder` path, or `name:key=value,...` (see `compressa_hf.sources`).
+        output_dir: Cache folder; an existing one with the same settings is resumed.
+        split: Split of the source to encode.
+        codec: Codec spec for `compressa_hf.codecs.load_codec`, or `default` (the paper's TAESD from the Hub,
+            else the offline TAEF2 weights, else the pixel fallback; a warning names what is used).
+        num_frames / size / policy / short_clips / seed: Clip sampling, see `compressa_hf.clips.ClipConfig`.
+        shard_size: Clips per shard; bounds memory (a shard's latents are held until it is written).
+        clips_per_batch: Clips decoded per DataLoader item and encoded together.
+        num_workers: DataLoader decode workers (0 decodes in the main process).
+        dtype: Codec compute dtype, `float32` or `bfloat16`.
+        device: `auto` (CUDA when present), `cpu` or `cuda`.
+        max_clips: Encode only the first N clips of the split (for quick looks and tests).
+        overwrite: Delete an existing cache with different settings instead of refusing.
+    """
+
+    source: str = field(default="procedural", metadata={"help": "Source spec (videofolder path or name:k=v,...)."})
+    output_dir: str = field(default="outputs/cache", metadata={"help": "Cache folder (resumed when it exists)."})
+    split: str = field(default="train", metadata={"help": "Split to encode."})
+    codec: str = field(default="default", metadata={"help": "Codec spec, or `default`."})
+    num_frames: int = field(default=16, metadata={"help": "T, frames sampled per clip."})
+    size: int = field(default=112, metadata={"help": "Frame side after short-side resize + centre crop."})
+    policy: str = field(default="uniform", metadata={"help": "Frame sampling policy: uniform or gap4."})
+    short_clips: str = field(default="loop", metadata={"help": "Clips shorter than T: loop or pad."})
+    seed: int = field(default=0, metadata={"help": "Seed of random sampling policies."})
+    shard_size: int = field(default=256, metadata={"help": "Clips per shard (bounds memory)."})
+    clips_per_batch: int = field(default=4, metadata={"help": "Clips per decode/encode batch."})
+    num_workers: int = field(default=1, metadata={"help": "DataLoader decode workers (0 = main process)."})
+    dtype: str = field(default="float32", metadata={"help": "Codec compute dtype: float32 or bfloat16."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
+    max_clips: int | None = field(default=None, metadata={"help": "Only the first N clips (quick runs)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a cache made with other settings."})
+
+    def __post_init__(self):
+        if self.shard_size < 1:
+            raise ValueError(f"`shard_size` must be >= 1, got {self.shard_size}")
+        if self.clips_per_batch < 1:
+            raise ValueError(f"`clips_per_batch` must be >= 1, got {self.clips_per_batch}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"`dtype` must be float32 or bfloat16, got {self.dtype!r}")
+        self.clip_config()  # validates the sampling fields
+
+    def clip_config(self) -> ClipConfig:
+        return ClipConfig(self.num_frames, self.size, self.policy, self.short_clips, self.seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.safetensors"
+
+
+# Settings that change the bytes of a cache; a resume with any of them different would mix two caches.
+_IDENTITY_KEYS = ("source", "split", "codec_id", "clip", "shard_size", "max_clips", "dtype", "num_clips")
+
+
+class LatentCache:
+    """Read side of a cache folder written by `encode_split`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        meta_path = os.path.join(self.path, "meta.json")
+        if not os.path.exists(meta_path):
+            raise FileNotFoundError(f"{meta_path} not found: {self.path} is not a latent cache (run `compressa encode`)")
+        with open(meta_path) as f:
+            self.meta = json.load(f)
+        index_path = os.path.join(self.path, "index.jsonl")
+        if not os.path.exists(index_path):
+            raise FileNotFoundError(f"{index_path} not found: the encode pass into {self.path} did not finish; rerun it")
+        with open(index_path) as f:
+            self.index = [json.loads(line) for line in f if line.strip()]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.meta["class_names"]
+
+    def load_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All cached latents in index order: float16 (N, T, C, h, w) raw latents and int64 labels (N,)."""
+        from safetensors.torch import load_file
+
+        shards = {}
+        for shard in sorted({row["shard"] for row in self.index}):
+            shards[shard] = load_file(os.path.join(self.path, "shards", shard))["latents"]
+        if not self.index:
+            c, h, w = self.meta["latent_shape"]
+            return torch.zeros(0, self.meta["clip"]["num_frames"], c, h, w, dtype=torch.float16), torch.zeros(0).long()
+        latents = torch.stack([shards[row["shard"]][row["offset"]] for row in self.index])
+        labels = torch.tensor([row["label"] for row in self.index], dtype=torch.long)
+        return latents, labels
+
+
+def _write_shard(path: str, latents: torch.Tensor, rows: list[dict], skipped: list[dict]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = f"{path}.tmp.{os.getpid()}"
+    save_file(
+        {"latents": latents.contiguous()},
+        tmp,
+        metadata={"rows": json.dumps(rows), "skipped": json.dumps(skipped)},
+    )
+    os.replace(tmp, path)
+
+
+def _read_shard_metadata(path: str) -> tuple[list[dict], list[dict]]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+    return json.loads(meta["rows"]), json.loads(meta["skipped"])
+
+
+def _prepare_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
+    clip = cfg.clip_config()
+    return {
+        "format_version": CACHE_FORMAT_VERSION,
+        "source": cfg.source,
+        "source_info": source.describe(),
+        "split": cfg.split,
+        "class_names": source.class_names,
+        "codec_id": codec.codec_id,
+        "codec_weights": getattr(codec, "weights_source", None),
+        "latent_shape": list(codec.latent_shape(clip.size, clip.size)),
+        "latent_dtype": "float16",
+        "latent_scaling": "raw (TAESD scaling x/6+0.5 maps to [0,1] for uint8 storage)",
+        "clip": asdict(clip),
+        "shard_size": cfg.shard_size,
+        "max_clips": cfg.max_clips,
+        "dtype": cfg.dtype,
+        "num_clips": len(refs),
+    }
+
+
+def _check_or_write_meta(cfg: EncodeConfig, meta: dict, state) -> None:
+    import shutil
+
+    meta_path = os.path.join(cfg.output_dir, "meta.json")
+    if state.is_main_process:
+        if os.path.exists(meta_path):
+            with open(meta_path) as f:
+                old = json.load(f)
+            diff = [k for k in _IDENTITY_KEYS if old.get(k) != meta.get(k)]
+            if diff and not cfg.overwrite:
+                raise ValueError(
+                    f"{cfg.output_dir} holds a cache made with other settings ({', '.join(diff)} differ: "
+                    f"{ {k: old.get(k) for k in diff} } vs { {k: meta.get(k) for k in diff} }); "
+                    "pass --overwrite to replace it or choose another --output_dir"
+                )
+            if diff:
+                logger.warning("--overwrite: removing the cache in %s made with other %s", cfg.output_dir, diff)
+                shutil.rmtree(cfg.output_dir)
+        os.makedirs(os.path.join(cfg.output_dir, "shards"), exist_ok=True)
+        atomic_write_json(meta_path, meta)
+    state.wait_for_everyone()
+
+
+def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = True) -> dict:
+    """Run the cache pass for `cfg` (resuming finished shards) and return the JSON summary.
+
+    Works alone or under `accelerate launch`: each process encodes its shards, the main one merges the index.
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from compressa_hf.codecs import load_codec, load_default_codec
+    from compressa_hf.sources import parse_source_spec
+
+    state = PartialState()
+    device = resolve_device(cfg.device) if state.num_processes == 1 else state.device
+    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    source = source or parse_source_spec(cfg.source)
+    if codec is None:
+        codec = load_default_codec(device, dtype) if cfg.codec == "default" else load_codec(cfg.codec, device, dtype)
+    codec = codec.freeze()
+    refs = source.list_clips(cfg.split)
+    if cfg.max_clips is not None:
+        refs = refs[: cfg.max_clips]
+    meta = _prepare_meta(cfg, source, codec, refs)
+    _check_or_write_meta(cfg, meta, state)
+
+    shard_dir = os.path.join(cfg.output_dir, "shards")
+    num_shards = -(-len(refs) // cfg.shard_size)
+    mine = [k for k in range(num_shards) if k % state.num_processes == state.process_index]
+    todo = [k for k in mine if not os.path.exists(os.path.join(shard_dir, shard_name(k)))]
+    if len(todo) < len(mine):
+        logger.info("resuming: %d of %d shards of this process already done", len(mine) - len(todo), len(mine))
+
+    clip_cfg = cfg.clip_config()
+    stats = {"clips": 0, "frames": 0, "skipped": 0, "short_clips": 0, "filled_frames": 0}
+    start = time.perf_counter()
+    todo_clips = sum(min(cfg.shard_size, len(refs) - k * cfg.shard_size) for k in todo)
+    bar = tqdm(
+        total=todo_clips, unit="clip", desc=f"encode[{state.process_index}]", disable=not progress, smoothing=0.1
+    )
+    for k in todo:
+        shard_refs = refs[k * cfg.shard_size : (k + 1) * cfg.shard_size]
+        latents, rows, skipped = _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar)
+        _write_shard(os.path.join(shard_dir, shard_name(k)), latents, rows, skipped)
+    bar.close()
+    elapsed = time.perf_counter() - start
+
+    state.wait_for_everyone()
+    summary = {"process_index": state.process_index, "elapsed_s": elapsed, **stats}
+    if state.is_main_process:
+        summary = _merge_index(cfg.output_dir, num_shards, meta, elapsed, stats, state.num_processes)
+    state.wait_for_everyone()
+    return summary
+
+
+def _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar):
+    """Decode + encode one shard's clips; returns (latents fp16, index rows, skipped rows)."""
+    dataset = ClipDataset(source, shard_refs, clip_cfg)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.clips_per_batch,
+        num_workers=cfg.num_workers,
+        collate_fn=list,
+        # Decode workers inherit torch's thread pool; one thread each keeps them from fighting the encoder.
+        worker_init_fn=_single_thread_worker,
+        prefetch_factor=4 if cfg.num_workers > 0 else None,
+        persistent_workers=False,
+    )
+    chunks, rows, skipped = [], [], []
+    for batch in loader:
+        good = [item for item in batch if "error" not in item]
+        for item in batch:
+            if "error" in item:
+                skipped.append({"clip_id": item["clip_id"], "path": item["path"], "reason": item["error"]})
+                logger.warning("skipped %s: %s", item["path"], item["error"])
+        if good:
+            frames = torch.from_numpy(np.stack([item["frames"] for item in good]))
+            n, t = frames.shape[:2]
+            images = frames.flatten(0, 1).permute(0, 3, 1, 2).float().div_(255)
+            z = codec.encode(images, batch_size=len(images)).to(torch.float16).cpu()
+            chunks.append(z.unflatten(0, (n, t)))
+            for item in good:
+                rows.append(
+                    {
+                        "clip_id": item["clip_id"],
+                        "label": item["label"],
+                        "path": item["path"],
+                        "frame_indices": item["frame_indices"],
+                        "num_source_frames": item["num_source_frames"],
+                        "filled": item["filled"],
+                        "shard": shard_name(k),
+                        "offset": len(rows),
+                    }
+                )
+                stats["short_clips"] += item["filled"] > 0
+                stats["filled_frames"] += item["filled"]
+            stats["clips"] += n
+            stats["frames"] += n * t
+        stats["skipped"] += len(batch) - len(good)
+        bar.update(len(batch))
+    c, h, w = codec.latent_shape(clip_cfg.size, clip_cfg.size)
+    latents = torch.cat(chunks) if chunks else torch.zeros(0, clip_cfg.num_frames, c, h, w, dtype=torch.float16)
+    return latents, rows, skipped
+
+
+def _single_thread_worker(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _merge_index(output_dir: str, num_shards: int, meta: dict, elapsed: float, stats: dict, world: int) -> dict:
+    """Build index.jsonl, skipped.jsonl and summary.json from the shards' own metadata."""
+    rows, skipped = [], []
+    for k in range(num_shards):
+        path = os.path.join(output_dir, "shards", shard_name(k))
+        if not os.path.exists(path):
+            raise RuntimeError(f"shard {path} is missing after the encode pass; rerun `compressa encode` to resume")
+        r, s = _read_shard_metadata(path)
+        rows += r
+        skipped += s
+    atomic_write_text(os.path.join(output_dir, "index.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(os.path.join(output_dir, "skipped.jsonl"), "".join(json.dumps(s) + "\n" for s in skipped))
+    shard_bytes = sum(
+        os.path.getsize(os.path.join(output_dir, "shards", shard_name(k))) for k in range(num_shards)
+    )
+    summary = {
+        "output_dir": output_dir,
+        "codec_id": meta["codec_id"],
+        "split": meta["split"],
+        "clips_total": meta["num_clips"],
+        "clips_cached": len(rows),
+        "clips_skipped": len(skipped),
+        "short_clips": sum(r["filled"] > 0 for r in rows),
+        "shards": num_shards,
+        "shard_bytes": shard_bytes,
+        "latent_shape": meta["latent_shape"],
+        "num_frames": meta["clip"]["num_frames"],
+        "processes": world,
+        "this_pass": {
+            "elapsed_s": round(elapsed, 3),
+            "clips_per_s": round(stats["clips"] / elapsed, 3) if elapsed > 0 else None,
+            "frames_per_s": round(stats["frames"] / elapsed, 3) if elapsed > 0 else None,
+            "main_process": stats,
+        },
+        "skipped_report": os.path.join(output_dir, "skipped.jsonl"),
+    }
+    if skipped:
+        logger.warning(
+            "%d of %d clips could not be decoded and were skipped; see %s",
+            len(skipped),
+            meta["num_clips"],
+            summary["skipped_report"],
+        )
+    if summary["short_clips"]:
+        logger.info("%d clips were shorter than T=%d and were filled", summary["short_clips"], meta["clip"]["num_frames"])
+    atomic_write_json(os.path.join(output_dir, "summary.json"), summary)
+    return summary

@@ -1,0 +1,51 @@
+"""The `compressa` console script: one subcommand per job, each a thin module under `compressa_hf.commands`.
+
+Only argparse is imported here, so `compressa --help` answers at once; a subcommand imports what it needs.
+Each subcommand parses its own flags with TRL's `TrlParser` (dataclass fields, `--config x.yaml`, CLI overrides,
+unknown keys are errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module with `main(argv)`, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "encode": ("compressa_hf.commands.encode", "stage 1: encode every sampled frame of a split into a latent cache"),
+    "demo": ("compressa_hf.commands.demo", "run the pipeline end to end on the built-in procedural set, offline"),
+}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compressa",
+        description="Distil labelled video datasets into a few latent keyframes per clip (VideoCompressa).",
+        epilog="Run `compressa <command> --help` for a command's options.",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return module.main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""T frames per clip: named sampling policies, short-clip filling, resize + centre crop.
+
+A clip comes out as `SampledClip.frames`, uint8 (T, H, W, 3). Unreadable clips raise `ClipReadError` from
+`sample_clip`; `ClipDataset` turns that into a skip record so that one bad file never stops a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from compressa_hf.sources.base import ClipReadError, ClipRef, VideoSource
+
+logger = logging.getLogger(__name__)
+
+
+def uniform_indices(num_available: int, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+    """The centre frame of each of `num_frames` equal segments of the clip (TSN-style test sampling)."""
+    return [int((i + 0.5) * num_available / num_frames) for i in range(num_frames)]
+
+
+def fixed_gap_indices(
+    num_available: int, num_frames: int, rng: np.random.Generator, gap: int = 4
+) -> list[int]:
+    """Every `gap`-th frame from a random start, as VDSD samples; falls back to uniform when the clip is too short."""
+    span = (num_frames - 1) * gap + 1
+    if num_available < span:
+        return uniform_indices(num_available, num_frames)
+    start = int(rng.integers(0, num_available - span + 1))
+    return [start + gap * i for i in range(num_frames)]
+
+
+#: name -> f(num_available, num_frames, rng) -> indices (only called when num_available >= num_frames)
+POLICIES: dict[str, Callable[..., list[int]]] = {
+    "uniform": uniform_indices,
+    "gap4": fixed_gap_indices,
+}
+
+SHORT_CLIP_MODES = ("loop", "pad")
+
+
+@dataclass
+class ClipConfig:
+    """How frames are taken from a clip.
+
+    Args:
+        num_frames: T, frames kept per clip.
+        size: Output side in pixels: the short side is resized to it, then a centre square crop.
+        policy: Name in `POLICIES`: `uniform` (centre of T equal segments) or `gap4` (every 4th frame from a
+            random start, as VDSD).
+        short_clips: `loop` repeats a clip shorter than T from its start, `pad` repeats its last frame.
+        seed: Seeds random policies; the draw for a clip depends only on (seed, clip_id).
+    """
+
+    num_frames: int = 16
+    size: int = 112
+    policy: str = "uniform"
+    short_clips: str = "loop"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.num_frames < 1:
+            raise ValueError(f"`num_frames` must be >= 1, got {self.num_frames}")
+        if self.size < 8:
+            raise ValueError(f"`size` must be >= 8, got {self.size}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown sampling policy {self.policy!r}; known: {sorted(POLICIES)}")
+        if self.short_clips not in SHORT_CLIP_MODES:
+            raise ValueError(f"`short_clips` must be one of {SHORT_CLIP_MODES}, got {self.short_clips!r}")
+
+
+@dataclass
+class SampledClip:
+    clip_id: str
+    label: int
+    path: str
+    frames: np.ndarray  # uint8 (T, size, size, 3)
+    frame_indices: list[int]  # source frame index of each kept frame
+    num_source_frames: int
+    filled: int  # frames of T that repeat an earlier frame because the clip was short
+
+
+def choose_indices(num_available: int, cfg: ClipConfig, clip_id: str) -> tuple[list[int], int]:
+    """Source indices for T frames and how many of them are filler (clip shorter than T)."""
+    if num_available >= cfg.num_frames:
+        rng = np.random.default_rng([cfg.seed, zlib.crc32(clip_id.encode())])
+        return POLICIES[cfg.policy](num_available, cfg.num_frames, rng), 0
+    filled = cfg.num_frames - num_available
+    if cfg.short_clips == "loop":
+        return [i % num_available for i in range(cfg.num_frames)], filled
+    return [min(i, num_available - 1) for i in range(cfg.num_frames)], filled
+
+
+def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, size, size, 3) uint8: antialiased resize of the short side, centre crop."""
+    t, h, w, _ = frames.shape
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    x = x[:, :, top : top + size, left : left + size]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def sample_clip(source: VideoSource, ref: ClipRef, cfg: ClipConfig) -> SampledClip:
+    """Decode T frames of one clip. Raises `ClipReadError` naming the file when it cannot."""
+    n = source.count_frames(ref)
+    indices, filled = choose_indices(n, cfg, ref.clip_id)
+    got = dict(source.read_frames(ref, indices))
+    if not got:
+        raise ClipReadError(f"no decodable frame in {ref.path}")
+    if len(got) < len(set(indices)):
+        # The container announced more frames than it decodes (truncated file): reuse the last good frame.
+        last = max(got)
+        filled += sum(1 for i in indices if i not in got)
+        indices = [i if i in got else last for i in indices]
+    frames = np.stack([got[i] for i in indices])
+    return SampledClip(ref.clip_id, ref.label, ref.path, resize_crop(frames, cfg.size), indices, n, filled)
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Map-style dataset over clip refs for parallel decoding in DataLoader workers.
+
+    Items are dicts; a clip that fails to decode comes back as `{"error": reason, ...}` instead of raising, so the
+    consumer can report and skip it. Use `collate_fn=list`.
+    """
+
+    def __init__(self, source: VideoSource, refs: list[ClipRef], cfg: ClipConfig):
+        self.source, self.refs, self.cfg = source, refs, cfg
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> dict:
+        ref = self.refs[i]
+        try:
+            return asdict(sample_clip(self.source, ref, self.cfg)) | {"position": i}
+        except ClipReadError as err:
+            return {"position": i, "clip_id": ref.clip_id, "path": ref.path, "error": str(err)}

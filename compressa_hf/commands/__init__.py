@@ -1,0 +1,1 @@
+"""Subcommands of the `compressa` CLI; each module has `make_parser()` and `main(argv)`."""

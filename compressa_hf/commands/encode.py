@@ -1,0 +1,34 @@
+"""Stage 1: encode every sampled frame of a split once into a resumable latent cache.
+
+Usage:
+    compressa encode --source ../shared/data/arid6 --split train --output_dir outputs/arid6_cache \
+        --codec tae:../shared/weights/taef2
+    accelerate launch --cpu --num_processes 2 -m compressa_hf.cli encode --source procedural --output_dir out/c
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def make_parser():
+    from trl import TrlParser
+
+    from compressa_hf.cache import EncodeConfig
+
+    return TrlParser((EncodeConfig,), prog="compressa encode")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from accelerate import PartialState
+
+    from compressa_hf.cache import encode_split
+
+    (cfg,) = make_parser().parse_args_and_config(argv)
+    summary = encode_split(cfg)
+    if PartialState().is_main_process:
+        print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,76 @@
+"""Video sources behind one interface (`VideoSource`) and a registry of name -> "module:Class".
+
+`build_source("videofolder", root="...")` or `build_source("procedural", num_classes=6)`; `parse_source_spec`
+turns the CLI's `--source NAME:key=value,...` or a plain path into the same call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, VideoSource
+
+# Lazy so that `compressa --help` imports nothing heavy and a missing optional dependency only hits its user.
+SOURCES: dict[str, str] = {
+    "videofolder": "compressa_hf.sources.videofolder:VideoFolderSource",
+    "ucf101": "compressa_hf.sources.ucf101:UCF101Source",
+    "hmdb51": "compressa_hf.sources.hmdb51:HMDB51Source",
+    "kinetics400": "compressa_hf.sources.kinetics:Kinetics400Source",
+    "ssv2": "compressa_hf.sources.ssv2:SomethingSomethingV2Source",
+    "hf": "compressa_hf.sources.hf_dataset:HFDatasetSource",
+    "procedural": "compressa_hf.sources.procedural:ProceduralSource",
+}
+
+
+def get_source_class(name: str) -> type[VideoSource]:
+    if name not in SOURCES:
+        raise SourceError(f"unknown source {name!r}; known sources: {sorted(SOURCES)}")
+    module, cls = SOURCES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_source(name: str, **kwargs) -> VideoSource:
+    cls = get_source_class(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise SourceError(f"bad arguments for source {name!r}: {err}") from err
+
+
+def _coerce(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(value.lower(), value)
+
+
+def parse_source_spec(spec: str) -> VideoSource:
+    """`procedural`, `procedural:num_classes=4,seed=1`, `ucf101:root=/data/ucf,fold=2`, or a folder path.
+
+    A bare existing directory is read as a `videofolder`.
+    """
+    if ":" not in spec and os.path.isdir(spec):
+        return build_source("videofolder", root=spec)
+    name, _, rest = spec.partition(":")
+    kwargs = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SourceError(f"bad source option {item!r} in {spec!r}: expected key=value")
+        kwargs[key.strip()] = _coerce(value.strip())
+    return build_source(name, **kwargs)
+
+
+__all__ = [
+    "SOURCES",
+    "ClipReadError",
+    "ClipRef",
+    "SourceError",
+    "VideoSource",
+    "build_source",
+    "get_source_class",
+    "parse_source_spec",
+]

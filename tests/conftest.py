@@ -1,0 +1,59 @@
+"""Shared test fixtures: where ../shared is, small video writers, a tiny codec."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("COMPRESSA_SHARED", REPO.parent / "shared"))
+ARID6 = SHARED / "data" / "arid6"
+TAEF2 = SHARED / "weights" / "taef2"
+QWEN = SHARED / "qwen2_5_vl"
+
+
+def need_shared(path: Path) -> None:
+    """Skip a `real_data` test with a reason when ../shared (or the part it needs) is absent."""
+    if not path.exists():
+        pytest.skip(f"{path} not found: real-data tests need ../shared beside the checkout")
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str = "mpeg4") -> str:
+    """Write uint8 (T, H, W, 3) frames to a real video file with PyAV."""
+    import av
+
+    path = str(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def ramp_frames(t: int, h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
+    """Frames whose brightness encodes the frame index, so a test can tell which frame it got."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 40, size=(1, h, w, 3))
+    levels = np.linspace(40, 215, t).reshape(t, 1, 1, 1)
+    return np.clip(base + levels, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def videofolder(tmp_path) -> Path:
+    """A tiny `videofolder` tree: 2 classes x (2 train, 1 test) clips of different lengths and sizes."""
+    root = tmp_path / "vf"
+    for split, n in (("train", 2), ("test", 1)):
+        for c, cls in enumerate(("Jump", "Run")):
+            for j in range(n):
+                t = 20 + 5 * j + c
+                write_video(root / split / cls / f"clip{j}.mp4", ramp_frames(t, 24 + 8 * c, 32, seed=j))
+    return root
