@@ -106,12 +106,16 @@ class LatentCache:
         self.path = os.fspath(path)
         meta_path = os.path.join(self.path, "meta.json")
         if not os.path.exists(meta_path):
-            raise FileNotFoundError(f"{meta_path} not found: {self.path} is not a latent cache (run `compressa encode`)")
+            raise FileNotFoundError(
+                f"{meta_path} not found: {self.path} is not a latent cache (run `compressa encode`)"
+            )
         with open(meta_path) as f:
             self.meta = json.load(f)
         index_path = os.path.join(self.path, "index.jsonl")
         if not os.path.exists(index_path):
-            raise FileNotFoundError(f"{index_path} not found: the encode pass into {self.path} did not finish; rerun it")
+            raise FileNotFoundError(
+                f"{index_path} not found: the encode pass into {self.path} did not finish; rerun it"
+            )
         with open(index_path) as f:
             self.index = [json.loads(line) for line in f if line.strip()]
 
@@ -144,7 +148,9 @@ def _write_shard(path: str, latents: torch.Tensor, rows: list[dict], skipped: li
     save_file(
         {"latents": latents.contiguous()},
         tmp,
-        metadata={"rows": json.dumps(rows), "skipped": json.dumps(skipped)},
+        # One metadata key: safetensors writes its metadata map in no fixed order, and resumed shards must be
+        # byte-identical to uninterrupted ones.
+        metadata={"compressa": json.dumps({"rows": rows, "skipped": skipped})},
     )
     os.replace(tmp, path)
 
@@ -154,7 +160,8 @@ def _read_shard_metadata(path: str) -> tuple[list[dict], list[dict]]:
 
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()
-    return json.loads(meta["rows"]), json.loads(meta["skipped"])
+    payload = json.loads(meta["compressa"])
+    return payload["rows"], payload["skipped"]
 
 
 def _prepare_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
@@ -206,13 +213,13 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
 
     Works alone or under `accelerate launch`: each process encodes its shards, the main one merges the index.
     """
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     from compressa_hf.codecs import load_codec, load_default_codec
+    from compressa_hf.distributed import get_state
     from compressa_hf.sources import parse_source_spec
 
-    state = PartialState()
+    state = get_state()
     device = resolve_device(cfg.device) if state.num_processes == 1 else state.device
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
     source = source or parse_source_spec(cfg.source)
@@ -320,9 +327,7 @@ def _merge_index(output_dir: str, num_shards: int, meta: dict, elapsed: float, s
         skipped += s
     atomic_write_text(os.path.join(output_dir, "index.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_text(os.path.join(output_dir, "skipped.jsonl"), "".join(json.dumps(s) + "\n" for s in skipped))
-    shard_bytes = sum(
-        os.path.getsize(os.path.join(output_dir, "shards", shard_name(k))) for k in range(num_shards)
-    )
+    shard_bytes = sum(os.path.getsize(os.path.join(output_dir, "shards", shard_name(k))) for k in range(num_shards))
     summary = {
         "output_dir": output_dir,
         "codec_id": meta["codec_id"],
@@ -352,6 +357,8 @@ def _merge_index(output_dir: str, num_shards: int, meta: dict, elapsed: float, s
             summary["skipped_report"],
         )
     if summary["short_clips"]:
-        logger.info("%d clips were shorter than T=%d and were filled", summary["short_clips"], meta["clip"]["num_frames"])
+        logger.info(
+            "%d clips were shorter than T=%d and were filled", summary["short_clips"], meta["clip"]["num_frames"]
+        )
     atomic_write_json(os.path.join(output_dir, "summary.json"), summary)
     return summary

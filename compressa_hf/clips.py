@@ -25,9 +25,7 @@ def uniform_indices(num_available: int, num_frames: int, rng: np.random.Generato
     return [int((i + 0.5) * num_available / num_frames) for i in range(num_frames)]
 
 
-def fixed_gap_indices(
-    num_available: int, num_frames: int, rng: np.random.Generator, gap: int = 4
-) -> list[int]:
+def fixed_gap_indices(num_available: int, num_frames: int, rng: np.random.Generator, gap: int = 4) -> list[int]:
     """Every `gap`-th frame from a random start, as VDSD samples; falls back to uniform when the clip is too short."""
     span = (num_frames - 1) * gap + 1
     if num_available < span:

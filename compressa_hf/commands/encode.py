@@ -3,7 +3,7 @@
 Usage:
     compressa encode --source ../shared/data/arid6 --split train --output_dir outputs/arid6_cache \
         --codec tae:../shared/weights/taef2
-    accelerate launch --cpu --num_processes 2 -m compressa_hf.cli encode --source procedural --output_dir out/c
+    accelerate launch --multi_gpu --num_processes 2 -m compressa_hf.cli encode --source procedural --output_dir out/c
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ def make_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from accelerate import PartialState
-
     from compressa_hf.cache import encode_split
+    from compressa_hf.distributed import get_state
 
     (cfg,) = make_parser().parse_args_and_config(argv)
     summary = encode_split(cfg)
-    if PartialState().is_main_process:
+    if get_state().is_main_process:
         print(json.dumps(summary, indent=2))
     return 0

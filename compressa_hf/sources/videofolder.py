@@ -34,7 +34,9 @@ class VideoFolderSource(VideoSource):
         names = set()
         for split in self._splits:
             names.update(
-                d for d in os.listdir(os.path.join(self.root, split)) if os.path.isdir(os.path.join(self.root, split, d))
+                d
+                for d in os.listdir(os.path.join(self.root, split))
+                if os.path.isdir(os.path.join(self.root, split, d))
             )
         if not names:
             raise SourceError(f"videofolder root {root!r} has no class folders under {self._splits}")
