@@ -65,10 +65,7 @@ class LatentCodec(nn.Module):
     @torch.no_grad()
     def encode(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """(N, 3, H, W) floats in [0, 1] -> (N, C, H/8, W/8) raw latents (float32), in batches."""
-        out = [
-            self._encode(chunk.to(self.device, self.dtype)).float()
-            for chunk in torch.split(images, batch_size)
-        ]
+        out = [self._encode(chunk.to(self.device, self.dtype)).float() for chunk in torch.split(images, batch_size)]
         return torch.cat(out) if out else images.new_zeros((0, *self.latent_shape(*images.shape[-2:])))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

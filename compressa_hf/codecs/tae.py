@@ -168,7 +168,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         state_dict = load_file(str(path), device="cpu")
-    elif path.suffix in (".pth", ".pt"):
+    elif path.suffix == ".pth":
         with open(path, "rb") as f:
             state_dict = torch.load(f, map_location="cpu", weights_only=True)
     else:
@@ -190,11 +190,8 @@ def find_tae_files(directory: str | os.PathLike) -> tuple[Path, Path]:
         raise ValueError(
             f"{directory} holds several TAEs ({names}); pass one encoder file, e.g. {directory / names[0]}_encoder.pth"
         )
-    return _pair_for(
-        next(
-            directory / f"{names[0]}_encoder{s}" for s in _SUFFIXES if (directory / f"{names[0]}_encoder{s}").exists()
-        )
-    )
+    encoder = next(path for s in _SUFFIXES if (path := directory / f"{names[0]}_encoder{s}").exists())
+    return _pair_for(encoder)
 
 
 def _pair_for(encoder: Path) -> tuple[Path, Path]:
