@@ -18,6 +18,14 @@ from compressa_hf.sources.base import ClipReadError
 logger = logging.getLogger(__name__)
 
 
+# A video is a file path, or the bytes of an embedded video (a `datasets` cell) opened from memory.
+Video = str | bytes
+
+
+def _name(video: Video, name: str | None) -> str:
+    return name or (video if isinstance(video, str) else f"<{len(video)} bytes in memory>")
+
+
 def _check_file(path: str) -> None:
     if not os.path.exists(path):
         raise ClipReadError(f"file not found: {path}")
@@ -25,12 +33,17 @@ def _check_file(path: str) -> None:
         raise ClipReadError(f"empty file (0 bytes): {path}")
 
 
-def _open(path: str):
+def _open(video: Video, path: str):
+    import io
+
     import av
 
-    _check_file(path)
+    if isinstance(video, str):
+        _check_file(video)
+    elif not video:
+        raise ClipReadError(f"empty video (0 bytes): {path}")
     try:
-        container = av.open(path)
+        container = av.open(video if isinstance(video, str) else io.BytesIO(video))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
         raise ClipReadError(f"cannot open {path}: {err}") from err
     if not container.streams.video:
@@ -47,11 +60,17 @@ def _in_window(seconds: float | None, start: float | None, end: float | None) ->
     return (start is None or seconds >= start) and (end is None or seconds < end)
 
 
-def count_frames(path: str, start_sec: float | None = None, end_sec: float | None = None) -> int:
-    """Number of video frames in the file (inside the optional time window), counted from packets."""
+def count_frames(
+    video: Video, start_sec: float | None = None, end_sec: float | None = None, name: str | None = None
+) -> int:
+    """Number of video frames in the file (inside the optional time window), counted from packets.
+
+    `name` is how errors refer to an in-memory video (e.g. its dataset row).
+    """
     import av
 
-    container, stream = _open(path)
+    path = _name(video, name)
+    container, stream = _open(video, path)
     try:
         n = 0
         for packet in container.demux(stream):
@@ -69,7 +88,11 @@ def count_frames(path: str, start_sec: float | None = None, end_sec: float | Non
 
 
 def read_frames(
-    path: str, indices: list[int], start_sec: float | None = None, end_sec: float | None = None
+    video: Video,
+    indices: list[int],
+    start_sec: float | None = None,
+    end_sec: float | None = None,
+    name: str | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `(index, HxWx3 uint8 RGB)` for each wanted index, decoding the file once front to back.
 
@@ -81,7 +104,8 @@ def read_frames(
     wanted = sorted(set(indices))
     if not wanted:
         return
-    container, stream = _open(path)
+    path = _name(video, name)
+    container, stream = _open(video, path)
     try:
         i, w = 0, 0
         for frame in container.decode(stream):
@@ -100,13 +124,3 @@ def read_frames(
         raise ClipReadError(f"corrupt stream in {path} after frame {i}: {err}") from err
     finally:
         container.close()
-
-
-def decode_bytes_to_file(data: bytes, suffix: str = ".mp4") -> str:
-    """Write in-memory video bytes (a `datasets` Video cell) to a temp file PyAV can seek in."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="compressa_")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return tmp

@@ -11,7 +11,6 @@ files by path, embedded bytes (Hub parquet, `save_to_disk` output) from memory t
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import tempfile
@@ -19,6 +18,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from compressa_hf.decode import count_frames, read_frames
 from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, VideoSource
 
 logger = logging.getLogger(__name__)
@@ -58,62 +58,6 @@ def _media(cell) -> tuple[str | None, bytes | None]:
         f"video cell of type {type(cell).__name__} is not a file: the video column must hold paths, bytes or "
         "Video features; pick another column with video_column=..."
     )
-
-
-# decode.py opens paths only; these two are its loops over an in-memory container, so that embedded videos are
-# never copied to disk. Frames are counted from packets and numbered in presentation order, as there.
-def _open_bytes(data: bytes, what: str):
-    import av
-
-    try:
-        container = av.open(io.BytesIO(data))
-    except (av.error.FFmpegError, OSError) as err:
-        raise ClipReadError(f"cannot open the embedded video {what}: {err}") from err
-    if not container.streams.video:
-        container.close()
-        raise ClipReadError(f"no video stream in the embedded video {what}")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    return container, stream
-
-
-def count_frames_in_bytes(data: bytes, what: str) -> int:
-    """Frames of an in-memory video, counted from its packets without decoding."""
-    import av
-
-    container, stream = _open_bytes(data, what)
-    try:
-        n = sum(1 for packet in container.demux(stream) if packet.size)
-    except av.error.FFmpegError as err:
-        raise ClipReadError(f"corrupt stream in the embedded video {what}: {err}") from err
-    finally:
-        container.close()
-    if n == 0:
-        raise ClipReadError(f"no frames in the embedded video {what}")
-    return n
-
-
-def read_frames_in_bytes(data: bytes, indices: list[int], what: str) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield `(index, HxWx3 uint8 RGB)` for the wanted indices of an in-memory video, decoding it once."""
-    import av
-
-    wanted = sorted(set(indices))
-    if not wanted:
-        return
-    container, stream = _open_bytes(data, what)
-    i, w = 0, 0
-    try:
-        for frame in container.decode(stream):
-            if i == wanted[w]:
-                yield i, frame.to_ndarray(format="rgb24")
-                w += 1
-                if w == len(wanted):
-                    break
-            i += 1
-    except av.error.FFmpegError as err:
-        raise ClipReadError(f"corrupt stream in the embedded video {what} after frame {i}: {err}") from err
-    finally:
-        container.close()
 
 
 class HFDatasetSource(VideoSource):
@@ -401,12 +345,12 @@ class HFDatasetSource(VideoSource):
 
     def count_frames(self, ref: ClipRef) -> int:
         if ref.extra.get("embedded"):
-            return count_frames_in_bytes(self._embedded_bytes(ref), ref.path)
+            return count_frames(self._embedded_bytes(ref), name=f"the embedded video {ref.path}")
         return super().count_frames(ref)
 
     def read_frames(self, ref: ClipRef, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
         if ref.extra.get("embedded"):
-            yield from read_frames_in_bytes(self._embedded_bytes(ref), indices, ref.path)
+            yield from read_frames(self._embedded_bytes(ref), indices, name=f"the embedded video {ref.path}")
         else:
             yield from super().read_frames(ref, indices)
 
