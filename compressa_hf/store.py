@@ -1,0 +1,213 @@
+"""A distilled set <-> a Hugging Face dataset repository on disk (parquet per config + dataset card).
+
+Layout (one repo holds every ratio of a source, e.g. `compressa_hf/hmdb51_distilled`)::
+
+    README.md                                 card: YAML `configs` (one per ratio) + a section per config
+    data/<config>/train-00000-of-00001.parquet  video_id, label (ClassLabel), latents (K x C x h x w), frame_indices,
+                                              source
+    meta/<config>.json                        what the card says about the config, machine-readable
+
+`datasets.load_dataset(DIR, "ratio_0.41")` loads a config. A config is written into a temp folder and renamed into
+place, and the card is rebuilt from every `meta/*.json`, so adding a config never touches the others' data. This
+module knows nothing of how a set was distilled: callers hand it columns and a metadata dict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from compressa_hf.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def config_name_for_ratio(ratio: float) -> str:
+    """`0.41` -> `ratio_0.41` (the name users pass to `load_dataset`)."""
+    return f"ratio_{ratio:g}"
+
+
+@dataclass
+class DistilledConfig:
+    """One config of a distilled set: its rows and what the card must say about them.
+
+    Args:
+        name: Config name, e.g. `ratio_0.41`.
+        video_ids / labels / sources: One entry per kept video.
+        latents: (N, K, C, h, w), `uint8` (TAESD scaling, see `codecs.base`) or `float16` raw latents.
+        frame_indices: (N, K) source-frame index of each kept latent frame, ascending.
+        class_names: Label names in label order.
+        meta: Card facts: source, split, method, codec_id, latent scaling, ratio numbers, seed, command, ...
+    """
+
+    name: str
+    video_ids: list[str]
+    labels: list[int]
+    latents: np.ndarray
+    frame_indices: np.ndarray
+    sources: list[str]
+    class_names: list[str]
+    meta: dict
+
+    def __post_init__(self):
+        if not _CONFIG_NAME.match(self.name):
+            raise ValueError(f"config name {self.name!r} must be letters, digits, '_', '.', '-'")
+        n = len(self.video_ids)
+        if not (len(self.labels) == len(self.sources) == len(self.latents) == len(self.frame_indices) == n):
+            raise ValueError(
+                f"config {self.name}: column lengths differ (video_ids {n}, labels {len(self.labels)}, "
+                f"latents {len(self.latents)}, frame_indices {len(self.frame_indices)}, sources {len(self.sources)})"
+            )
+        if self.latents.ndim != 5:
+            raise ValueError(f"config {self.name}: latents must be (N, K, C, h, w), got shape {self.latents.shape}")
+        if self.latents.dtype not in (np.uint8, np.float16):
+            raise ValueError(f"config {self.name}: latents must be uint8 or float16, got {self.latents.dtype}")
+
+
+def _features(cfg: DistilledConfig):
+    from datasets import Array4D, ClassLabel, Features, Sequence, Value
+
+    return Features(
+        {
+            "video_id": Value("string"),
+            "label": ClassLabel(names=cfg.class_names),
+            "latents": Array4D(shape=tuple(cfg.latents.shape[1:]), dtype=str(cfg.latents.dtype)),
+            "frame_indices": Sequence(Value("int32")),
+            "source": Value("string"),
+        }
+    )
+
+
+def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
+    """Write (or replace) one config of the repo at `repo_dir` atomically; returns the config's data folder."""
+    from datasets import Dataset
+
+    repo_dir = os.fspath(repo_dir)
+    os.makedirs(os.path.join(repo_dir, "data"), exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=os.path.join(repo_dir, "data"), prefix=f".{cfg.name}.tmp-")
+    try:
+        ds = Dataset.from_dict(
+            {
+                "video_id": list(cfg.video_ids),
+                "label": [int(x) for x in cfg.labels],
+                "latents": list(cfg.latents),
+                "frame_indices": [list(map(int, f)) for f in cfg.frame_indices],
+                "source": list(cfg.sources),
+            },
+            features=_features(cfg),
+        )
+        ds.to_parquet(os.path.join(tmp, "train-00000-of-00001.parquet"))
+        final = os.path.join(repo_dir, "data", cfg.name)
+        old = None
+        if os.path.exists(final):
+            old = f"{final}.old-{os.getpid()}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    meta = cfg.meta | {
+        "config_name": cfg.name,
+        "num_videos": len(cfg.video_ids),
+        "latents_shape": list(cfg.latents.shape[1:]),
+        "latents_dtype": str(cfg.latents.dtype),
+        "class_names": cfg.class_names,
+    }
+    atomic_write_json(os.path.join(repo_dir, "meta", f"{cfg.name}.json"), meta)
+    write_card(repo_dir)
+    return final
+
+
+def read_meta(repo_dir: str | os.PathLike) -> dict[str, dict]:
+    """Config name -> metadata, for every config of the repo on disk."""
+    meta_dir = os.path.join(os.fspath(repo_dir), "meta")
+    if not os.path.isdir(meta_dir):
+        raise FileNotFoundError(f"{meta_dir} not found: {repo_dir} is not a distilled set written by compressa")
+    out = {}
+    for fname in sorted(os.listdir(meta_dir)):
+        if fname.endswith(".json"):
+            with open(os.path.join(meta_dir, fname)) as f:
+                out[fname[: -len(".json")]] = json.load(f)
+    return out
+
+
+def _yaml_header(metas: dict[str, dict]) -> str:
+    import yaml
+
+    header = {
+        "configs": [
+            {"config_name": name, "data_files": [{"split": "train", "path": f"data/{name}/train-*.parquet"}]}
+            for name in metas
+        ],
+        "tags": ["video", "dataset-distillation", "compressa_hf"],
+        "task_categories": ["video-classification"],
+        # Read by compressa_hf to decode rows without guessing; codec ids name a registry entry, never code.
+        "compressa_hf": {
+            name: {k: m[k] for k in ("codec_id", "latents_dtype", "latents_shape", "latent_scaling") if k in m}
+            for name, m in metas.items()
+        },
+    }
+    return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
+
+
+def _config_section(name: str, m: dict) -> str:
+    lines = [f"## `{name}`", ""]
+    facts = [
+        ("source dataset", m.get("source")),
+        ("split", m.get("split")),
+        ("method", m.get("method")),
+        ("frames kept per video (K)", m.get("frames_per_video")),
+        ("videos", m.get("num_videos")),
+        ("codec", m.get("codec_id")),
+        ("latent shape per frame", " x ".join(map(str, m.get("latents_shape", [])[1:]))),
+        ("latent dtype and scaling", f"{m.get('latents_dtype')}; {m.get('latent_scaling')}"),
+        (
+            "achieved ratio",
+            f"{m['achieved_ratio']:.4f} % of the training split's uint8 clips" if "achieved_ratio" in m else None,
+        ),
+        ("stored latent bytes", m.get("stored_bytes")),
+        ("seed", m.get("seed")),
+        ("classes", ", ".join(m.get("class_names", []))),
+    ]
+    lines += [f"- **{k}**: {v}" for k, v in facts if v not in (None, "")]
+    if m.get("command"):
+        lines += ["", "Made with:", "", "```bash", m["command"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(repo_dir: str | os.PathLike) -> None:
+    """Rebuild README.md from every config's metadata."""
+    metas = read_meta(repo_dir)
+    body = [
+        "# Distilled video dataset",
+        "",
+        "Latent keyframes written by [compressa_hf](https://github.com/compressa-hf/compressa_hf). Each row is one "
+        "video: `latents` holds K frames of a frozen tiny VAE's latent code; decode them with the codec named below "
+        "(`compressa_hf.codecs.load_codec`) to get RGB frames.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        f'ds = load_dataset("<this repo>", "{next(iter(metas), "ratio_X")}", split="train")',
+        "```",
+        "",
+    ]
+    body += [_config_section(name, m) for name, m in metas.items()]
+    atomic_write_text(os.path.join(os.fspath(repo_dir), "README.md"), _yaml_header(metas) + "\n" + "\n".join(body))
+
+
+def load_config(repo: str, config: str, **kwargs):
+    """`datasets.load_dataset(repo, config, split="train")`, for a Hub repo or a folder on disk."""
+    from datasets import load_dataset
+
+    return load_dataset(repo, config, split="train", **kwargs)
