@@ -1,0 +1,249 @@
+"""Distil a labelled video split into K latent keyframes per video (VideoCompressa) and write a Hub dataset repo.
+
+Usage:
+    compressa distill --source ../shared/data/arid6 --ratio 0.41 --output outputs/arid6_distilled \
+        --codec tae:../shared/weights/taef2
+    compressa distill --source procedural --ratio 0.5 --output out/proc --dry-run      # the plan, no compute
+    compressa distill ... --resume                                                    # after a kill
+    accelerate launch --multi_gpu --num_processes 2 -m compressa_hf.cli distill --source ... --ratio ... --output ...
+
+Steps: (1) the latent cache of the split (stage 1, resumable; kept in `--work_dir`); (2) the budget plan: the
+ratio buys K frames per video for some videos per class as uint8 or float16 latents; when it buys fewer videos
+than the split has, a seeded random subset per class is kept (the coreset step); (3) joint optimisation of the
+latents, the frame scorer and a guide network (`compressa_hf.distill.videocompressa`), checkpointed; (4) top-K
+frames per video written as config `ratio_<r>` of the repo at `--output`. A JSON summary ends the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillArguments:
+    """Arguments of `compressa distill` besides the method's hyperparameters (`VideoCompressaConfig`).
+
+    Args:
+        source: Source spec (a `videofolder` path or `name:key=value,...`).
+        output: Distilled set folder (a Hub dataset repo layout; other configs in it are kept).
+        ratio: Storage budget in percent of the split's uint8 T x 3 x H x W clips.
+        split: Split to distil.
+        dtype: Latent storage dtype: `uint8` (TAESD scaling), `float16`, or `auto` (uint8 unless float16 fits the
+            same plan).
+        config_name: Config name in the repo (default `ratio_<ratio>`).
+        work_dir: Cache and checkpoints (default `<output>.work`).
+        codec / num_frames / size / policy / num_workers: The latent cache, see `compressa encode`.
+        dry_run: Print the plan (bytes, videos, K, visual tokens per Qwen2.5-VL sample) and stop.
+        resume: Continue from the checkpoints in `work_dir` (the cache always resumes).
+        push_to_hub: Also upload the repo to this Hub dataset id (`org/name`).
+        private: Create the Hub repo as private.
+    """
+
+    source: str = field(default="procedural", metadata={"help": "Source spec."})
+    output: str = field(default="outputs/distilled", metadata={"help": "Distilled set folder (Hub repo layout)."})
+    ratio: float | None = field(default=None, metadata={"help": "Budget in percent of the split's uint8 clips."})
+    split: str = field(default="train", metadata={"help": "Split to distil."})
+    dtype: str = field(default="auto", metadata={"help": "Latent storage dtype: uint8, float16 or auto."})
+    config_name: str | None = field(default=None, metadata={"help": "Config name (default ratio_<ratio>)."})
+    work_dir: str | None = field(default=None, metadata={"help": "Cache + checkpoints (default <output>.work)."})
+    codec: str = field(default="default", metadata={"help": "Codec spec, or `default`."})
+    num_frames: int = field(default=16, metadata={"help": "T, frames sampled per clip."})
+    size: int = field(default=112, metadata={"help": "Frame side."})
+    policy: str = field(default="uniform", metadata={"help": "Frame sampling policy."})
+    num_workers: int = field(default=1, metadata={"help": "Decode workers of the cache pass."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the plan only."})
+    resume: bool = field(default=False, metadata={"help": "Resume from checkpoints in work_dir."})
+    push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset id to upload to."})
+    private: bool = field(default=False, metadata={"help": "Private Hub repo."})
+
+    def __post_init__(self):
+        if self.ratio is not None and not self.ratio > 0:
+            raise ValueError(f"`ratio` must be > 0 (percent), got {self.ratio}")
+        if self.dtype not in ("auto", "uint8", "float16"):
+            raise ValueError(f"`dtype` must be auto, uint8 or float16, got {self.dtype!r}")
+        self.work_dir = self.work_dir or os.path.normpath(self.output) + ".work"
+
+
+def make_parser():
+    from trl import TrlParser
+
+    from compressa_hf.distill.videocompressa import VideoCompressaConfig
+
+    return TrlParser((DistillArguments, VideoCompressaConfig), prog="compressa distill")
+
+
+def _counts_per_class(labels: list[int], num_classes: int) -> list[int]:
+    counts = [0] * num_classes
+    for y in labels:
+        counts[y] += 1
+    missing = [c for c, n in enumerate(counts) if n == 0]
+    if missing:
+        raise ValueError(f"classes {missing} have no video in the split; the planner needs every class")
+    return counts
+
+
+def plan_for(args: DistillArguments, frames_per_video: int | None, labels: list[int], num_classes: int, latent_shape):
+    """The budget plan; `frames_per_video` fixes K (the method config's `--frames_per_video`), None lets it choose."""
+    from compressa_hf.distill.budget import plan_budget, ratio_for_frames
+
+    counts = _counts_per_class(labels, num_classes)
+    ratio = args.ratio
+    if ratio is None:
+        if frames_per_video is None:
+            raise ValueError("give --ratio (percent of the split's bytes) or --frames_per_video K (all videos)")
+        dtype = "uint8" if args.dtype == "auto" else args.dtype  # K fixed for every video: the ratio it costs
+        ratio = ratio_for_frames(frames_per_video, args.num_frames, args.size, latent_shape, dtype)
+    return plan_budget(ratio, counts, args.num_frames, args.size, latent_shape, frames_per_video, args.dtype)
+
+
+def choose_videos(labels: list[int], videos_per_class: list[int], seed: int) -> list[int]:
+    """Positions of the videos kept: all of them, or a seeded random subset of each class (the coreset step)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    keep = []
+    for c, n in enumerate(videos_per_class):
+        members = np.flatnonzero(labels == c)
+        keep += members.tolist() if n >= len(members) else sorted(rng.choice(members, size=n, replace=False).tolist())
+    return sorted(keep)
+
+
+def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
+    import dataclasses
+
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+
+    from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
+    from compressa_hf.codecs import load_codec, load_default_codec
+    from compressa_hf.codecs.base import latents_to_uint8
+    from compressa_hf.distill.videocompressa import distill
+    from compressa_hf.distributed import get_state
+    from compressa_hf.io import atomic_write_json
+    from compressa_hf.sources import parse_source_spec
+    from compressa_hf.store import DistilledConfig, config_name_for_ratio, write_config
+
+    state = get_state()
+    codec = load_default_codec() if args.codec == "default" else load_codec(args.codec)
+    source = parse_source_spec(args.source)
+
+    if args.dry_run:
+        refs = source.list_clips(args.split)
+        plan = plan_for(
+            args,
+            vc_cfg.frames_per_video,
+            [r.label for r in refs],
+            len(source.class_names),
+            codec.latent_shape(args.size, args.size),
+        )
+        return {"dry_run": True, "plan": plan.to_dict(), "plan_text": plan.describe(), "codec_id": codec.codec_id}
+
+    cache_dir = os.path.join(args.work_dir, f"cache_{args.split}")
+    enc = EncodeConfig(
+        source=args.source,
+        output_dir=cache_dir,
+        split=args.split,
+        codec=codec.codec_id,
+        num_frames=args.num_frames,
+        size=args.size,
+        policy=args.policy,
+        seed=vc_cfg.seed,
+        num_workers=args.num_workers,
+    )
+    cache_summary = encode_split(enc, codec=codec, source=source)
+    cache = LatentCache(cache_dir)
+    labels_all = [row["label"] for row in cache.index]
+    plan = plan_for(args, vc_cfg.frames_per_video, labels_all, len(cache.class_names), cache.meta["latent_shape"])
+    logger.info("budget plan:\n%s", plan.describe())
+    keep = choose_videos(labels_all, list(plan.videos_per_class), vc_cfg.seed)
+
+    latents, labels = cache.load_latents()
+    latents, labels = latents[keep], labels[keep]
+    vc_cfg = dataclasses.replace(vc_cfg, frames_per_video=plan.frames_per_video)
+    name = args.config_name or config_name_for_ratio(args.ratio if args.ratio is not None else plan.achieved_ratio)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available()) if state.num_processes > 1 else None
+    result = distill(
+        latents,
+        labels,
+        codec,
+        vc_cfg,
+        num_classes=len(cache.class_names),
+        checkpoint_dir=os.path.join(args.work_dir, f"checkpoints_{name}"),
+        resume=args.resume,
+        accelerator=accelerator,
+    )
+
+    summary = {"config_name": name, "plan": plan.to_dict(), "cache": cache_summary, "distill": result.summary()}
+    if state.is_main_process:
+        kept_rows = [cache.index[i] for i in keep]
+        positions = result.frame_indices.numpy()
+        stored = (
+            latents_to_uint8(result.latents) if plan.dtype == "uint8" else result.latents.to(torch.float16)
+        ).numpy()
+        assert stored.nbytes == plan.stored_bytes, (stored.nbytes, plan.stored_bytes)
+        frame_indices = np.array([[row["frame_indices"][p] for p in pos] for row, pos in zip(kept_rows, positions)])
+        meta = {
+            "source": args.source,
+            "source_info": cache.meta["source_info"],
+            "split": args.split,
+            "method": "videocompressa",
+            "codec_id": codec.codec_id,
+            "latent_scaling": (
+                "uint8 = round(255 * clamp(z / 6 + 0.5, 0, 1)) (TAESD); z = (q / 255 - 0.5) * 6"
+                if plan.dtype == "uint8"
+                else "raw latents"
+            ),
+            "frames_per_video": plan.frames_per_video,
+            "requested_ratio": plan.ratio,
+            "achieved_ratio": plan.achieved_ratio,
+            "stored_bytes": plan.stored_bytes,
+            "full_bytes": plan.full_bytes,
+            "visual_tokens_per_sample": plan.visual_tokens_per_sample,
+            "clip": cache.meta["clip"],
+            "seed": vc_cfg.seed,
+            "hyperparameters": asdict(vc_cfg),
+            "command": command,
+        }
+        write_config(
+            args.output,
+            DistilledConfig(
+                name=name,
+                video_ids=[row["clip_id"] for row in kept_rows],
+                labels=[row["label"] for row in kept_rows],
+                latents=stored,
+                frame_indices=frame_indices,
+                sources=[row["path"] for row in kept_rows],
+                class_names=cache.class_names,
+                meta=meta,
+            ),
+        )
+        summary["output"] = {"repo": args.output, "config": name, "videos": len(kept_rows)}
+        if args.push_to_hub:
+            from compressa_hf.hub import push_repo
+
+            summary["push"] = push_repo(args.output, args.push_to_hub, private=args.private)
+        atomic_write_json(os.path.join(args.work_dir, f"summary_{name}.json"), summary)
+    state.wait_for_everyone()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from compressa_hf.distributed import get_state
+
+    args, vc_cfg = make_parser().parse_args_and_config(argv)
+    command = "compressa distill " + shlex.join(argv if argv is not None else sys.argv[1:])
+    summary = run(args, vc_cfg, command=command)
+    if get_state().is_main_process:
+        if summary.get("dry_run"):
+            print(summary["plan_text"])
+        print(json.dumps(summary, indent=2, default=str))
+    return 0
