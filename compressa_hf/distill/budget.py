@@ -1,0 +1,241 @@
+"""The ratio planner: turn a storage ratio (percent) into frames per video, videos per class and a latent dtype.
+
+The ratio is the paper's: bytes of the stored latents of the distilled set over bytes of the training split
+stored as uint8 clips of T x 3 x H x W. With uint8 latents of 4 x 14 x 14, T = 16 and 112 x 112 frames, K = 4
+frames per video gives 4 * 784 / 602112 = 0.5208 % and K = 1 gives 0.1302 % (the paper's UCF101 0.52 / 0.13).
+
+Rules, in order:
+1. `budget_bytes = floor(ratio / 100 * full_bytes)`, computed with exact fractions (the ratio is read from its
+   decimal string, so 0.52 means 13/2500 and not the nearest binary float).
+2. Without `frames_per_video`: the largest K <= T such that every video keeps K frames. If not even K = 1 fits
+   for every video, keep K = 1 and keep the same number of videos v per class, the largest v that fits (a class
+   with fewer than v videos keeps all of them), v >= 1.
+3. With `frames_per_video` fixed: all videos if they fit, else the largest v per class as above.
+4. The stored bytes never exceed the budget, so the achieved ratio never exceeds the requested one; a budget that
+   cannot hold one frame for one video of every class is an error that says which ratio would work.
+
+Note the paper's ratios are rounded: K = 4 needs 0.5208 %, so `--ratio 0.52` yields K = 3 for every video
+(0.39 %), and `describe()` says which ratio the next K needs. Ask for the exact value (`ratio_for_frames`) to
+reproduce a paper setting.
+
+dtype: "uint8" stores TAESD-scaled latents (~0.1 dB PSNR cost, FACTS.md), "float16" raw latents at twice the
+bytes. "auto" means uint8 (twice the frames for a 0.1 dB loss), except where float16 gives exactly the same K and
+videos - only when the budget already holds all T frames of every video twice over - where the extra precision is
+free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+DTYPE_BYTES = {"uint8": 1, "float16": 2}
+
+# Qwen2.5-VL video geometry (FACTS.md): 14-pixel patches, 2 frames per temporal patch, 2x2 spatial merge.
+QWEN_PATCH = 14
+QWEN_TEMPORAL_PATCH = 2
+QWEN_MERGE = 2
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _as_fraction(ratio: float | str | Fraction) -> Fraction:
+    if isinstance(ratio, Fraction):
+        return ratio
+    try:
+        return Fraction(str(ratio))
+    except ValueError as err:
+        raise ValueError(f"ratio must be a number (percent), got {ratio!r}") from err
+
+
+def qwen_visual_tokens(frames: int, frame_size: int | Sequence[int]) -> int:
+    """Visual tokens Qwen2.5-VL spends on a clip of `frames` frames, with the processor's size bounds set so frames
+    are not rescaled beyond the 28-pixel grid: grid (ceil(K/2), H'/14, W'/14) with H', W' rounded to a multiple of
+    28, tokens = prod(grid) / 4. 4 frames at 112 x 112 -> 32 tokens."""
+    h, w = _pair(frame_size)
+    factor = QWEN_PATCH * QWEN_MERGE
+    h_bar = max(factor, round(h / factor) * factor)
+    w_bar = max(factor, round(w / factor) * factor)
+    grid_t = math.ceil(frames / QWEN_TEMPORAL_PATCH)
+    return grid_t * (h_bar // QWEN_PATCH) * (w_bar // QWEN_PATCH) // (QWEN_MERGE * QWEN_MERGE)
+
+
+def ratio_for_frames(
+    frames_per_video: int,
+    num_frames: int,
+    frame_size: int | Sequence[int],
+    latent_shape: Sequence[int],
+    dtype: str = "uint8",
+) -> Fraction:
+    """Exact ratio (percent) of keeping `frames_per_video` latent frames of every video."""
+    h, w = _pair(frame_size)
+    per_frame = math.prod(latent_shape) * DTYPE_BYTES[dtype]
+    return Fraction(100 * frames_per_video * per_frame, num_frames * 3 * h * w)
+
+
+@dataclass
+class BudgetPlan:
+    """What a ratio buys: K frames for `videos_per_class` videos per class, stored as `dtype`.
+
+    `videos_per_class` follows the input's form (a list by class index, or a dict with the same keys).
+    `achieved_ratio` is `stored_bytes / full_bytes * 100`, correctly rounded from the exact fraction, and never
+    above `ratio`. `coreset` is True when some videos are dropped.
+    """
+
+    ratio: float
+    frames_per_video: int
+    videos_per_class: list[int] | dict
+    total_videos: int
+    num_videos: int
+    dtype: str
+    bytes_per_frame: int
+    stored_bytes: int
+    full_bytes: int
+    budget_bytes: int
+    achieved_ratio: float
+    coreset: bool
+    visual_tokens_per_sample: int
+    num_frames: int
+    frame_size: tuple[int, int]
+    latent_shape: tuple[int, ...]
+    next_frames_ratio: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """A few lines for `--dry-run`."""
+        h, w = self.frame_size
+        kept = (
+            f"all {self.num_videos} videos"
+            if not self.coreset
+            else f"{self.total_videos} of {self.num_videos} videos (<= {max(self._counts(), default=0)} per class)"
+        )
+        lines = [
+            f"ratio {self.ratio}% of {self.num_videos} clips x {self.num_frames} x 3 x {h} x {w} uint8 "
+            f"= {self.budget_bytes:,} of {self.full_bytes:,} bytes",
+            f"plan: K={self.frames_per_video} frame(s) per video for {kept}, latents {tuple(self.latent_shape)} "
+            f"as {self.dtype} ({self.bytes_per_frame:,} bytes/frame)",
+            f"stored {self.stored_bytes:,} bytes = {self.achieved_ratio:.4f}% (requested {self.ratio}%)",
+            f"Qwen2.5-VL visual tokens per sample: {self.visual_tokens_per_sample}",
+        ]
+        if self.next_frames_ratio is not None:
+            lines.append(
+                f"K={self.frames_per_video + 1} for every video would need ratio >= {self.next_frames_ratio:.6f}%"
+            )
+        return "\n".join(lines)
+
+    def _counts(self) -> list[int]:
+        v = self.videos_per_class
+        return list(v.values()) if isinstance(v, Mapping) else list(v)
+
+
+def _videos_per_class_cap(counts: list[int], frames_budget: int) -> int:
+    """Largest v with sum(min(v, n_c)) <= frames_budget (v frames of one per-video unit each)."""
+    lo, hi = 0, max(counts)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if sum(min(mid, n) for n in counts) <= frames_budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def plan_budget(
+    ratio: float | str | Fraction,
+    num_videos_per_class: Sequence[int] | Mapping,
+    num_frames: int,
+    frame_size: int | Sequence[int],
+    latent_shape: Sequence[int],
+    frames_per_video: int | None = None,
+    dtype: str = "auto",
+) -> BudgetPlan:
+    """Plan K, videos per class and dtype for a storage `ratio` (percent); see the module docstring for the rules.
+
+    Args:
+        ratio: Requested ratio in percent, e.g. 0.52.
+        num_videos_per_class: Training videos per class, a list by class index or a dict keyed by class.
+        num_frames: T, frames per cached clip (the denominator's clip length).
+        frame_size: H or (H, W) of the cached clips.
+        latent_shape: (C, h, w) of one latent frame.
+        frames_per_video: Fix K instead of taking the largest that fits.
+        dtype: "uint8", "float16" or "auto".
+    """
+    if dtype not in (*DTYPE_BYTES, "auto"):
+        raise ValueError(f"dtype must be one of {[*DTYPE_BYTES, 'auto']}, got {dtype!r}")
+    exact_ratio = _as_fraction(ratio)
+    if exact_ratio <= 0:
+        raise ValueError(f"ratio must be > 0 (percent), got {ratio}")
+    keys = list(num_videos_per_class) if isinstance(num_videos_per_class, Mapping) else None
+    counts = (
+        [int(num_videos_per_class[k]) for k in keys] if keys is not None else [int(n) for n in num_videos_per_class]
+    )
+    if not counts or any(n < 1 for n in counts):
+        raise ValueError(f"every class needs at least one video, got counts {counts}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if frames_per_video is not None and not 1 <= frames_per_video <= num_frames:
+        raise ValueError(f"frames_per_video must be in [1, T={num_frames}], got {frames_per_video}")
+    h, w = _pair(frame_size)
+    latent_shape = tuple(int(s) for s in latent_shape)
+    num_videos = sum(counts)
+    full_bytes = num_videos * num_frames * 3 * h * w
+    budget_bytes = math.floor(exact_ratio * full_bytes / 100)
+
+    def plan_for(dt: str) -> tuple[int, int | None]:
+        """(K, videos per class cap or None for all) under dtype `dt`; K = 0 when nothing fits."""
+        per_frame = math.prod(latent_shape) * DTYPE_BYTES[dt]
+        frames_budget = budget_bytes // per_frame
+        if frames_per_video is None:
+            k = min(num_frames, frames_budget // num_videos)
+            if k >= 1:
+                return k, None
+            k = 1
+        else:
+            k = frames_per_video
+            if k * num_videos <= frames_budget:
+                return k, None
+        return k, _videos_per_class_cap(counts, frames_budget // k)
+
+    chosen = "uint8" if dtype == "auto" else dtype
+    k, cap = plan_for(chosen)
+    if dtype == "auto" and cap is None and plan_for("float16") == (k, None):
+        chosen = "float16"  # same K and videos at higher precision costs nothing
+    if cap is not None and cap < 1:
+        one_each = ratio_for_frames(k, num_frames, (h, w), latent_shape, chosen) * len(counts) / num_videos
+        raise ValueError(
+            f"ratio {ratio}% ({budget_bytes:,} bytes) cannot hold {k} {chosen} latent frame(s) for one video of "
+            f"each of the {len(counts)} classes; the smallest ratio that can is {float(one_each):.6f}% "
+            f"(or use dtype='uint8' / fewer frames per video)"
+        )
+    kept = counts if cap is None else [min(cap, n) for n in counts]
+    per_frame = math.prod(latent_shape) * DTYPE_BYTES[chosen]
+    stored = sum(kept) * k * per_frame
+    assert stored <= budget_bytes, (stored, budget_bytes)  # the rules above guarantee it
+    next_ratio = None
+    if cap is None and k < num_frames:
+        next_ratio = float(ratio_for_frames(k + 1, num_frames, (h, w), latent_shape, chosen))
+    return BudgetPlan(
+        ratio=float(exact_ratio),
+        frames_per_video=k,
+        videos_per_class=dict(zip(keys, kept)) if keys is not None else kept,
+        total_videos=sum(kept),
+        num_videos=num_videos,
+        dtype=chosen,
+        bytes_per_frame=per_frame,
+        stored_bytes=stored,
+        full_bytes=full_bytes,
+        budget_bytes=budget_bytes,
+        achieved_ratio=float(Fraction(100 * stored, full_bytes)),
+        coreset=cap is not None and sum(kept) < num_videos,
+        visual_tokens_per_sample=qwen_visual_tokens(k, (h, w)),
+        num_frames=num_frames,
+        frame_size=(h, w),
+        latent_shape=latent_shape,
+        next_frames_ratio=next_ratio,
+    )

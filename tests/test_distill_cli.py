@@ -1,0 +1,125 @@
+"""`compressa distill` and `compressa show` end to end: plan, Hub layout, kill + resume, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from compressa_hf.commands.distill import choose_videos
+from compressa_hf.store import load_config, read_meta
+from tests.conftest import REPO
+from tests.test_cache import _free_port
+
+SOURCE = "procedural:num_classes=3,train_per_class=6,length=32,frame_size=32"
+ARGS = ["--source", SOURCE, "--size", "32", "--codec", "pixel", "--num_workers", "0", "--batch_size", "4",
+        "--guide_width", "16", "--passes", "2"]  # fmt: skip
+ENV = os.environ | {"PYTHONPATH": str(REPO)}
+
+
+def _distill(*extra: str, launcher: list[str] | None = None, check=True, **kw):
+    cmd = [
+        *(launcher or [sys.executable]),
+        "-m",
+        "compressa_hf.cli",
+        "--log-level",
+        "WARNING",
+        "distill",
+        *ARGS,
+        *extra,
+    ]
+    return subprocess.run(cmd, check=check, env=ENV, capture_output=True, text=True, **kw)
+
+
+def _rows(repo, config):
+    ds = load_config(str(repo), config, cache_dir=str(repo) + ".hf").with_format("numpy")
+    return {
+        "video_id": list(ds["video_id"]),
+        "latents": np.asarray(ds["latents"]),
+        "frame_indices": np.asarray(ds["frame_indices"]),
+    }
+
+
+def test_dry_run_prints_the_plan_and_computes_nothing(tmp_path):
+    out = _distill("--ratio", "0.5", "--output", str(tmp_path / "set"), "--dry-run").stdout
+    assert "plan: K=" in out and "Qwen2.5-VL visual tokens per sample" in out
+    assert not (tmp_path / "set").exists() and not (tmp_path / "set.work").exists()
+
+
+@pytest.mark.slow
+def test_distill_writes_a_loadable_set_within_budget_and_show_draws_it(tmp_path):
+    repo = tmp_path / "set"
+    _distill("--ratio", "0.5", "--output", str(repo))
+    meta = read_meta(repo)["ratio_0.5"]
+    rows = _rows(repo, "ratio_0.5")
+    k = meta["frames_per_video"]
+    assert rows["latents"].shape == (18, k, 3, 4, 4)
+    assert meta["stored_bytes"] == rows["latents"].size * (1 if meta["latents_dtype"] == "uint8" else 2)
+    assert meta["achieved_ratio"] <= 0.5
+    assert meta["stored_bytes"] / meta["full_bytes"] * 100 == pytest.approx(meta["achieved_ratio"])
+    # kept frames are source frames of the cached T, ascending
+    cache = [json.loads(x) for x in (tmp_path / "set.work" / "cache_train" / "index.jsonl").read_text().splitlines()]
+    for row, fi in zip(cache, rows["frame_indices"]):
+        assert set(fi) <= set(row["frame_indices"]) and list(fi) == sorted(fi)
+    subprocess.run(
+        [sys.executable, "-m", "compressa_hf.cli", "show", str(repo), "--num_videos", "2"],
+        check=True, env=ENV, capture_output=True,
+    )  # fmt: skip
+    pngs = sorted((repo / "show" / "ratio_0.5").glob("*.png"))
+    assert len(pngs) == 2
+    from PIL import Image
+
+    assert Image.open(pngs[0]).size[0] > 16 * 32  # T frames side by side
+
+
+def test_coreset_step_keeps_the_planned_videos_per_class():
+    labels = [0] * 5 + [1] * 3 + [2] * 4
+    keep = choose_videos(labels, [2, 2, 2], seed=0)
+    assert len(keep) == 6 and [sum(labels[i] == c for i in keep) for c in range(3)] == [2, 2, 2]
+    assert choose_videos(labels, [2, 2, 2], seed=0) == keep != choose_videos(labels, [2, 2, 2], seed=1)
+    assert choose_videos(labels, [5, 3, 4], seed=0) == list(range(12))
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_same_set(tmp_path):
+    common = ["--ratio", "1.0", "--checkpoint_steps", "1", "--batch_size", "2", "--passes", "3"]
+    _distill(*common, "--output", str(tmp_path / "ref"))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compressa_hf.cli", "--log-level", "WARNING", "distill", *ARGS, *common,
+         "--output", str(tmp_path / "run")],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ckpt = tmp_path / "run.work" / "checkpoints_ratio_1" / "videocompressa_rank0.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.005)
+    time.sleep(0.3)  # a few steps in
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (tmp_path / "run" / "README.md").exists(), "the kill must land mid-distillation"
+
+    _distill(*common, "--output", str(tmp_path / "run"), "--resume")
+    a, b = _rows(tmp_path / "run", "ratio_1"), _rows(tmp_path / "ref", "ratio_1")
+    assert a["video_id"] == b["video_id"]
+    assert np.array_equal(a["latents"], b["latents"]) and np.array_equal(a["frame_indices"], b["frame_indices"])
+
+
+@pytest.mark.slow
+def test_two_processes_produce_a_set_covering_every_video(tmp_path):
+    launcher = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()),
+    ]  # fmt: skip
+    _distill("--ratio", "1.0", "--output", str(tmp_path / "ddp"), launcher=launcher)
+    rows = _rows(tmp_path / "ddp", "ratio_1")
+    assert len(rows["video_id"]) == 18 == len(set(rows["video_id"]))
+    summary = json.loads((tmp_path / "ddp.work" / "summary_ratio_1.json").read_text())
+    assert summary["cache"]["processes"] == 2
