@@ -1,8 +1,10 @@
 """A built-in, generated action set where *which frames are kept* decides the accuracy.
 
-Every clip is a static, cluttered scene (random colour gradient and rectangles, shared statistics across classes)
-with a grey distractor disc drifting across it the whole time, plus sensor noise. The class shows only during a
-short event of `event_length` frames at a random time: a bright shape, one per class, moves across the scene.
+Every clip is one of `num_scenes` static, cluttered scenes (colour gradient and rectangles) shared by all classes,
+with a grey distractor disc drifting across it the whole time, plus sensor noise that differs in every frame. The
+class shows only during a short event of `event_length` frames at a random time: a bright shape, one per class,
+moves across the scene from a random place in a random direction. Scenes are shared so that nothing outside the
+event tells the classes apart or identifies a clip: a network can only learn the label from event frames.
 All other frames are redundant and carry no label information, so a uniform K-of-T sample that misses the event
 leaves a network at chance for that clip, while a selector that finds the event frame recovers the label.
 
@@ -53,6 +55,7 @@ class ProceduralSource(VideoSource):
         event_length: Frames during which the class shape is visible and moving.
         frame_size: Side of the generated square frames in pixels.
         noise: Standard deviation of per-pixel sensor noise (0-255 scale), different in every frame.
+        num_scenes: Backgrounds (scene + distractor path) shared across classes; each clip draws one.
         seed: Seeds everything.
     """
 
@@ -67,17 +70,20 @@ class ProceduralSource(VideoSource):
         event_length: int = 4,
         frame_size: int = 112,
         noise: float = 6.0,
+        num_scenes: int = 4,
         seed: int = 0,
     ):
         if not 2 <= num_classes <= len(SHAPES):
             raise SourceError(f"procedural `num_classes` must be in [2, {len(SHAPES)}], got {num_classes}")
         if not 1 <= event_length <= length:
             raise SourceError(f"procedural `event_length` must be in [1, length={length}], got {event_length}")
+        if num_scenes < 1:
+            raise SourceError(f"procedural `num_scenes` must be >= 1, got {num_scenes}")
         if frame_size < 16:
             raise SourceError(f"procedural `frame_size` must be >= 16, got {frame_size}")
         self.num_classes, self.length, self.event_length = num_classes, length, event_length
         self.per_class = {"train": train_per_class, "test": test_per_class}
-        self.frame_size, self.noise, self.seed = frame_size, noise, seed
+        self.frame_size, self.noise, self.num_scenes, self.seed = frame_size, noise, num_scenes, seed
 
     @property
     def class_names(self) -> list[str]:
@@ -89,6 +95,7 @@ class ProceduralSource(VideoSource):
             "event_length": self.event_length,
             "frame_size": self.frame_size,
             "per_class": self.per_class,
+            "num_scenes": self.num_scenes,
             "seed": self.seed,
         }
 
@@ -100,13 +107,15 @@ class ProceduralSource(VideoSource):
         for label in range(self.num_classes):
             for j in range(self.per_class[split]):
                 key = (self.seed, _SPLIT_IDS[split], label, j)
-                start = int(np.random.default_rng(key).integers(0, self.length - self.event_length + 1))
+                rng = np.random.default_rng(key)
+                start = int(rng.integers(0, self.length - self.event_length + 1))
+                scene = int(rng.integers(0, self.num_scenes))
                 refs.append(
                     ClipRef(
                         clip_id=f"{split}/{label:02d}_{j:05d}",
                         label=label,
                         path=f"procedural://{split}/{label:02d}_{j:05d}",
-                        extra={"key": key, "event_start": start},
+                        extra={"key": key, "event_start": start, "scene": scene},
                     )
                 )
         return refs
@@ -127,7 +136,8 @@ class ProceduralSource(VideoSource):
 
     def _scene(self, ref: ClipRef) -> dict:
         s = self.frame_size
-        rng = np.random.default_rng((*ref.extra["key"], 1))
+        rng = np.random.default_rng((self.seed, 7, ref.extra["scene"]))  # shared by every clip of this scene
+        clip_rng = np.random.default_rng((*ref.extra["key"], 1))
         yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
         c0, c1 = rng.uniform(40, 150, size=(2, 3))
         angle = rng.uniform(0, 2 * np.pi)
@@ -144,8 +154,8 @@ class ProceduralSource(VideoSource):
             "bg": bg,
             "distractor": rng.uniform(0.2 * s, 0.8 * s, size=2),
             "drift": rng.normal(0, 0.25, size=2),
-            "event_from": rng.uniform(0.3 * s, 0.7 * s, size=2),
-            "event_dir": rng.normal(0, 1, size=2),
+            "event_from": clip_rng.uniform(0.3 * s, 0.7 * s, size=2),
+            "event_dir": clip_rng.normal(0, 1, size=2),
         }
 
     def _frame(self, ref: ClipRef, scene: dict, t: int) -> np.ndarray:
