@@ -13,17 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 
-
-def _peak_rss_mb() -> dict:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_main_mb": round(own, 1), "peak_rss_worker_mb": round(children, 1)}
+from common import report, run_child
 
 
 def _refs(args):
@@ -97,19 +90,9 @@ def run_cache(args) -> dict:
 MODES = {"decode": run_decode, "encode": run_encode, "cache": run_cache}
 
 
-def child(args) -> None:
-    result = MODES[args.mode](args)
-    result |= _peak_rss_mb()
-    print("RESULT " + json.dumps(result), flush=True)
-
-
 def measure(args, mode: str, clips: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode] + [
-        f"--{k}={v}" for k, v in vars(args).items() if k not in ("child", "output", "mode", "clips") and v is not None
-    ]
-    cmd.append(f"--clips={clips}")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+    flags = [f"--{k}={v}" for k, v in vars(args).items() if k not in ("output", "mode", "clips") and v is not None]
+    result = run_child(__file__, ["--child", mode, *flags, f"--clips={clips}"])
     result["clips_per_s"] = result["clips"] / result["seconds"]
     result["frames_per_s"] = result["clips_per_s"] * args.num_frames
     return {"mode": mode, "clips_requested": clips} | result
@@ -129,7 +112,7 @@ def main() -> None:
     parser.add_argument("--child", dest="mode", choices=sorted(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
-        child(args)
+        report(MODES[args.mode](args))
         return
 
     rows = [measure(args, mode, args.clips) for mode in ("decode", "encode", "cache")]

@@ -3,7 +3,7 @@
 Layout (one repo holds every ratio of a source, e.g. `compressa_hf/hmdb51_distilled`)::
 
     README.md                                 card: YAML `configs` (one per ratio) + a section per config
-    data/<config>/train-00000-of-00001.parquet  video_id, label (ClassLabel), latents (K x C x h x w), frame_indices,
+    data/<config>/train-<digest>-00000-of-00001.parquet  video_id, label (ClassLabel), latents (K x C x h x w), frame_indices,
                                               source
     meta/<config>.json                        what the card says about the config, machine-readable
 
@@ -14,6 +14,7 @@ module knows nothing of how a set was distilled: callers hand it columns and a m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -105,7 +106,15 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
             },
             features=_features(cfg),
         )
-        ds.to_parquet(os.path.join(tmp, "train-00000-of-00001.parquet"))
+        # The file name carries a digest of its bytes and the card names that exact file: `datasets` keys its cache
+        # on the card's data-file patterns, so a rewritten config behind an unchanged pattern would load the stale
+        # cached copy.
+        part = os.path.join(tmp, "part.parquet")
+        ds.to_parquet(part)
+        with open(part, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        data_file = f"train-{digest}-00000-of-00001.parquet"
+        os.replace(part, os.path.join(tmp, data_file))
         final = os.path.join(repo_dir, "data", cfg.name)
         old = None
         if os.path.exists(final):
@@ -119,6 +128,7 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
         raise
     meta = cfg.meta | {
         "config_name": cfg.name,
+        "data_files": [f"data/{cfg.name}/{data_file}"],
         "num_videos": len(cfg.video_ids),
         "latents_shape": list(cfg.latents.shape[1:]),
         "latents_dtype": str(cfg.latents.dtype),
@@ -147,8 +157,8 @@ def _yaml_header(metas: dict[str, dict]) -> str:
 
     header = {
         "configs": [
-            {"config_name": name, "data_files": [{"split": "train", "path": f"data/{name}/train-*.parquet"}]}
-            for name in metas
+            {"config_name": name, "data_files": [{"split": "train", "path": m["data_files"]}]}
+            for name, m in metas.items()
         ],
         "tags": ["video", "dataset-distillation", "compressa_hf"],
         "task_categories": ["video-classification"],

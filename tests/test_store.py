@@ -44,9 +44,10 @@ def test_configs_are_independent_and_replaced_atomically(tmp_path):
     from datasets import get_dataset_config_names
 
     write_config(tmp_path, _cfg("ratio_0.41"))
-    before = (tmp_path / "data" / "ratio_0.41" / "train-00000-of-00001.parquet").read_bytes()
+    (before,) = (tmp_path / "data" / "ratio_0.41").glob("train-*.parquet")
+    content = before.read_bytes()
     write_config(tmp_path, _cfg("ratio_0.82", n=6, k=4, dtype=np.float16))
-    assert (tmp_path / "data" / "ratio_0.41" / "train-00000-of-00001.parquet").read_bytes() == before
+    assert before.read_bytes() == content
     assert sorted(get_dataset_config_names(str(tmp_path))) == ["ratio_0.41", "ratio_0.82"]
     assert set(read_meta(tmp_path)) == {"ratio_0.41", "ratio_0.82"}
     write_config(tmp_path, _cfg("ratio_0.41", n=2, seed=1))  # replace one config
@@ -69,3 +70,12 @@ def test_bad_columns_are_refused_with_the_reason():
 
 def test_config_name_for_ratio():
     assert config_name_for_ratio(0.41) == "ratio_0.41" and config_name_for_ratio(1.0) == "ratio_1"
+
+
+def test_rewritten_config_of_the_same_shape_is_not_read_from_a_stale_cache(tmp_path):
+    cache = str(tmp_path / "hf_cache")  # one datasets cache for both loads, as a user has
+    write_config(tmp_path / "repo", _cfg("ratio_1", seed=0))
+    first = np.asarray(load_config(str(tmp_path / "repo"), "ratio_1", cache_dir=cache)["latents"])
+    write_config(tmp_path / "repo", _cfg("ratio_1", seed=1))
+    second = np.asarray(load_config(str(tmp_path / "repo"), "ratio_1", cache_dir=cache)["latents"])
+    assert np.array_equal(second, _cfg("ratio_1", seed=1).latents) and not np.array_equal(first, second)

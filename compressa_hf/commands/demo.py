@@ -38,7 +38,7 @@ class DemoConfig:
     output_dir: str = field(default="outputs/demo", metadata={"help": "Output folder."})
     codec: str = field(default="default", metadata={"help": "Codec spec, or `default`."})
     num_classes: int = field(default=6, metadata={"help": "Procedural classes."})
-    train_per_class: int = field(default=12, metadata={"help": "Training clips per class."})
+    train_per_class: int = field(default=20, metadata={"help": "Training clips per class."})
     test_per_class: int = field(default=6, metadata={"help": "Test clips per class."})
     length: int = field(default=64, metadata={"help": "Frames per generated clip."})
     event_length: int = field(default=4, metadata={"help": "Frames of the class-defining event."})

@@ -1,0 +1,28 @@
+"""Helpers shared by the benchmark scripts: peak memory of a child process, and running a measurement in one."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+
+RESULT_PREFIX = "RESULT "
+
+
+def peak_rss_mb() -> dict:
+    """Peak RSS of this process and of its largest waited-for child (DataLoader workers), in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"peak_rss_main_mb": round(own, 1), "peak_rss_worker_mb": round(children, 1)}
+
+
+def report(result: dict) -> None:
+    """Called in the child: print the result line the parent reads."""
+    print(RESULT_PREFIX + json.dumps(result | peak_rss_mb()), flush=True)
+
+
+def run_child(script: str, args: list[str]) -> dict:
+    """Run `python script args...` in a fresh process (its own peak RSS) and return its reported result."""
+    out = subprocess.run([sys.executable, script, *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(next(line for line in out.splitlines() if line.startswith(RESULT_PREFIX))[len(RESULT_PREFIX) :])
