@@ -48,6 +48,8 @@ class DistilledConfig:
         frame_indices: (N, K) source-frame index of each kept latent frame, ascending.
         class_names: Label names in label order.
         meta: Card facts: source, split, method, codec_id, latent scaling, ratio numbers, seed, command, ...
+        previews: Optional PNG bytes per video (the decoded K keyframes as one strip) for the Hub's dataset viewer;
+            stored in a `preview` Image column, their bytes reported apart and never counted in the ratio.
     """
 
     name: str
@@ -58,6 +60,7 @@ class DistilledConfig:
     sources: list[str]
     class_names: list[str]
     meta: dict
+    previews: list[bytes] | None = None
 
     def __post_init__(self):
         if not _CONFIG_NAME.match(self.name):
@@ -68,6 +71,8 @@ class DistilledConfig:
                 f"config {self.name}: column lengths differ (video_ids {n}, labels {len(self.labels)}, "
                 f"latents {len(self.latents)}, frame_indices {len(self.frame_indices)}, sources {len(self.sources)})"
             )
+        if self.previews is not None and len(self.previews) != n:
+            raise ValueError(f"config {self.name}: {len(self.previews)} previews for {n} videos")
         if self.latents.ndim != 5:
             raise ValueError(f"config {self.name}: latents must be (N, K, C, h, w), got shape {self.latents.shape}")
         if self.latents.dtype not in (np.uint8, np.float16):
@@ -75,17 +80,29 @@ class DistilledConfig:
 
 
 def _features(cfg: DistilledConfig):
-    from datasets import Array4D, ClassLabel, Features, Sequence, Value
+    from datasets import Array4D, ClassLabel, Features, Image, Sequence, Value
 
-    return Features(
-        {
-            "video_id": Value("string"),
-            "label": ClassLabel(names=cfg.class_names),
-            "latents": Array4D(shape=tuple(cfg.latents.shape[1:]), dtype=str(cfg.latents.dtype)),
-            "frame_indices": Sequence(Value("int32")),
-            "source": Value("string"),
-        }
-    )
+    features = {
+        "video_id": Value("string"),
+        "label": ClassLabel(names=cfg.class_names),
+        "latents": Array4D(shape=tuple(cfg.latents.shape[1:]), dtype=str(cfg.latents.dtype)),
+        "frame_indices": Sequence(Value("int32")),
+        "source": Value("string"),
+    }
+    if cfg.previews is not None:
+        features["preview"] = Image()
+    return Features(features)
+
+
+def preview_png(frames: np.ndarray) -> bytes:
+    """(K, H, W, 3) uint8 frames -> PNG bytes of one horizontal strip (what the `preview` column holds)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(list(frames), axis=1)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
 
 
 def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
@@ -96,16 +113,16 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
     os.makedirs(os.path.join(repo_dir, "data"), exist_ok=True)
     tmp = tempfile.mkdtemp(dir=os.path.join(repo_dir, "data"), prefix=f".{cfg.name}.tmp-")
     try:
-        ds = Dataset.from_dict(
-            {
-                "video_id": list(cfg.video_ids),
-                "label": [int(x) for x in cfg.labels],
-                "latents": list(cfg.latents),
-                "frame_indices": [list(map(int, f)) for f in cfg.frame_indices],
-                "source": list(cfg.sources),
-            },
-            features=_features(cfg),
-        )
+        columns = {
+            "video_id": list(cfg.video_ids),
+            "label": [int(x) for x in cfg.labels],
+            "latents": list(cfg.latents),
+            "frame_indices": [list(map(int, f)) for f in cfg.frame_indices],
+            "source": list(cfg.sources),
+        }
+        if cfg.previews is not None:
+            columns["preview"] = [{"bytes": png, "path": None} for png in cfg.previews]
+        ds = Dataset.from_dict(columns, features=_features(cfg))
         # The file name carries a digest of its bytes and the card names that exact file: `datasets` keys its cache
         # on the card's data-file patterns, so a rewritten config behind an unchanged pattern would load the stale
         # cached copy.
@@ -132,6 +149,8 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
         "num_videos": len(cfg.video_ids),
         "latents_shape": list(cfg.latents.shape[1:]),
         "latents_dtype": str(cfg.latents.dtype),
+        "latent_bytes": int(cfg.latents.nbytes),
+        "preview_bytes": sum(map(len, cfg.previews)) if cfg.previews is not None else 0,
         "class_names": cfg.class_names,
     }
     atomic_write_json(os.path.join(repo_dir, "meta", f"{cfg.name}.json"), meta)
@@ -187,6 +206,12 @@ def _config_section(name: str, m: dict) -> str:
             f"{m['achieved_ratio']:.4f} % of the training split's uint8 clips" if "achieved_ratio" in m else None,
         ),
         ("stored latent bytes", m.get("stored_bytes")),
+        (
+            "preview column",
+            f"{m['preview_bytes']:,} bytes of PNG strips for the dataset viewer, not counted in the ratio"
+            if m.get("preview_bytes")
+            else None,
+        ),
         ("seed", m.get("seed")),
         ("classes", ", ".join(m.get("class_names", []))),
     ]

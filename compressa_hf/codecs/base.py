@@ -42,9 +42,19 @@ class LatentCodec(nn.Module):
     downscale: int = 8
 
     def freeze(self) -> LatentCodec:
+        """Eval mode, no parameter gradients, channels-last weights.
+
+        Channels-last (NHWC) lets oneDNN and cuDNN pick their fast convolution kernels: a TAEF2 decode of a 112x112
+        frame on 2 CPU cores takes ~48 ms instead of ~67 ms in fp32, and ~22 ms in bf16 (`bench/distill.py`).
+        """
         self.eval()
         self.requires_grad_(False)
+        self.to(memory_format=torch.channels_last)
         return self
+
+    @staticmethod
+    def _nhwc(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
 
     @property
     def device(self) -> torch.device:
@@ -65,12 +75,15 @@ class LatentCodec(nn.Module):
     @torch.no_grad()
     def encode(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """(N, 3, H, W) floats in [0, 1] -> (N, C, H/8, W/8) raw latents (float32), in batches."""
-        out = [self._encode(chunk.to(self.device, self.dtype)).float() for chunk in torch.split(images, batch_size)]
+        out = [
+            self._encode(self._nhwc(chunk.to(self.device, self.dtype))).float().contiguous()
+            for chunk in torch.split(images, batch_size)
+        ]
         return torch.cat(out) if out else images.new_zeros((0, *self.latent_shape(*images.shape[-2:])))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) raw latents -> (N, 3, 8h, 8w) images in [0, 1]; differentiable w.r.t. `latents`."""
-        return self._decode(latents.to(self.dtype)).float().clamp(0, 1)
+        return self._decode(self._nhwc(latents.to(self.dtype))).float().clamp(0, 1).contiguous()
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
