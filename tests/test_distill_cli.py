@@ -23,18 +23,11 @@ ARGS = ["--source", SOURCE, "--size", "32", "--codec", "pixel", "--num_workers",
 ENV = os.environ | {"PYTHONPATH": str(REPO)}
 
 
-def _distill(*extra: str, launcher: list[str] | None = None, check=True, **kw):
-    cmd = [
-        *(launcher or [sys.executable]),
-        "-m",
-        "compressa_hf.cli",
-        "--log-level",
-        "WARNING",
-        "distill",
-        *ARGS,
-        *extra,
-    ]
-    return subprocess.run(cmd, check=check, env=ENV, capture_output=True, text=True, **kw)
+def _distill(*extra: str, launcher: list[str] | None = None, **kw):
+    cli = ["-m", "compressa_hf.cli", "--log-level", "WARNING", "distill", *ARGS, *extra]
+    out = subprocess.run([*(launcher or [sys.executable]), *cli], env=ENV, capture_output=True, text=True, **kw)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
 
 
 def _rows(repo, config):
