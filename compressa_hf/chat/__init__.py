@@ -1,0 +1,39 @@
+"""Chat samples for Qwen2.5-VL: distilled rows and raw clips -> messages + frames + metadata, and the SFT collator.
+
+    from compressa_hf.chat import QwenVideoCollator, load_chat_dataset
+    ds = load_chat_dataset("outputs/arid6_distilled", "ratio_1.1")     # rows decode to chat samples on access
+    batch = QwenVideoCollator(processor)([ds[0], ds[1]])              # input_ids, labels, pixel_values_videos, ...
+
+The sample format is fixed in `compressa_hf.chat.samples`.
+"""
+
+from compressa_hf.chat.collator import IGNORE_INDEX, QwenVideoCollator, load_chat_template
+from compressa_hf.chat.prompts import PromptTemplate, humanize_class_name
+from compressa_hf.chat.samples import (
+    DEFAULT_FPS,
+    DistilledChatTransform,
+    RawChatDataset,
+    check_codec_id,
+    distilled_chat_transform,
+    load_chat_dataset,
+    make_chat_sample,
+    raw_chat_samples,
+    video_metadata,
+)
+
+__all__ = [
+    "DEFAULT_FPS",
+    "IGNORE_INDEX",
+    "DistilledChatTransform",
+    "PromptTemplate",
+    "QwenVideoCollator",
+    "RawChatDataset",
+    "check_codec_id",
+    "distilled_chat_transform",
+    "humanize_class_name",
+    "load_chat_dataset",
+    "load_chat_template",
+    "make_chat_sample",
+    "raw_chat_samples",
+    "video_metadata",
+]

@@ -1,0 +1,198 @@
+"""Chat samples -> a Qwen2.5-VL training batch: video metadata, exact frame size, answer-only labels.
+
+Video SFT of Qwen2.5-VL goes wrong silently in four places; this collator closes each:
+
+- Temporal positions. Qwen2.5-VL spaces temporal groups (2 frames each) by
+  `int(t * tokens_per_second * second_per_grid_ts)`, and the processor derives `second_per_grid_ts` from the video
+  metadata. A video without metadata gets 24 fps, so `second_per_grid_ts` = 2/24 and consecutive groups share one
+  temporal position. The collator passes every video's metadata with `do_sample_frames=False`, refuses a sample
+  without `fps`, and presents videos at no more than `max_fps` frames per second (default 2, Qwen2.5-VL's own
+  sampling rate), at which each group gets its own temporal position.
+- `mm_token_type_ids`. The model computes 3D positions only when it receives them; the processor returns them and
+  the collator keeps them.
+- Frame size. The video processor resizes every frame into its pixel bounds; with its class defaults (at least
+  128 x 28 x 28 pixels) a 112x112 frame comes out 336x336, 9x the visual tokens, and a checkpoint's config may set
+  other bounds. The collator sets both bounds to the frame area, so frames keep their size (rounded to the 28-pixel
+  grid of patch 14 x merge 2) or take `frame_size` when given, whatever the processor's defaults.
+- Labels. Only the assistant answer and its `<|im_end|>` are learned (`chat_templates/qwen2_5_vl.jinja` marks them
+  for `return_assistant_tokens_mask`); everything else, padding included, is -100.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+#: `chat_templates/` at the repository root (the templates are files so that people can read and diff them).
+CHAT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "chat_templates"
+
+
+@lru_cache
+def load_chat_template(name: str = "qwen2_5_vl") -> str:
+    """The text of `chat_templates/<name>.jinja`."""
+    path = CHAT_TEMPLATE_DIR / f"{name}.jinja"
+    if not path.is_file():
+        known = sorted(p.stem for p in CHAT_TEMPLATE_DIR.glob("*.jinja"))
+        raise FileNotFoundError(f"no chat template {path}; known templates: {known}")
+    return path.read_text()
+
+
+def qwen_side(pixels: int, factor: int = 28) -> int:
+    """The side Qwen2-VL processors give a frame side: the nearest multiple of `factor` (at least one)."""
+    return max(factor, round(pixels / factor) * factor)
+
+
+class QwenVideoCollator:
+    """Collates chat samples (`compressa_hf.chat.samples`) into a Qwen2.5-VL batch with labels.
+
+    The batch holds `input_ids`, `attention_mask`, `mm_token_type_ids`, `pixel_values_videos`, `video_grid_thw`,
+    `second_per_grid_ts` and `labels`; pass it to the model as `model(**batch)`. None items (clips a raw dataset could
+    not decode) are dropped.
+
+    Args:
+        processor: A `Qwen2_5_VLProcessor` (tokenizer + video processor).
+        max_length: Longest allowed sequence. A longer sample is an error, not a truncation: cutting it would drop
+            video tokens (the processor then fails) or the answer (the sample then teaches nothing).
+        padding_side: `right` for training, `left` for batched generation.
+        frame_size: Side in pixels every frame is resized to (rounded to the processor's 28-pixel grid); None keeps
+            each video's own size (also rounded).
+        max_fps: Highest frame rate a video is presented at. Denser samples (16 frames of a 2-second clip) are
+            presented as if taken at `max_fps`; at Qwen2.5-VL's `tokens_per_second` = 2 and temporal patch 2, any
+            rate up to 4 keeps consecutive temporal groups on distinct positions, and 2 is the rate it was trained
+            at. None presents the true rate.
+        chat_template: Template text; `chat_templates/qwen2_5_vl.jinja` when None.
+    """
+
+    def __init__(
+        self,
+        processor,
+        max_length: int | None = None,
+        padding_side: str = "right",
+        frame_size: int | None = None,
+        max_fps: float | None = 2.0,
+        chat_template: str | None = None,
+    ):
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}")
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"`max_length` must be >= 1, got {max_length}")
+        if frame_size is not None and frame_size < 1:
+            raise ValueError(f"`frame_size` must be >= 1, got {frame_size}")
+        if max_fps is not None and max_fps <= 0:
+            raise ValueError(f"`max_fps` must be > 0, got {max_fps}")
+        self.processor, self.max_length, self.padding_side = processor, max_length, padding_side
+        self.frame_size, self.max_fps = frame_size, max_fps
+        self.chat_template = chat_template or load_chat_template("qwen2_5_vl")
+        vp = processor.video_processor
+        self.factor = vp.patch_size * vp.merge_size
+        valid = getattr(getattr(vp, "valid_kwargs", None), "__annotations__", {})
+        # Keep our exact bounds (no per-video budget on top) and silence the processor's warning about its default.
+        self.extra_video_kwargs = {"cap_pixels_per_frame": False} if "cap_pixels_per_frame" in valid else {}
+
+    # -- pieces, each usable on its own ---------------------------------------------------------------------------
+
+    def presented_metadata(self, metadata: dict) -> dict:
+        """The metadata the processor sees: the sample's, with the frame rate capped at `max_fps`."""
+        if not metadata.get("fps") or not metadata.get("frames_indices"):
+            raise ValueError(
+                f"video metadata {metadata} has no fps or frames_indices; without them Qwen2.5-VL puts consecutive "
+                f"frame pairs on one temporal position. Build samples with compressa_hf.chat.samples"
+            )
+        out = dict(metadata)
+        k, fps = len(out["frames_indices"]), float(out["fps"])
+        total = out.get("total_num_frames") or k
+        if self.max_fps is not None and k / total * fps > self.max_fps:
+            # transformers reads the rate as len(frames_indices) / total_num_frames * fps.
+            total = math.ceil(k * fps / self.max_fps)
+        out["total_num_frames"] = int(total)
+        return out
+
+    def size_bounds(self, videos: list[np.ndarray]) -> dict:
+        """`size` for the video processor: min and max pixel counts that leave every frame at its target size."""
+        if self.frame_size is not None:
+            areas = [qwen_side(self.frame_size, self.factor) ** 2]
+        else:
+            areas = [qwen_side(v.shape[-3], self.factor) * qwen_side(v.shape[-2], self.factor) for v in videos]
+        return {"shortest_edge": min(areas), "longest_edge": max(areas)}
+
+    @staticmethod
+    def _conversation(sample: dict) -> list[dict]:
+        """The sample's messages, with video blocks that carry no frames filled from `videos` in order."""
+        videos = iter(sample.get("videos") or [])
+        messages = copy.copy(sample["messages"])
+        for i, message in enumerate(messages):
+            if isinstance(message.get("content"), list) and any(
+                b.get("type") == "video" and b.get("video") is None for b in message["content"]
+            ):
+                content = [
+                    b | {"video": next(videos)} if b.get("type") == "video" and b.get("video") is None else b
+                    for b in message["content"]
+                ]
+                messages[i] = message | {"content": content}
+        return messages
+
+    # -- the batch ----------------------------------------------------------------------------------------------------
+
+    def __call__(self, samples: list[dict | None]) -> dict:
+        from transformers import BatchFeature
+
+        samples = [s for s in samples if s is not None]
+        if not samples:
+            raise ValueError("no samples to collate (every item of the batch was None: unreadable clips)")
+        conversations = [self._conversation(s) for s in samples]
+        videos = [
+            b["video"]
+            for conv in conversations
+            for m in conv
+            if isinstance(m["content"], list)
+            for b in m["content"]
+            if b.get("type") == "video"
+        ]
+        metadata = [self.presented_metadata(m) for s in samples for m in s["video_metadata"]]
+        if len(metadata) != len(videos):
+            raise ValueError(f"{len(videos)} videos in the messages but {len(metadata)} video_metadata entries")
+        batch = self.processor.apply_chat_template(
+            conversations,
+            chat_template=self.chat_template,
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
+            # Lists until the masks are built: transformers aligns them token by token, ~10x slower over tensors.
+            return_tensors=None,
+            processor_kwargs={
+                "text_kwargs": {"padding": True, "padding_side": self.padding_side},
+                "videos_kwargs": {
+                    "video_metadata": metadata,
+                    "do_sample_frames": False,
+                    "size": self.size_bounds(videos),
+                    **self.extra_video_kwargs,
+                },
+            },
+        )
+        batch = BatchFeature(dict(batch), tensor_type="pt")
+        if "mm_token_type_ids" not in batch:
+            raise RuntimeError("the processor returned no mm_token_type_ids; the model would use 1D text positions")
+        lengths = batch["attention_mask"].sum(1)
+        if self.max_length is not None and int(lengths.max()) > self.max_length:
+            raise ValueError(
+                f"a sample has {int(lengths.max())} tokens, more than max_length={self.max_length}; raise max_length, "
+                f"or use fewer frames or a smaller frame_size"
+            )
+        answer = batch.pop("assistant_masks").bool() & batch["attention_mask"].bool()
+        has_answer = torch.tensor([any(m["role"] == "assistant" for m in conv) for conv in conversations])
+        if (has_answer & ~answer.any(1)).any():
+            # transformers releases before the fix for its issue #44521 return all-zero masks once placeholders are
+            # expanded into video tokens: training would then learn nothing, silently.
+            raise RuntimeError(
+                "the processor returned an empty assistant mask for a sample with an answer; this transformers "
+                "version does not align assistant masks with expanded video tokens (transformers issue #44521)"
+            )
+        batch["labels"] = batch["input_ids"].masked_fill(~answer, IGNORE_INDEX)
+        return dict(batch)

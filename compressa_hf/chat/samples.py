@@ -1,0 +1,350 @@
+"""Distilled rows and raw clips -> Qwen2.5-VL chat samples, with the same prompt and frame handling for both.
+
+A chat sample is a plain dict (what `QwenVideoCollator` takes)::
+
+    {
+        "messages": [                                   # processor content-block format
+            {"role": "user", "content": [
+                {"type": "video", "video": frames, "resized_height": H, "resized_width": W},
+                {"type": "text", "text": "Which action happens in this video? Choose one of: ..."},
+            ]},
+            {"role": "assistant", "content": [{"type": "text", "text": "apply eye makeup"}]},
+        ],
+        "videos": [frames],                             # the same uint8 ndarray (F, H, W, 3), F = K or T
+        "video_metadata": [{"fps": 30.0, "frames_indices": [...], "total_num_frames": N}],
+        "label": 3,                                     # class index
+        "answer": "apply eye makeup",                   # the assistant text
+        "video_id": "train/03_00012",
+    }
+
+Frames are RGB uint8 at the size they were stored or sampled at (`resized_height` / `resized_width` say it, so
+qwen-vl-utils readers keep it too). Distilled rows give K frames decoded from their latents with the codec the
+dataset card names; raw clips give T frames through `clips.sample_clip`.
+
+Video metadata says where the frames sit in the source video, because Qwen2.5-VL's temporal positions come from it
+(`second_per_grid_ts = temporal_patch_size / (len(frames_indices) / total_num_frames * fps)`):
+
+- `fps`: the source frame rate. Neither a distilled set's card nor the `VideoSource` interface records it, so it is
+  `fps=` when given, else the set's metadata `fps` / `source_info.fps` when present, else `DEFAULT_FPS` (30, the rate
+  of HMDB51 and of most Kinetics and SSv2 clips; UCF101 is 25). Distilled and raw samples of one source use the same
+  rule, so both see the same time scale.
+- `frames_indices`: the source frame of each frame: the distilled row's `frame_indices` column, the sampled clip's
+  indices for raw clips.
+- `total_num_frames`: the source frames the video stands for: the clip's frame count for raw clips; for distilled
+  rows, which do not store it, the spread of the kept indices extended by one mean gap
+  (`(max - min) * K / (K - 1)`, which gives back N for K uniform samples of N frames).
+
+These are the facts; the collator decides how Qwen sees them (it caps the presented frame rate so consecutive frame
+pairs always get distinct temporal positions, see `collator.QwenVideoCollator`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from compressa_hf.chat.prompts import PromptTemplate
+from compressa_hf.clips import ClipConfig, sample_clip
+from compressa_hf.codecs import CODECS, LatentCodec, load_codec, parse_codec_spec
+from compressa_hf.codecs.base import uint8_to_latents
+from compressa_hf.sources import ClipReadError, VideoSource, parse_source_spec
+
+logger = logging.getLogger(__name__)
+
+#: Source frame rate assumed when nothing records it (see the module docstring).
+DEFAULT_FPS = 30.0
+
+#: Keys of a distilled set's card / meta that decoding reads.
+CARD_KEYS = ("codec_id", "latents_dtype", "latents_shape", "latent_scaling")
+
+#: Columns of a distilled row that `DistilledChatTransform` reads.
+TRANSFORM_COLUMNS = ("video_id", "label", "latents", "frame_indices")
+
+
+def video_metadata(frame_indices: Sequence[int], fps: float, total_num_frames: int | None = None) -> dict:
+    """The `video_metadata` entry of one video; `total_num_frames=None` estimates it from the indices' spread."""
+    indices = [int(i) for i in frame_indices]
+    if not indices:
+        raise ValueError("a video needs at least one frame index")
+    if fps <= 0:
+        raise ValueError(f"`fps` must be > 0, got {fps}")
+    k = len(indices)
+    if total_num_frames is None:
+        spread = max(indices) - min(indices)
+        total_num_frames = max(k, round(spread * k / (k - 1))) if k > 1 else 1
+    return {"fps": float(fps), "frames_indices": indices, "total_num_frames": int(total_num_frames)}
+
+
+def make_chat_sample(
+    frames: np.ndarray,
+    label: int,
+    class_texts: list[str],
+    prompt: PromptTemplate,
+    metadata: dict,
+    video_id: str = "",
+) -> dict:
+    """One chat sample (format in the module docstring) from uint8 (F, H, W, 3) frames and a label."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (F, H, W, 3), got {frames.dtype} {frames.shape}")
+    if len(metadata["frames_indices"]) != len(frames):
+        raise ValueError(
+            f"video {video_id!r}: {len(frames)} frames but {len(metadata['frames_indices'])} frame indices"
+        )
+    answer = prompt.format_answer(class_texts[label])
+    block = {"type": "video", "video": frames, "resized_height": frames.shape[1], "resized_width": frames.shape[2]}
+    return {
+        "messages": prompt.messages(block, prompt.format_question(class_texts), answer),
+        "videos": [frames],
+        "video_metadata": [metadata],
+        "label": int(label),
+        "answer": answer,
+        "video_id": video_id,
+    }
+
+
+def resolve_fps(meta: dict | None = None, fps: float | None = None) -> float:
+    """`fps`, else the metadata's `fps` or `source_info.fps`, else `DEFAULT_FPS`."""
+    if fps is not None:
+        return float(fps)
+    meta = meta or {}
+    found = meta.get("fps") or (meta.get("source_info") or {}).get("fps")
+    return float(found) if found else DEFAULT_FPS
+
+
+# -- distilled rows ------------------------------------------------------------------------------------------------
+
+
+def check_codec_id(codec_id: object) -> str:
+    """The codec id a dataset card names, if it names a registry codec; raises otherwise.
+
+    A card is untrusted input (anyone can push one): it may only choose among `CODECS` by an explicit
+    `<type>:<location>` id, which every loader there turns into tensors only (safetensors, or `torch.load` with
+    `weights_only=True`); it cannot name a module, a class, or a bare path to execute.
+    """
+    if not isinstance(codec_id, str) or not codec_id:
+        raise ValueError(f"dataset card names no codec (got {codec_id!r}); pass codec= to choose one")
+    kind, sep, _ = codec_id.partition(":")
+    if not sep or kind not in CODECS:
+        raise ValueError(
+            f"dataset card names codec {codec_id!r}, which is not '<type>:<location>' with a type from the registry "
+            f"{sorted(CODECS)}; pass codec= to choose one yourself"
+        )
+    parse_codec_spec(codec_id)  # raises ValueError naming the spec when it cannot be read
+    return codec_id
+
+
+class DistilledChatTransform:
+    """Decodes a batch of distilled rows into chat samples; pass it to `Dataset.with_transform` / `set_transform`.
+
+    Args:
+        meta: The config's card facts: `class_names` (label order) and `latents_dtype` (`uint8`: TAESD-scaled
+            bytes; `float16`: raw latents); `fps` / `source_info` are read when present.
+        codec: The frozen codec the card names (decoding uses it on its own device).
+        prompt: Question / answer templates; `PromptTemplate()` when None.
+        fps: Source frame rate for the metadata; see `resolve_fps`.
+        decode_batch_size: Frames decoded per codec call.
+    """
+
+    def __init__(
+        self,
+        meta: dict,
+        codec: LatentCodec,
+        prompt: PromptTemplate | None = None,
+        fps: float | None = None,
+        decode_batch_size: int = 64,
+    ):
+        if not meta.get("class_names"):
+            raise ValueError("distilled-set metadata has no `class_names`; cannot write the question")
+        self.latents_dtype = meta.get("latents_dtype", "uint8")
+        if self.latents_dtype not in ("uint8", "float16"):
+            raise ValueError(f"`latents_dtype` must be uint8 or float16, got {self.latents_dtype!r}")
+        self.codec, self.prompt = codec, prompt or PromptTemplate()
+        self.class_texts = self.prompt.class_texts(list(meta["class_names"]))
+        self.fps = resolve_fps(meta, fps)
+        self.decode_batch_size = decode_batch_size
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """(B, K, C, h, w) stored latents -> uint8 (B, K, H, W, 3) frames."""
+        b, k, c = latents.shape[:3]
+        if c != self.codec.latent_channels:
+            raise ValueError(
+                f"latents have {c} channels but codec {self.codec.codec_id} has {self.codec.latent_channels}; "
+                f"decode with the codec the dataset card names"
+            )
+        z = torch.from_numpy(latents).flatten(0, 1)
+        z = uint8_to_latents(z) if self.latents_dtype == "uint8" else z.float()
+        with torch.inference_mode():
+            images = torch.cat(
+                [self.codec.decode(chunk.to(self.codec.device)) for chunk in torch.split(z, self.decode_batch_size)]
+            )
+        frames = images.mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        return frames.unflatten(0, (b, k)).cpu().numpy()
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        latents = np.asarray(batch["latents"], dtype=np.uint8 if self.latents_dtype == "uint8" else np.float16)
+        frames = self.decode(latents)
+        ids = batch.get("video_id") or [""] * len(frames)
+        samples = [
+            make_chat_sample(
+                frames[i],
+                int(batch["label"][i]),
+                self.class_texts,
+                self.prompt,
+                video_metadata(batch["frame_indices"][i], self.fps),
+                ids[i],
+            )
+            for i in range(len(frames))
+        ]
+        return {key: [s[key] for s in samples] for key in samples[0]} if samples else {}
+
+
+def distilled_chat_transform(
+    meta: dict, codec: LatentCodec, prompt: PromptTemplate | None = None, fps: float | None = None
+) -> DistilledChatTransform:
+    """The transform for `Dataset.with_transform`: distilled rows -> chat samples (see `DistilledChatTransform`)."""
+    return DistilledChatTransform(meta, codec, prompt=prompt, fps=fps)
+
+
+def read_card_config(repo: str, config: str, revision: str | None = None, token: str | bool | None = None) -> dict:
+    """What a distilled set says about `config`: `meta/<config>.json` in a folder, the card YAML for a Hub repo."""
+    if os.path.isdir(repo):
+        from compressa_hf.store import read_meta
+
+        metas = read_meta(repo)
+        if config not in metas:
+            raise ValueError(f"{repo} has no config {config!r}; its configs are {sorted(metas)}")
+        return metas[config]
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.repocard import metadata_load
+
+    # `metadata_load` parses the YAML header with yaml.safe_load: plain data, no tags that build objects.
+    card = hf_hub_download(repo, "README.md", repo_type="dataset", revision=revision, token=token)
+    return card_config(metadata_load(card) or {}, repo, config)
+
+
+def card_config(card: dict, repo: str, config: str) -> dict:
+    """The `compressa_hf:` entry of a card's YAML for `config`, reduced to the keys decoding reads."""
+    entries = card.get("compressa_hf")
+    if not isinstance(entries, dict) or not isinstance(entries.get(config), dict):
+        known = sorted(entries) if isinstance(entries, dict) else []
+        raise ValueError(
+            f"the dataset card of {repo} has no `compressa_hf: {config}:` entry (entries: {known}); it was not written "
+            f"by compressa_hf, so pass codec= and read it with distilled_chat_transform yourself"
+        )
+    return {k: entries[config][k] for k in CARD_KEYS if k in entries[config]}
+
+
+def load_chat_dataset(
+    repo_or_folder: str,
+    config: str,
+    split: str = "train",
+    prompt: PromptTemplate | None = None,
+    codec: LatentCodec | str | None = None,
+    fps: float | None = None,
+    **load_kwargs,
+):
+    """A distilled set config as a `datasets.Dataset` whose rows read as chat samples (decoded on access).
+
+    Args:
+        repo_or_folder: A folder written by `compressa distill` or a Hub dataset id.
+        config: Config name, e.g. `ratio_0.52`.
+        split: Split to load (distilled sets have `train`).
+        prompt: Question / answer templates; `PromptTemplate()` when None.
+        codec: A loaded codec or a codec spec (your choice, trusted); None decodes with the codec the card names,
+            after `check_codec_id`.
+        fps: Source frame rate for the metadata; see `resolve_fps`.
+        **load_kwargs: Passed to `datasets.load_dataset` (e.g. `revision`, `cache_dir`).
+    """
+    from compressa_hf.store import load_config
+
+    meta = read_card_config(
+        repo_or_folder, config, revision=load_kwargs.get("revision"), token=load_kwargs.get("token")
+    )
+    card_codec = meta.get("codec_id")
+    if codec is None:
+        codec = load_codec(check_codec_id(card_codec))
+    elif isinstance(codec, str):
+        codec = load_codec(codec)
+    if card_codec and codec.codec_id != card_codec:
+        logger.warning(
+            "decoding %s/%s with codec %s, but its card names %s: frames will be wrong unless they are the same model",
+            repo_or_folder,
+            config,
+            codec.codec_id,
+            card_codec,
+        )
+    if split == "train":
+        ds = load_config(repo_or_folder, config, **load_kwargs)
+    else:
+        from datasets import load_dataset
+
+        ds = load_dataset(repo_or_folder, config, split=split, **load_kwargs)
+    # The parquet's ClassLabel is the authority on label order; the card's list must agree where it has one.
+    names = ds.features["label"].names
+    if meta.get("class_names") and list(meta["class_names"]) != list(names):
+        raise ValueError(f"{repo_or_folder}/{config}: card class_names {meta['class_names']} != data labels {names}")
+    transform = distilled_chat_transform(meta | {"class_names": names}, codec, prompt=prompt, fps=fps)
+    # Only the columns the transform reads: others (a `preview` image column) would be decoded for nothing.
+    return ds.with_transform(transform, columns=[c for c in TRANSFORM_COLUMNS if c in ds.column_names])
+
+
+# -- raw clips -----------------------------------------------------------------------------------------------------
+
+
+class RawChatDataset(torch.utils.data.Dataset):
+    """Chat samples of T frames per clip straight from a video source: the zero-shot and full-data baseline input.
+
+    Same prompt, class-name handling, sample format and metadata rule as the distilled path. A clip that cannot be
+    decoded comes back as None with a warning naming it (`QwenVideoCollator` drops None items), so one bad file
+    never stops a run.
+
+    Args:
+        source: A `VideoSource` or a source spec (`procedural:num_classes=4`, `ucf101:root=...`, a folder).
+        split: Split to read.
+        clip_config: How T frames are taken (`ClipConfig()` when None).
+        prompt: Question / answer templates; `PromptTemplate()` when None.
+        fps: Source frame rate for the metadata; see `resolve_fps`.
+    """
+
+    def __init__(
+        self,
+        source: VideoSource | str,
+        split: str = "train",
+        clip_config: ClipConfig | None = None,
+        prompt: PromptTemplate | None = None,
+        fps: float | None = None,
+    ):
+        self.source = parse_source_spec(source) if isinstance(source, str) else source
+        self.refs = self.source.list_clips(split)
+        self.clip_config = clip_config or ClipConfig()
+        self.prompt = prompt or PromptTemplate()
+        self.class_texts = self.prompt.class_texts(list(self.source.class_names))
+        self.fps = resolve_fps(self.source.describe(), fps)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> dict | None:
+        ref = self.refs[i]
+        try:
+            clip = sample_clip(self.source, ref, self.clip_config)
+        except ClipReadError as err:
+            logger.warning("skipped %s: %s", ref.path, err)
+            return None
+        metadata = video_metadata(clip.frame_indices, self.fps, total_num_frames=max(clip.num_source_frames, 1))
+        return make_chat_sample(clip.frames, ref.label, self.class_texts, self.prompt, metadata, ref.clip_id)
+
+
+def raw_chat_samples(
+    source: VideoSource | str,
+    split: str = "train",
+    clip_config: ClipConfig | None = None,
+    prompt: PromptTemplate | None = None,
+    fps: float | None = None,
+) -> RawChatDataset:
+    """Chat samples with T frames per clip of a raw source (a map-style `torch` Dataset; see `RawChatDataset`)."""
+    return RawChatDataset(source, split, clip_config=clip_config, prompt=prompt, fps=fps)
