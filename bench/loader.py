@@ -7,7 +7,9 @@ Usage (a distilled set of the procedural source, then both pipelines on the same
         --num_frames 16 --size 112 --samples 128 --output bench/results/loader.json
 
 For each pipeline, in a fresh process: `samples` builds chat samples only (distilled: parquet row -> decode latents
-with the card's codec; raw: decode or generate T frames, resize + crop), `batches` adds `QwenVideoCollator` (chat
+with the card's codec on every access; distilled_once: `load_chat_dataset(..., decode_once=True)`, latents decoded
+once into a cached frames column, whose one-time cost is reported as `prepare_s`; raw: decode or generate T frames,
+resize + crop), `batches` adds `QwenVideoCollator` (chat
 template, tokenizer, Qwen2.5-VL video processor), i.e. what a trainer's DataLoader does per step, in the main process
 (num_workers=0) so the numbers are per core. Visual tokens are counted in the collated `input_ids`. Prints a markdown
 table and writes the same numbers as JSON.
@@ -27,12 +29,19 @@ def _dataset(args):
     from compressa_hf.chat import load_chat_dataset, raw_chat_samples
     from compressa_hf.clips import ClipConfig
 
-    if args.pipeline == "distilled":
+    if args.pipeline.startswith("distilled"):
+        import tempfile
+
         from compressa_hf.store import read_meta
 
         config = args.config or next(iter(read_meta(args.distilled)))
-        return load_chat_dataset(args.distilled, config)
+        once = args.pipeline == "distilled_once"
+        # a fresh datasets cache, so that decode_once really decodes here
+        return load_chat_dataset(args.distilled, config, decode_once=once, cache_dir=tempfile.mkdtemp())
     return raw_chat_samples(args.source, args.split, ClipConfig(num_frames=args.num_frames, size=args.size))
+
+
+PIPELINES = ("distilled", "distilled_once", "raw")
 
 
 def _indices(n: int, count: int) -> list[int]:
@@ -43,14 +52,21 @@ def child(args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     ds = _dataset(args)
+    prepare_s = time.perf_counter() - start
     order = _indices(len(ds), args.samples)
     ds[0]  # warm-up: imports, codec, first file open
     if args.stage == "samples":
         start = time.perf_counter()
         frames = sum(len(ds[i]["videos"][0]) for i in order)
         seconds = time.perf_counter() - start
-        return {"samples": len(order), "seconds": seconds, "frames_per_sample": frames / len(order)}
+        return {
+            "samples": len(order),
+            "seconds": seconds,
+            "frames_per_sample": frames / len(order),
+            "prepare_s": prepare_s,
+        }
 
     from transformers import AutoProcessor
 
@@ -76,6 +92,7 @@ def child(args) -> dict:
         "frames_per_sample": frames / n,
         "visual_tokens_per_sample": visual / n,
         "tokens_per_sample": tokens / n,
+        "prepare_s": prepare_s,
     }
 
 
@@ -100,33 +117,34 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the measuring process")
     parser.add_argument("--processor", default="../shared/qwen2_5_vl")
     parser.add_argument("--output", default="bench/results/loader.json")
-    parser.add_argument("--child", dest="pipeline", choices=("distilled", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", dest="pipeline", choices=PIPELINES, help=argparse.SUPPRESS)
     parser.add_argument("--stage", choices=("samples", "batches"), default="batches", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pipeline:
         report(child(args))
         return
 
-    rows = [measure(args, p, s) for s in ("samples", "batches") for p in ("distilled", "raw")]
+    rows = [measure(args, p, s) for s in ("samples", "batches") for p in PIPELINES]
     by = {(r["pipeline"], r["stage"]): r for r in rows}
     ratios = {
-        f"{stage}_samples_per_s_distilled_over_raw": by["distilled", stage]["samples_per_s"]
-        / by["raw", stage]["samples_per_s"]
+        f"{stage}_samples_per_s_{p}_over_raw": by[p, stage]["samples_per_s"] / by["raw", stage]["samples_per_s"]
         for stage in ("samples", "batches")
+        for p in PIPELINES[:2]
     }
     ratios["visual_tokens_raw_over_distilled"] = (
         by["raw", "batches"]["visual_tokens_per_sample"] / by["distilled", "batches"]["visual_tokens_per_sample"]
     )
     print(
-        "| pipeline | stage | frames/sample | samples | seconds | samples/s | visual tokens/sample | tokens/sample |"
+        "| pipeline | stage | frames/sample | samples | seconds | samples/s | visual tokens/sample | tokens/sample "
+        "| prepare (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         vis = f"{r['visual_tokens_per_sample']:.0f}" if "visual_tokens_per_sample" in r else ""
         tok = f"{r['tokens_per_sample']:.0f}" if "tokens_per_sample" in r else ""
         print(
             f"| {r['pipeline']} | {r['stage']} | {r['frames_per_sample']:.0f} | {r['samples']} | {r['seconds']:.2f} "
-            f"| {r['samples_per_s']:.1f} | {vis} | {tok} |"
+            f"| {r['samples_per_s']:.1f} | {vis} | {tok} | {r['prepare_s']:.1f} |"
         )
     print()
     for k, v in ratios.items():

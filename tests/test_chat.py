@@ -158,6 +158,21 @@ def test_hub_card_is_read_as_plain_data(tmp_path, monkeypatch, yaml_header, erro
 # -- samples -------------------------------------------------------------------------------------------------------
 
 
+def test_decode_once_gives_the_same_samples_from_cached_frames(tmp_path, monkeypatch):
+    folder = write_distilled(tmp_path / "set")
+    cache = str(tmp_path / "hf")
+    lazy = load_chat_dataset(folder, "ratio_1", cache_dir=cache)
+    expected = [lazy[i] for i in range(len(lazy))]
+    once = load_chat_dataset(folder, "ratio_1", cache_dir=cache, decode_once=True)
+    columns = once.with_transform(None).column_names
+    assert "frames" in columns and "latents" not in columns
+    monkeypatch.setattr(PixelCodec, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    for i, want in enumerate(expected):  # reading the cached frames never calls the decoder
+        got = once[i]
+        np.testing.assert_array_equal(got["videos"][0], want["videos"][0])
+        assert got["messages"][1] == want["messages"][1] and got["video_metadata"] == want["video_metadata"]
+
+
 def test_distilled_rows_become_chat_samples(tmp_path):
     folder = write_distilled(tmp_path / "set")
     ds = load_chat_dataset(folder, "ratio_1")
