@@ -1,0 +1,283 @@
+"""Argument dataclasses of the SFT and evaluation recipes (`recipes/*.py`), parsed with TRL's `TrlParser`.
+
+One YAML works from the CLI and from a recipe: `--config recipes/qwen2_5_vl_7b/lora/config_hmdb51_0.41.yaml` sets
+the fields, flags override them, unknown keys are errors. The SFT script parses
+`(SFTScriptArguments, VideoSFTConfig, trl.ModelConfig)`, the evaluation script `EvalArguments`, the comparison
+script `CompareArguments`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import SFTConfig
+
+from compressa_hf.chat.prompts import PromptTemplate
+
+#: How much of the vision side trains (`tune_vision`): with LoRA, `tower` puts adapters on the vision blocks too; with
+#: full SFT it trains every vision weight. `merger` trains the patch merger (the vision -> text projection) fully.
+TUNE_VISION = ("frozen", "merger", "tower")
+
+#: Leaf names of the language model's linear layers (Qwen2 attention and MLP); `all-linear` stands for these.
+TEXT_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: Leaf names of the linear layers inside a Qwen2.5-VL vision block (fused `qkv`, `proj`, and the MLP).
+VISION_LINEAR_MODULES = ("qkv", "proj", "gate_proj", "up_proj", "down_proj")
+
+_DEFAULT_PROMPT = PromptTemplate()
+
+
+@dataclass
+class VideoDataArguments:
+    """Which videos the recipes read, how frames are taken from raw clips, and the prompt; shared by every recipe.
+
+    Args:
+        data: Named training set (`compressa_hf.named_sets`): `hmdb51_0.41` (distilled, from the Hub),
+            `hmdb51_full` (the raw training split), or an entry of `data_registry`. Its `eval_source` is the test
+            split the evaluation reads.
+        data_registry: YAML file of extra named sets (name -> repo/config or source, eval_source).
+        num_frames: T, frames sampled per raw clip (full-data training and evaluation). Distilled samples carry the
+            K frames they were stored with.
+        clip_size: Side of raw frames after resize + centre crop; distilled frames keep the size their codec decodes
+            to (112 for TAESD latents of 14 x 14).
+        sampling_policy: How raw frames are sampled (`uniform`, `gap4`; see `compressa_hf.clips.POLICIES`).
+        fps: Source frame rate for the temporal positions; None reads it from the set or uses 30 (see
+            `compressa_hf.chat.samples.resolve_fps`).
+        max_fps: Highest frame rate a video is presented to Qwen2.5-VL at (see `QwenVideoCollator`).
+        frame_size: Resize every frame to this side before the processor (rounded to 28); None keeps each video's
+            own size. Visual tokens grow with its square.
+        question / answer / system_prompt / humanize_class_names: The prompt (`PromptTemplate`); training and
+            evaluation must use the same one.
+    """
+
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Named set, e.g. hmdb51_0.41 (distilled) or hmdb51_full (raw videos); see named_sets.py."},
+    )
+    data_registry: str | None = field(
+        default=None, metadata={"help": "YAML file with extra named sets (name -> repo/config or source)."}
+    )
+    num_frames: int = field(default=16, metadata={"help": "T, frames per raw clip (full-data SFT and evaluation)."})
+    clip_size: int = field(default=112, metadata={"help": "Side of raw frames after resize + centre crop."})
+    sampling_policy: str = field(default="uniform", metadata={"help": "Raw-frame sampling policy: uniform or gap4."})
+    fps: float | None = field(
+        default=None, metadata={"help": "Source frame rate; None reads it from the set, else 30."}
+    )
+    max_fps: float | None = field(
+        default=2.0, metadata={"help": "Highest frame rate a video is presented at (Qwen2.5-VL samples at 2)."}
+    )
+    frame_size: int | None = field(
+        default=None, metadata={"help": "Resize frames to this side (rounded to 28); None keeps their size."}
+    )
+    question: str = field(
+        default=_DEFAULT_PROMPT.question,
+        metadata={"help": "User question; {choices} = class names, {num_classes} = their count."},
+    )
+    answer: str = field(default=_DEFAULT_PROMPT.answer, metadata={"help": "Assistant answer; {class_name} is filled."})
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System message; None keeps the chat template's default."}
+    )
+    humanize_class_names: bool = field(
+        default=True, metadata={"help": "Show class names as words: ApplyEyeMakeup -> apply eye makeup."}
+    )
+
+    def __post_init__(self):
+        if self.num_frames < 1:
+            raise ValueError(f"`num_frames` must be >= 1, got {self.num_frames}")
+        if self.max_fps is not None and self.max_fps <= 0:
+            raise ValueError(f"`max_fps` must be > 0 or None, got {self.max_fps}")
+        self.prompt_template()  # validates question / answer now, not after the model has loaded
+
+    def prompt_template(self) -> PromptTemplate:
+        return PromptTemplate(
+            question=self.question, answer=self.answer, system=self.system_prompt, humanize=self.humanize_class_names
+        )
+
+    def clip_config(self):
+        from compressa_hf.clips import ClipConfig
+
+        return ClipConfig(num_frames=self.num_frames, size=self.clip_size, policy=self.sampling_policy)
+
+    def named_set(self):
+        """The `NamedSet` for `data` (environment variables expanded); raises naming the known sets."""
+        from compressa_hf.named_sets import resolve_named_set
+
+        if not self.data:
+            raise ValueError("no training set: pass --data NAME (e.g. hmdb51_0.41 or hmdb51_full)")
+        return resolve_named_set(self.data, self.data_registry)
+
+
+@dataclass
+class SFTScriptArguments(VideoDataArguments):
+    """Arguments of `recipes/sft_qwen.py` besides `VideoSFTConfig` (trainer) and `trl.ModelConfig` (model, LoRA).
+
+    LoRA goes on the language model's linear layers named by `ModelConfig.lora_target_modules` (`all-linear` or
+    None: every attention and MLP projection); the vision side follows `tune_vision`.
+
+    Args:
+        tune_vision: `frozen` (default): the vision tower and merger stay as released. `merger`: the patch merger
+            (vision -> text projection) trains fully, with LoRA too. `tower`: with LoRA, adapters on the vision
+            blocks' linear layers (`vision_lora_target_modules`) and the merger trained fully; in full SFT, every
+            vision weight trains.
+        vision_lora_target_modules: Vision-block linear layers that get adapters when `tune_vision=tower`.
+        max_train_samples: Use only the first N training samples (smoke tests, quick looks).
+        summary_file: JSON written beside the model: the data set, samples, frames and visual tokens per sample,
+            run time (what `recipes/compare_qwen.py` tabulates).
+    """
+
+    tune_vision: str = field(
+        default="frozen",
+        metadata={
+            "help": "Vision side: frozen, merger (train the merger), tower (tune it all).",
+            "choices": TUNE_VISION,
+        },
+    )
+    vision_lora_target_modules: list[str] = field(
+        default_factory=lambda: list(VISION_LINEAR_MODULES),
+        metadata={"help": "Vision-block layers given LoRA adapters when tune_vision=tower."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N samples only."})
+    summary_file: str = field(
+        default="training_summary.json", metadata={"help": "Run summary JSON written into output_dir."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.tune_vision not in TUNE_VISION:
+            raise ValueError(f"`tune_vision` must be one of {TUNE_VISION}, got {self.tune_vision!r}")
+        unknown = sorted(set(self.vision_lora_target_modules) - set(VISION_LINEAR_MODULES))
+        if unknown:
+            raise ValueError(
+                f"`vision_lora_target_modules` {unknown} are not vision-block linear layers; choose from "
+                f"{list(VISION_LINEAR_MODULES)}"
+            )
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"`max_train_samples` must be >= 1, got {self.max_train_samples}")
+
+
+@dataclass
+class VideoSFTConfig(SFTConfig):
+    """TRL's `SFTConfig` with the two settings video chat samples need as defaults; every other field is TRL's.
+
+    Args:
+        remove_unused_columns: Must stay False: `QwenVideoCollator` reads the chat samples' own columns (`messages`,
+            `videos`, `video_metadata`), which `Trainer` would otherwise drop for not being model inputs.
+        dataset_kwargs: Must keep `skip_prepare_dataset: true`: samples are tokenised, and their frames decoded,
+            on the fly by the collator; TRL's text preparation cannot read videos.
+    """
+
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep False: the collator reads the chat samples' columns."}
+    )
+    dataset_kwargs: dict[str, Any] | str | None = field(
+        default_factory=lambda: {"skip_prepare_dataset": True},
+        metadata={"help": "Keep {'skip_prepare_dataset': true}: the collator tokenises video samples on the fly."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.remove_unused_columns:
+            raise ValueError(
+                "`remove_unused_columns` must be False for video chat samples (got True): the collator reads the "
+                "`messages`, `videos` and `video_metadata` columns, which Trainer would drop"
+            )
+        if not (self.dataset_kwargs or {}).get("skip_prepare_dataset"):
+            raise ValueError(
+                f"`dataset_kwargs` must hold skip_prepare_dataset: true for video chat samples, got "
+                f"{self.dataset_kwargs!r}; the collator tokenises them"
+            )
+
+
+@dataclass
+class EvalArguments(VideoDataArguments):
+    """Arguments of `recipes/eval_qwen.py`: which model, which test split, which scoring.
+
+    Args:
+        model_name_or_path: A base model (zero-shot) or the output of `sft_qwen.py`: a full model, or a LoRA adapter
+            folder whose `adapter_config.json` names the base model.
+        dtype: Weights dtype (`bfloat16` on GPUs; `float32` on CPU).
+        attn_implementation: e.g. `sdpa`, `flash_attention_2`.
+        split: Test split of the set's `eval_source`; None uses the set's `eval_split` (`test`).
+        methods: `loglik` (constrained: the class whose answer has the highest log-likelihood) and/or `generate`
+            (greedy answer matched to a class name after normalisation).
+        length_normalize: Rank classes by mean instead of summed token log-likelihood.
+        batch_size: Test videos per forward pass on each process.
+        choice_batch_size: Class continuations scored per forward pass (lower it for many classes on a small GPU).
+        max_new_tokens: Generation length limit for `generate`.
+        max_samples: Evaluate the first N test videos only.
+        output_dir: Where `results.json`, `results.md` and `predictions.jsonl` go.
+        run_name: Name of the run in the results (default: the model folder's name).
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model or sft_qwen.py output."})
+    dtype: str = field(
+        default="bfloat16",
+        metadata={"help": "Weights dtype.", "choices": ["bfloat16", "float16", "float32", "auto"]},
+    )
+    attn_implementation: str | None = field(default=None, metadata={"help": "Attention kernel, e.g. sdpa."})
+    split: str | None = field(default=None, metadata={"help": "Test split; None uses the set's eval_split."})
+    methods: list[str] = field(
+        default_factory=lambda: ["loglik", "generate"], metadata={"help": "Scoring methods: loglik, generate."}
+    )
+    length_normalize: bool = field(default=False, metadata={"help": "Rank classes by mean token log-likelihood."})
+    batch_size: int = field(default=4, metadata={"help": "Test videos per forward pass per process."})
+    choice_batch_size: int = field(default=128, metadata={"help": "Class continuations per forward pass."})
+    max_new_tokens: int = field(default=16, metadata={"help": "Generation length limit."})
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate the first N test videos only."})
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Folder for results.json / .md."})
+    run_name: str | None = field(default=None, metadata={"help": "Run name in the tables (default: model folder)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        unknown = sorted(set(self.methods) - {"loglik", "generate"})
+        if unknown or not self.methods:
+            raise ValueError(f"`methods` must be a non-empty subset of [loglik, generate], got {self.methods}")
+        for name in ("batch_size", "choice_batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class CompareArguments:
+    """Arguments of `recipes/compare_qwen.py`: zero-shot vs full-data SFT vs distilled SFT on one dataset.
+
+    Each run is its own `accelerate launch` of `sft_qwen.py` / `eval_qwen.py` with the recipe
+    `<recipe_dir>/<method>/config_<dataset>_<ratio | full>.yaml`; finished runs (their `results.json` exists) are
+    skipped, so a killed comparison resumes where it stopped.
+
+    Args:
+        dataset: Dataset prefix of the named sets (`hmdb51`, `ucf101`, or a registry prefix such as `tiny`).
+        ratios: Distilled ratios to train on (named sets `<dataset>_<ratio>`).
+        method: Recipe folder: `lora` or `full`.
+        recipe_dir: Folder holding `<method>/config_*.yaml`.
+        model_name_or_path: Base model; overrides the recipes' and is the zero-shot model.
+        accelerate_config: `--config_file` for the SFT launches (e.g. `accelerate_configs/zero2.yaml`).
+        eval_accelerate_config: `--config_file` for the evaluation launches (None: accelerate's default).
+        num_processes: Overrides the accelerate configs' process count (None keeps theirs).
+        output_dir: Runs go to `<output_dir>/<name>`, the table to `<output_dir>/comparison.{md,json}`.
+        data_registry: Extra named sets, passed to every run.
+        sft_args / eval_args: Extra flags for every SFT / evaluation run (one string, shell-quoted).
+        dry_run: Print the commands and stop.
+    """
+
+    dataset: str = field(default="hmdb51", metadata={"help": "Dataset prefix: hmdb51, ucf101, ..."})
+    ratios: list[str] = field(default_factory=lambda: ["0.21", "0.41", "0.82"], metadata={"help": "Ratios."})
+    method: str = field(default="lora", metadata={"help": "Recipe folder: lora or full."})
+    recipe_dir: str = field(default="recipes/qwen2_5_vl_7b", metadata={"help": "Folder with <method>/config_*.yaml."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model (also the zero-shot one)."})
+    accelerate_config: str | None = field(
+        default="accelerate_configs/zero2.yaml", metadata={"help": "accelerate --config_file for SFT runs."}
+    )
+    eval_accelerate_config: str | None = field(
+        default=None, metadata={"help": "accelerate --config_file for evaluation runs."}
+    )
+    num_processes: int | None = field(default=None, metadata={"help": "Processes per launch (None: the config's)."})
+    output_dir: str = field(default="outputs/compare", metadata={"help": "Runs and the comparison table go here."})
+    data_registry: str | None = field(default=None, metadata={"help": "Extra named sets YAML."})
+    sft_args: str = field(default="", metadata={"help": "Extra flags for every SFT run."})
+    eval_args: str = field(default="", metadata={"help": "Extra flags for every evaluation run."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the commands only."})
+
+    def __post_init__(self):
+        if self.method not in ("lora", "full"):
+            raise ValueError(f"`method` must be lora or full, got {self.method!r}")

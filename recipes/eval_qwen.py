@@ -1,0 +1,117 @@
+"""Accuracy of a base or fine-tuned Qwen2.5-VL on the real test split of a named set, with the training prompt.
+
+Usage:
+    # zero-shot (export HMDB51_ROOT=/data/hmdb51 first: the test videos are read from it)
+    accelerate launch --num_processes 8 recipes/eval_qwen.py --model_name_or_path Qwen/Qwen2.5-VL-7B-Instruct \
+        --data hmdb51_full --output_dir outputs/eval/hmdb51/zero_shot
+    # a model from sft_qwen.py (LoRA adapter or full model)
+    accelerate launch --num_processes 8 recipes/eval_qwen.py \
+        --model_name_or_path outputs/qwen2.5-vl-7b-lora-hmdb51_0.41 --data hmdb51_0.41 \
+        --output_dir outputs/eval/hmdb51/lora_0.41
+
+Two readings of the same forward: `loglik` picks the class whose answer (and `<|im_end|>`) the model finds most
+likely (constrained: always a valid class), `generate` decodes a greedy answer and matches it to a class name after
+normalisation (an answer naming no class counts wrong). Test videos are split across processes; the main process
+writes `results.json`, `results.md` and `predictions.jsonl` to `--output_dir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def make_parser():
+    from trl import TrlParser
+
+    from compressa_hf.configs import EvalArguments
+
+    return TrlParser(EvalArguments)
+
+
+def main(args):
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object
+
+    from compressa_hf.chat import QwenVideoCollator, raw_chat_samples
+    from compressa_hf.qwen_eval import (
+        choice_token_ids,
+        choose,
+        generate_answers,
+        load_for_eval,
+        match_answer,
+        prompt_inputs,
+        score_choices,
+        summarize,
+        write_results,
+    )
+    from compressa_hf.sft import torch_dtype
+
+    logger = logging.getLogger(__name__)
+    accelerator = Accelerator()
+    named = args.named_set()
+    if not named.eval_source:
+        raise ValueError(f"named set {named.name!r} has no eval_source; add one to its registry entry")
+    split = args.split or named.eval_split
+    prompt = args.prompt_template()
+    dataset = raw_chat_samples(named.eval_source, split, args.clip_config(), prompt=prompt, fps=args.fps)
+    class_texts = dataset.class_texts
+
+    model, processor = load_for_eval(
+        args.model_name_or_path, torch_dtype(args.dtype), args.attn_implementation, accelerator.device
+    )
+    tokenizer = processor.tokenizer
+    collator = QwenVideoCollator(processor, padding_side="left", frame_size=args.frame_size, max_fps=args.max_fps)
+    choices = choice_token_ids(tokenizer, class_texts, prompt)
+
+    indices = list(range(len(dataset)))[: args.max_samples]
+    records = []
+    with accelerator.split_between_processes(indices) as shard:
+        for lo in range(0, len(shard), args.batch_size):
+            samples = [(i, dataset[i]) for i in shard[lo : lo + args.batch_size]]
+            skipped = [i for i, s in samples if s is None]  # unreadable clips: counted, reported, not scored
+            records += [{"index": i, "skipped": True} for i in skipped]
+            samples = [(i, s) for i, s in samples if s is not None]
+            if not samples:
+                continue
+            inputs = prompt_inputs(collator, [s for _, s in samples], prompt.format_answer(class_texts[0]))
+            rows = [{"index": i, "video_id": s["video_id"], "label": s["label"]} for i, s in samples]
+            if "loglik" in args.methods:
+                scores = score_choices(model, inputs, choices, args.choice_batch_size)
+                for row, pred, s in zip(rows, choose(scores, choices, args.length_normalize), scores.tolist()):
+                    row |= {"loglik_pred": pred, "loglik_scores": [round(x, 4) for x in s]}
+            if "generate" in args.methods:
+                texts = generate_answers(model, inputs, tokenizer, args.max_new_tokens)
+                for row, text in zip(rows, texts):
+                    row |= {"generated": text, "generate_pred": match_answer(text, class_texts)}
+            records += rows
+            if accelerator.is_main_process:
+                logger.info(f"{lo + len(samples)}/{len(shard)} test videos on the main process")
+    records = sorted(gather_object(records), key=lambda r: r["index"])
+
+    if accelerator.is_main_process:
+        results = {
+            "run_name": args.run_name or os.path.basename(os.path.normpath(args.model_name_or_path)),
+            "model_name_or_path": args.model_name_or_path,
+            "data": named.name,
+            "eval_source": named.eval_source,
+            "split": split,
+            "class_names": class_texts,
+            "methods": args.methods,
+            "length_normalize": args.length_normalize,
+            "num_frames": args.num_frames,
+            "num_processes": accelerator.num_processes,
+            **summarize(records, args.methods),
+        }
+        write_results(args.output_dir, results, records)
+        logger.info(
+            f"results in {args.output_dir}: " + ", ".join(f"{k}={results[k]}" for k in results if "accuracy" in k)
+        )
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    (args,) = make_parser().parse_args_and_config()
+    main(args)
