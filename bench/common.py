@@ -26,3 +26,15 @@ def run_child(script: str, args: list[str]) -> dict:
     """Run `python script args...` in a fresh process (its own peak RSS) and return its reported result."""
     out = subprocess.run([sys.executable, script, *args], check=True, capture_output=True, text=True).stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith(RESULT_PREFIX))[len(RESULT_PREFIX) :])
+
+
+def finish(args, rows: list[dict], ratios: dict) -> None:
+    """Print the ratios under the table and write args, rows and ratios to `args.output` as JSON."""
+    import os
+
+    print()
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}")
+    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump({"args": vars(args), "rows": rows, "ratios": ratios, "cpu_count": os.cpu_count()}, f, indent=2)

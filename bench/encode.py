@@ -11,12 +11,10 @@ own. Prints a markdown table and writes the same numbers as JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
 
-from common import report, run_child
+from common import finish, report, run_child
 
 
 def _refs(args):
@@ -131,12 +129,7 @@ def main() -> None:
             f"| {r['mode']} | {r['clips']} | {r['seconds']:.1f} | {r['clips_per_s']:.2f} | {r['frames_per_s']:.1f} "
             f"| {r['peak_rss_main_mb']:.0f} | {r['peak_rss_worker_mb']:.0f} |"
         )
-    print()
-    for k, v in ratios.items():
-        print(f"{k}: {v:.2f}")
-    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump({"args": vars(args), "rows": rows, "ratios": ratios, "cpu_count": os.cpu_count()}, f, indent=2)
+    finish(args, rows, ratios)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,9 @@ table and writes the same numbers as JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
-from common import report, run_child
+from common import finish, report, run_child
 
 
 def _dataset(args):
@@ -146,12 +144,7 @@ def main() -> None:
             f"| {r['pipeline']} | {r['stage']} | {r['frames_per_sample']:.0f} | {r['samples']} | {r['seconds']:.2f} "
             f"| {r['samples_per_s']:.1f} | {vis} | {tok} | {r['prepare_s']:.1f} |"
         )
-    print()
-    for k, v in ratios.items():
-        print(f"{k}: {v:.2f}")
-    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump({"args": vars(args), "rows": rows, "ratios": ratios, "cpu_count": os.cpu_count()}, f, indent=2)
+    finish(args, rows, ratios)
 
 
 if __name__ == "__main__":
