@@ -26,20 +26,12 @@ def _refs(args):
 
 def run_decode(args) -> dict:
     """Decode + sample + resize through the same DataLoader as the cache pass, without encoding."""
-    import torch
-
-    from compressa_hf.cache import _single_thread_worker
-    from compressa_hf.clips import ClipConfig, ClipDataset
+    from compressa_hf.cache import clip_loader
+    from compressa_hf.clips import ClipConfig
 
     source, refs = _refs(args)
-    ds = ClipDataset(source, refs, ClipConfig(num_frames=args.num_frames, size=args.size))
-    loader = torch.utils.data.DataLoader(
-        ds,
-        batch_size=args.clips_per_batch,
-        num_workers=args.num_workers,
-        collate_fn=list,
-        worker_init_fn=_single_thread_worker,
-    )
+    cfg = ClipConfig(num_frames=args.num_frames, size=args.size)
+    loader = clip_loader(source, refs, cfg, args.clips_per_batch, args.num_workers)
     start = time.perf_counter()
     n = sum(sum("frames" in item for item in batch) for batch in loader)
     return {"clips": n, "seconds": time.perf_counter() - start}

@@ -261,19 +261,23 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
     return summary
 
 
-def _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar):
-    """Decode + encode one shard's clips; returns (latents fp16, index rows, skipped rows)."""
-    dataset = ClipDataset(source, shard_refs, clip_cfg)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=cfg.clips_per_batch,
-        num_workers=cfg.num_workers,
+def clip_loader(source, refs, clip_cfg: ClipConfig, clips_per_batch: int, num_workers: int):
+    """The DataLoader of the cache pass: batches are lists of `ClipDataset` items, decoded in worker processes."""
+    return torch.utils.data.DataLoader(
+        ClipDataset(source, refs, clip_cfg),
+        batch_size=clips_per_batch,
+        num_workers=num_workers,
         collate_fn=list,
         # Decode workers inherit torch's thread pool; one thread each keeps them from fighting the encoder.
         worker_init_fn=_single_thread_worker,
-        prefetch_factor=4 if cfg.num_workers > 0 else None,
+        prefetch_factor=4 if num_workers > 0 else None,
         persistent_workers=False,
     )
+
+
+def _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar):
+    """Decode + encode one shard's clips; returns (latents fp16, index rows, skipped rows)."""
+    loader = clip_loader(source, shard_refs, clip_cfg, cfg.clips_per_batch, cfg.num_workers)
     chunks, rows, skipped = [], [], []
     for batch in loader:
         good = [item for item in batch if "error" not in item]
