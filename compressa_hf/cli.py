@@ -16,6 +16,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("compressa_hf.commands.encode", "stage 1: encode every sampled frame of a split into a latent cache"),
     "distill": ("compressa_hf.commands.distill", "distil a split into K latent keyframes per video (VideoCompressa)"),
+    "evaluate": (
+        "compressa_hf.commands.evaluate",
+        "train networks from scratch on every method's set at equal bytes; Table-1-style report",
+    ),
     "show": ("compressa_hf.commands.show", "draw the frames a distilled set kept, as PNGs"),
     "push": ("compressa_hf.commands.push", "upload a distilled set folder to the Hub as a dataset repo"),
     "demo": ("compressa_hf.commands.demo", "run the pipeline end to end on the built-in procedural set, offline"),

@@ -1,7 +1,9 @@
 """Video classifiers used to guide distillation and to evaluate distilled sets, chosen by name from `NETS`.
 
-Both take clips as `(B, T, 3, H, W)` floats in [0, 1] and return `(B, num_classes)` logits, for any number of
-frames T (a distilled set has K frames per clip, a full clip T).
+All take clips as `(B, T, 3, H, W)` floats in [0, 1] and return `(B, num_classes)` logits, for any number of
+frames T (a distilled set has K frames per clip, a full clip T), and share the constructor signature
+`(num_classes, channels=3, size=112, width=128, ..., norm=...)`, so `build_net(name, num_classes, size, width=w)`
+builds any of them. The five are the cross-architecture set of VDSD and VideoCompressa's Table 2.
 
 - `ConvNet`: the dataset-distillation standard (DC / DM / MTT code): `depth` blocks of conv3x3 -> norm -> ReLU ->
   avgpool2, then flatten and a linear layer, applied to every frame; per-frame features are averaged over time
@@ -10,9 +12,18 @@ frames T (a distilled set has K frames per clip, a full clip T).
 - `ConvNet3D`: VDSD's 3D ConvNet: three conv3d blocks (kernel (3, 7, 7), stride (1, 2, 2), padding (1, 3, 3);
   64 then `width` channels) with ReLU and max-pooling ((1, 2, 2) after the first block, 2 after the others), no
   normalisation, then average pooling, dropout, a 1x1x1 conv to the classes and a max over time.
+- `MLP`: DC-bench's three-layer perceptron (flatten -> `width` -> `width` -> classes, ReLU) on every frame, the
+  second hidden layer averaged over time before the last layer. No convolution, no normalisation.
+- `RNN` / `GRU`: VDSD's `VideoConvNetRNN` / `VideoConvNetGRU` idea, made lighter: the ConvNet stem on every frame,
+  adaptively average-pooled to a `grid` x `grid` map, flattened and fed in time order to a one-layer `nn.RNN` (tanh)
+  or `nn.GRU` with `width` hidden units; the outputs are averaged over time before the linear layer. With
+  ConvNet3D, the nets whose logits depend on the order of the frames.
+
+`ConvNet`, `MLP`, `RNN` and `GRU` also expose `embed(x) -> (B, num_features)` and a linear `classifier`, with
+`forward(x) == classifier(embed(x))`; the model-based coresets (herding, GraNd) rely on that split.
 
 Registry: `NETS` maps a name to a class; `build_net(name, num_classes, size, **kw)` builds one. A new
-architecture (MLP, RNN, GRU heads) is one class and one entry.
+architecture is one class and one entry.
 """
 
 from __future__ import annotations
@@ -48,6 +59,31 @@ def _norm_layer(norm: str, width: int) -> nn.Module:
     raise ValueError(f"unknown norm {norm!r}; pick one of {NORMS}")
 
 
+def _conv_stem(channels: int, width: int, depth: int, norm: str) -> nn.Sequential:
+    """`depth` blocks of conv3x3 -> norm -> ReLU -> avgpool2 (the DC / DM / MTT ConvNet's feature extractor)."""
+    layers: list[nn.Module] = []
+    in_ch = channels
+    for _ in range(depth):
+        layers += [
+            nn.Conv2d(in_ch, width, kernel_size=3, padding=1),
+            _norm_layer(norm, width),
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(kernel_size=2, stride=2),
+        ]
+        in_ch = width
+    return nn.Sequential(*layers)
+
+
+def _check_frames(x: torch.Tensor, name: str, channels: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """`_check_clips`, plus the channel count and (for nets with a fixed flatten size) the frame size."""
+    x = _check_clips(x, name)
+    if x.shape[2] != channels:
+        raise ValueError(f"this {name} was built for {channels}-channel frames, got {x.shape[2]} channels")
+    if size is not None and tuple(x.shape[3:]) != size:
+        raise ValueError(f"this {name} was built for {size[0]}x{size[1]} frames, got {x.shape[3]}x{x.shape[4]}")
+    return x
+
+
 class ConvNet(nn.Module):
     """Per-frame 2D ConvNet with temporal mean pooling (the distillation literature's default network).
 
@@ -76,17 +112,7 @@ class ConvNet(nn.Module):
             raise ValueError(
                 f"ConvNet with depth {depth} needs a frame size that is a multiple of {2**depth}, got {height}x{wide}"
             )
-        layers: list[nn.Module] = []
-        in_ch = channels
-        for _ in range(depth):
-            layers += [
-                nn.Conv2d(in_ch, width, kernel_size=3, padding=1),
-                _norm_layer(norm, width),
-                nn.ReLU(inplace=True),
-                nn.AvgPool2d(kernel_size=2, stride=2),
-            ]
-            in_ch = width
-        self.features = nn.Sequential(*layers)
+        self.features = _conv_stem(channels, width, depth, norm)
         self.size = (height, wide)
         self.num_features = width * (height // 2**depth) * (wide // 2**depth)
         self.classifier = nn.Linear(self.num_features, num_classes)
@@ -165,7 +191,133 @@ class ConvNet3D(nn.Module):
         return logits.max(dim=2).values
 
 
-NETS: dict[str, type[nn.Module]] = {"convnet": ConvNet, "convnet3d": ConvNet3D}
+class MLP(nn.Module):
+    """Per-frame three-layer perceptron with temporal mean pooling (DC-bench's MLP, applied to every frame).
+
+    Every frame is flattened and goes through Linear(`width`) -> ReLU -> Linear(`width`) -> ReLU; the second hidden
+    layer is averaged over time (as ConvNet averages its features) and a linear layer gives the logits. VDSD's own
+    "MLP" (`VideoConvNetMLP`) is a ConvNet with a learned weighting of exactly 16 frames, which cannot take the 1-4
+    frames of a distilled clip; this is the frame-count-free reading used here.
+
+    Args:
+        num_classes: Number of output logits.
+        channels: Input channels (3 for RGB).
+        size: Frame size, `int` or `(H, W)`; the first layer has `channels * H * W` inputs, so a net built for 112
+            refuses 64x64 frames.
+        width: Hidden units of both hidden layers (128 in DC-bench).
+        norm: Must be "none": the MLP has no normalisation layers. Accepted so that `build_net` can pass a shared
+            keyword set.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        channels: int = 3,
+        size: int | tuple[int, int] = 112,
+        width: int = 128,
+        norm: str = "none",
+    ):
+        super().__init__()
+        if norm != "none":
+            raise ValueError(f"MLP has no normalisation layers; pass norm='none', got {norm!r}")
+        self.size = _pair(size)
+        self.channels = channels
+        self.num_features = width
+        self.fc1 = nn.Linear(channels * self.size[0] * self.size[1], width)
+        self.fc2 = nn.Linear(width, width)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) -> (B, width): the second hidden layer of every frame, averaged over time."""
+        x = _check_frames(x, "MLP", self.channels, self.size)
+        b, t = x.shape[:2]
+        hidden = F.relu(self.fc2(F.relu(self.fc1(x.reshape(b * t, -1)))))
+        return hidden.reshape(b, t, -1).mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class _RecurrentNet(nn.Module):
+    """ConvNet stem per frame -> `grid` x `grid` adaptive average pooling -> a one-layer recurrent net over time.
+
+    The classifier reads the mean of the recurrent outputs over time (as VDSD's `VideoConvNetRNN` / `GRU` do), not
+    the last hidden state: every frame then gets a direct path to the loss (a plain tanh RNN's last state mostly
+    forgets the first frames of a 16-frame test clip).
+
+    Departures from VDSD, both to keep the net small at any frame size: the hidden size is `width` (VDSD: the
+    flattened feature size / 8, 1024 at 64x64), and the stem's map is pooled to `grid` x `grid` before flattening
+    (VDSD flattens the whole 8x8 map), which also keeps the RNN's input small enough that its tanh does not start
+    saturated.
+
+    Args:
+        num_classes: Number of output logits.
+        channels: Input channels (3 for RGB).
+        size: Frame size, `int` or `(H, W)`; at least `2 ** depth` (the adaptive pooling makes the net otherwise
+            size-agnostic).
+        width: Channels of the stem and hidden units of the recurrent layer.
+        depth: Conv blocks of the stem (3, as in ConvNet).
+        norm: Normalisation of the stem, one of `NORMS` (default `instancenorm`, as VDSD's ConvNet stem).
+        grid: Side of the pooled map fed to the recurrent layer (`width * grid ** 2` inputs per frame).
+    """
+
+    cell: type[nn.RNNBase]
+    name: str
+
+    def __init__(
+        self,
+        num_classes: int,
+        channels: int = 3,
+        size: int | tuple[int, int] = 112,
+        width: int = 128,
+        depth: int = 3,
+        norm: str = "instancenorm",
+        grid: int = 4,
+    ):
+        super().__init__()
+        height, wide = _pair(size)
+        if min(height, wide) < 2**depth:
+            raise ValueError(
+                f"{self.name} with depth {depth} needs frames of at least {2**depth}, got {height}x{wide}"
+            )
+        if grid < 1:
+            raise ValueError(f"{self.name} needs grid >= 1, got {grid}")
+        self.channels, self.min_size = channels, 2**depth
+        self.features = _conv_stem(channels, width, depth, norm)
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.recurrent = self.cell(width * grid * grid, width, num_layers=1, batch_first=True)
+        self.num_features = width
+        self.classifier = nn.Linear(width, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) -> (B, width): recurrent outputs over the frames in time order, averaged over time."""
+        x = _check_frames(x, self.name, self.channels)
+        b, t, c, h, w = x.shape
+        if min(h, w) < self.min_size:
+            raise ValueError(f"{self.name} needs frames of at least {self.min_size}x{self.min_size}, got {h}x{w}")
+        feats = self.pool(self.features(x.reshape(b * t, c, h, w))).reshape(b, t, -1)
+        outputs, _ = self.recurrent(feats)
+        return outputs.mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class RNN(_RecurrentNet):
+    """ConvNet stem + a one-layer tanh `nn.RNN` over time (VDSD's `VideoConvNetRNN`, lighter; see `_RecurrentNet`)."""
+
+    cell = nn.RNN
+    name = "RNN"
+
+
+class GRU(_RecurrentNet):
+    """ConvNet stem + a one-layer `nn.GRU` over time (VDSD's `VideoConvNetGRU`, lighter; see `_RecurrentNet`)."""
+
+    cell = nn.GRU
+    name = "GRU"
+
+
+NETS: dict[str, type[nn.Module]] = {"convnet": ConvNet, "convnet3d": ConvNet3D, "mlp": MLP, "rnn": RNN, "gru": GRU}
 
 
 def build_net(name: str, num_classes: int, size: int | tuple[int, int], **kw) -> nn.Module:

@@ -111,19 +111,6 @@ def plan_for(args: DistillArguments, frames_per_video: int | None, labels: list[
     return plan_budget(ratio, counts, args.num_frames, args.size, latent_shape, frames_per_video, args.dtype)
 
 
-def choose_videos(labels: list[int], videos_per_class: list[int], seed: int) -> list[int]:
-    """Positions of the videos kept: all of them, or a seeded random subset of each class (the coreset step)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    keep = []
-    for c, n in enumerate(videos_per_class):
-        members = np.flatnonzero(labels == c)
-        keep += members.tolist() if n >= len(members) else sorted(rng.choice(members, size=n, replace=False).tolist())
-    return sorted(keep)
-
-
 def _previews(stored, dtype: str, codec, batch: int = 64) -> list[bytes]:
     """PNG strips of what each stored row decodes to (after storage rounding), for the `preview` column."""
     import torch
@@ -152,6 +139,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.codecs.base import latents_to_uint8
+    from compressa_hf.distill.methods.base import choose_videos
     from compressa_hf.distill.videocompressa import distill
     from compressa_hf.distributed import get_state
     from compressa_hf.io import atomic_write_json

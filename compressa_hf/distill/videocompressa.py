@@ -119,6 +119,9 @@ class VideoCompressaConfig:
         momentum_guide: SGD momentum of the guide (ignored by Adam).
         weight_decay_guide: Weight decay of the guide.
         scorer_width: Channels of the scorer's two conv layers.
+        update_latents: Optimise the latents Z (the method). False freezes them: only the scorer and guide learn,
+            the stored latents are the cached ones (the "Gumbel scorer without latent updates" ablation), and no
+            decode with grad is run.
         grad_frames: Frames per video whose latents receive gradient each step; None = K, 0 = all T (the paper's
             exact algorithm).
         grad_select: Which frames get it: "scores" (highest scorer logits: the frames that would be stored) or
@@ -147,6 +150,7 @@ class VideoCompressaConfig:
     momentum_guide: float = field(default=0.9, metadata={"help": "SGD momentum of the guide."})
     weight_decay_guide: float = field(default=0.0, metadata={"help": "Weight decay of the guide."})
     scorer_width: int = field(default=32, metadata={"help": "Channels of the scorer's conv layers."})
+    update_latents: bool = field(default=True, metadata={"help": "Optimise the latents (False: scorer only)."})
     grad_frames: int | None = field(
         default=None, metadata={"help": "Frames per video whose latents get gradient (None: K, 0: all T)."}
     )
@@ -413,7 +417,7 @@ class _Distiller:
 
         start = time.perf_counter()
         frames = self.frames[rows].to(self.device, torch.float32).view(b, T, 3, *self.frame_size)
-        frames.requires_grad_(True)
+        frames.requires_grad_(cfg.update_latents)  # the frame gradient only feeds the latents
         labels = self.labels[vids].to(self.device)
         q = self.scorer(frames.detach())
         weights = gumbel_softmax_samples(q, self.K, tau=cfg.tau, hard=cfg.hard, generator=self.generator)
@@ -429,6 +433,14 @@ class _Distiller:
         _sync(self.device)
         self.timings["forward_backward_s"] += time.perf_counter() - start
 
+        start = time.perf_counter()
+        if not cfg.update_latents:
+            self.opt_scorer.step()
+            self.opt_guide.step()
+            self.timings["optimizer_s"] += time.perf_counter() - start
+            self._record(loss, logits, labels, b, coverage=0.0)
+            return
+
         # Latent gradient for G frames per video: the current top-G by score, or by Gumbel weight mass.
         mass = weights.detach().sum(dim=1)
         chosen = topk_in_time(q.detach() if cfg.grad_select == "scores" else mass, self.G)
@@ -443,7 +455,9 @@ class _Distiller:
         self.z_opt.step(chosen_rows, z_grads)
         self.stale[chosen_rows] = True
         self.timings["optimizer_s"] += time.perf_counter() - start
+        self._record(loss, logits, labels, b, coverage)
 
+    def _record(self, loss, logits, labels, b: int, coverage: float) -> None:
         stats = self.pass_stats
         stats["losses"].append(loss.item())
         stats["correct"] += int((logits.detach().argmax(1) == labels).sum())

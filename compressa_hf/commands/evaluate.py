@@ -1,0 +1,37 @@
+"""Every method against every baseline at the same stored bytes: train a network from scratch on each compressed
+set, test it on the real test split, and write a Table-1-style report with seeds, standard deviations, wall times
+and paired bootstrap intervals.
+
+Usage:
+    compressa evaluate --source procedural:num_classes=4 --ratios k1 --seeds 3 --epochs 30 --output out/eval_proc
+    compressa evaluate --source ../shared/data/arid6_iid --codec tae:../shared/weights/taef2 \
+        --num_frames 8 --size 48 --ratios k1,k2 --seeds 3 --archs convnet,convnet3d --output out/eval_arid6_iid
+    compressa evaluate ... --methods videocompressa,random,uniform --method_config methods.yaml   # {dm: {iterations: 500}}
+    compressa evaluate ... (same command after a kill: finished cells are kept)
+
+Writes `<output>/report.md`, `report.json` and `report.png`; see `compressa_hf.evaluate.runner` for the layout.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def make_parser():
+    from trl import TrlParser
+
+    from compressa_hf.evaluate.runner import EvaluateArguments
+    from compressa_hf.evaluate.train import TrainConfig
+
+    return TrlParser((EvaluateArguments, TrainConfig), prog="compressa evaluate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from compressa_hf.evaluate.report import to_markdown
+    from compressa_hf.evaluate.runner import run
+
+    args, train_cfg = make_parser().parse_args_and_config(argv)
+    report = run(args, train_cfg)
+    print(to_markdown(report))
+    print(json.dumps({"output": args.output, "cells": len(report["cells"])}))
+    return 0

@@ -1,0 +1,63 @@
+"""Every distillation method and baseline behind one registry, all at the same stored bytes (`base.py`).
+
+`METHODS` maps a name to the module that implements it. Each module has `KIND` (the table group), an `Options`
+dataclass (its hyperparameters, overridable per run) and `compress(ctx: MethodContext) -> CompressedSet`.
+Modules are imported on first use, so listing the registry is cheap.
+
+| name | kind | what it stores |
+|---|---|---|
+| videocompressa | ours | K optimised latent frames per video (Gumbel scorer + latents + guide, jointly) |
+| scorer_only | selection | K cached latent frames per video chosen by the Gumbel scorer trained without latent updates |
+| uniform | selection | K uniformly spaced cached latent frames per video |
+| pixel_diff | selection | the K frames with the largest pixel change from the previous frame |
+| avs | selection | adaptive video sampling: shot-boundary scores, NMS, top-K, in time order |
+| random | coreset | all T latent frames of random whole clips |
+| herding | coreset | whole clips chosen by herding on proxy-network features |
+| forgetting | coreset | whole clips most often forgotten during proxy training |
+| grand | coreset | whole clips with the largest expected gradient norm early in proxy training |
+| dm | synthesis | synthetic latent clips matched to the real ones by distribution matching |
+| lvdd | synthesis | diverse whole clips (k-DPP / k-means on latents) recompressed by Tucker / PCA |
+| full | reference | every real frame of every clip (the full training split) |
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from compressa_hf.distill.methods.base import CompressedSet, MethodContext
+
+METHODS: dict[str, str] = {
+    "videocompressa": "compressa_hf.distill.methods.videocompressa",
+    "scorer_only": "compressa_hf.distill.methods.scorer_only",
+    "uniform": "compressa_hf.distill.methods.uniform",
+    "pixel_diff": "compressa_hf.distill.methods.pixel_diff",
+    "avs": "compressa_hf.distill.methods.avs",
+    "random": "compressa_hf.distill.methods.random_coreset",
+    "herding": "compressa_hf.distill.methods.herding",
+    "forgetting": "compressa_hf.distill.methods.forgetting",
+    "grand": "compressa_hf.distill.methods.grand",
+    "dm": "compressa_hf.distill.methods.dm",
+    "lvdd": "compressa_hf.distill.methods.lvdd",
+    "full": "compressa_hf.distill.methods.full",
+}
+
+
+def get_method(name: str) -> ModuleType:
+    """The module implementing method `name` (`KIND`, `Options`, `compress`)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
+    return importlib.import_module(METHODS[name])
+
+
+def compress(name: str, ctx: MethodContext) -> CompressedSet:
+    """Run method `name` on `ctx`; the result's stored bytes are checked against the budget."""
+    from compressa_hf.distill.methods.base import check_budget
+
+    cset = get_method(name).compress(ctx)
+    if cset.method != name:
+        raise AssertionError(f"method {name!r} returned a set labelled {cset.method!r}")
+    return check_budget(cset, ctx.budget_bytes) if name != "full" else cset
+
+
+__all__ = ["METHODS", "CompressedSet", "MethodContext", "compress", "get_method"]

@@ -1,0 +1,232 @@
+"""Cells -> the report: a Table-1-style markdown table per network, the same numbers as JSON, a PNG of accuracy
+against stored bytes, and a significance section (chance, standard error, paired bootstrap vs the best baseline).
+
+A cell is one (method, ratio, seed, network) run, stored as a dict (see `compressa_hf.evaluate.runner`); the
+full-data reference has `ratio` None. Methods of kind "ours" and the reference are never "the best baseline".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from compressa_hf.evaluate.stats import binomial_se, paired_bootstrap
+
+
+def ratio_key(ratio: float | None) -> str:
+    return "full" if ratio is None else f"{ratio:g}"
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n}"
+
+
+def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs: list[str], meta: dict) -> dict:
+    """Aggregate cells into the report dict (means, stds, times, significance)."""
+    by = defaultdict(list)
+    for c in cells:
+        by[(c["arch"], c["method"], ratio_key(c["ratio"]))].append(c)
+    rkeys = [ratio_key(r) for r in ratios]
+    tables: dict[str, dict] = {}
+    for arch in archs:
+        table: dict[str, dict] = {}
+        for method in [*methods, "full"]:
+            row = {}
+            for rk in [*rkeys, "full"]:
+                group = sorted(by.get((arch, method, rk), []), key=lambda c: c["seed"])
+                if not group:
+                    continue
+                ok = [c for c in group if c["status"] == "ok"]
+                if not ok:
+                    row[rk] = {"status": group[0]["status"], "reason": group[0].get("reason", "")}
+                    continue
+                mean, std = _mean_std([c["accuracy"] for c in ok])
+                row[rk] = {
+                    "status": "ok",
+                    "mean": mean,
+                    "std": std,
+                    "seeds": [c["seed"] for c in ok],
+                    "accuracies": [c["accuracy"] for c in ok],
+                    "train_accuracy": float(np.mean([c["train_accuracy"] for c in ok])),
+                    "stored_bytes": float(np.mean([c["stored_bytes"] for c in ok])),
+                    "budget_bytes": ok[0].get("budget_bytes"),
+                    "compress_s": float(np.mean([c["compress_s"] for c in ok])),
+                    "train_s": float(np.mean([c["train_s"] for c in ok])),
+                }
+            if row:
+                table[method] = row
+        tables[arch] = table
+
+    kinds = {c["method"]: c.get("kind", "") for c in cells}
+    significance: dict[str, dict] = {}
+    for arch in archs:
+        per_ratio = {}
+        for rk in rkeys:
+            means = {
+                m: tables[arch][m][rk]["mean"]
+                for m in methods
+                if rk in tables[arch].get(m, {}) and tables[arch][m][rk]["status"] == "ok"
+            }
+            baselines = sorted(
+                (m for m in means if kinds.get(m) not in ("ours", "reference")), key=lambda m: -means[m]
+            )
+            if not baselines:
+                continue
+            matrices = {
+                m: np.array(
+                    [c["correct"] for c in sorted(by[(arch, m, rk)], key=lambda c: c["seed"]) if c["status"] == "ok"]
+                )
+                for m in means
+            }
+            comparisons = {}
+            for m in means:
+                ref = baselines[0] if m != baselines[0] else (baselines[1] if len(baselines) > 1 else None)
+                if ref is None:
+                    continue
+                comparisons[m] = {"against": ref, **paired_bootstrap(matrices[m], matrices[ref]).to_dict()}
+            per_ratio[rk] = {"best_baseline": baselines[0], "comparisons": comparisons}
+        significance[arch] = per_ratio
+
+    times = defaultdict(list)
+    for c in cells:
+        if c["status"] == "ok":
+            times[c["method"]].append(c["compress_s"])
+    return {
+        **meta,
+        "methods": methods,
+        "ratios": ratios,
+        "archs": archs,
+        "kinds": kinds,
+        "tables": tables,
+        "significance": significance,
+        "compress_seconds_per_cell": {m: float(np.mean(v)) for m, v in times.items()},
+        "cells": cells,
+    }
+
+
+def to_markdown(report: dict) -> str:
+    """The report as markdown: one table per network, then what the differences mean."""
+    rkeys = [ratio_key(r) for r in report["ratios"]]
+    budgets = report.get("budget_bytes", {})
+    n_test = report["test_clips"]
+    chance = report["chance"]
+    lines = [
+        f"# Evaluation: {report['source']}",
+        "",
+        f"Accuracy (%) of a network trained from scratch on each compressed set and tested on {n_test} real test "
+        f"clips ({report.get('test_frames')} uniform frames each), mean +- std over seeds, last epoch. "
+        f"Train: {report.get('train_config')}.",
+        "",
+    ]
+    for arch in report["archs"]:
+        table = report["tables"].get(arch, {})
+        header = ["Method", "Kind", *[f"{rk} %" for rk in rkeys], "Full data", "Compress s / cell", "Train s / run"]
+        lines += [f"## {arch}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method in [*report["methods"], "full"]:
+            row = table.get(method)
+            if row is None:
+                continue
+            cells = []
+            for rk in [*rkeys, "full"]:
+                entry = row.get(rk)
+                if entry is None:
+                    cells.append("")
+                elif entry["status"] != "ok":
+                    cells.append(entry["status"])
+                else:
+                    cells.append(f"{100 * entry['mean']:.1f} +- {100 * entry['std']:.1f}")
+            ok = [e for e in row.values() if e.get("status") == "ok"]
+            comp = np.mean([e["compress_s"] for e in ok]) if ok else math.nan
+            train = np.mean([e["train_s"] for e in ok]) if ok else math.nan
+            kind = report["kinds"].get(method, "")
+            lines.append("| " + " | ".join([method, kind, *cells, f"{comp:.1f}", f"{train:.1f}"]) + " |")
+        if budgets:
+            lines += [
+                "",
+                "Budgets: "
+                + "; ".join(f"{rk} % = {_fmt_bytes(budgets[rk])}" for rk in rkeys if rk in budgets)
+                + f"; full data = {_fmt_bytes(report['full_bytes'])}.",
+            ]
+        lines += ["", *_significance_md(report, arch, rkeys, n_test, chance), ""]
+    return "\n".join(lines)
+
+
+def _significance_md(report: dict, arch: str, rkeys: list[str], n_test: int, chance: dict) -> list[str]:
+    table = report["tables"].get(arch, {})
+    accs = [e["mean"] for row in table.values() for e in row.values() if e.get("status") == "ok"]
+    typical = float(np.median(accs)) if accs else 0.5
+    lines = [
+        f"**What the differences mean ({arch}).** Chance is {100 * chance['uniform']:.1f} % "
+        f"(always guessing the most common test class: {100 * chance['majority']:.1f} %). "
+        f"The test set has {n_test} clips, so one clip is {100 / max(n_test, 1):.1f} points and one run's accuracy "
+        f"near {100 * typical:.0f} % has a standard error of {100 * binomial_se(typical, n_test):.1f} points. "
+        "Below, each method against the best baseline at the same ratio (the best baseline against the runner-up): "
+        "the difference in points and its 95 % paired bootstrap interval over test clips and seeds.",
+        "",
+        "| Ratio | Method | vs | Difference (points) | 95 % interval | Verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    sig = report["significance"].get(arch, {})
+    for rk in rkeys:
+        if rk not in sig:
+            continue
+        comps = sig[rk]["comparisons"]
+        for method in sorted(comps, key=lambda m: -comps[m]["diff"]):
+            c = comps[method]
+            lines.append(
+                f"| {rk} % | {method} | {c['against']} | {100 * c['diff']:+.1f} | "
+                f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] | {c['verdict']} |"
+            )
+    return lines
+
+
+def plot(report: dict, path: str) -> None:
+    """Accuracy against stored bytes (log scale), one panel per network, full data as a reference line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    archs = report["archs"]
+    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 4.5), squeeze=False)
+    rkeys = [ratio_key(r) for r in report["ratios"]]
+    for ax, arch in zip(axes[0], archs):
+        table = report["tables"].get(arch, {})
+        for method in report["methods"]:
+            row = table.get(method, {})
+            pts = [
+                (row[rk]["stored_bytes"], row[rk]["mean"], row[rk]["std"])
+                for rk in rkeys
+                if rk in row and row[rk]["status"] == "ok"
+            ]
+            if not pts:
+                continue
+            x, y, e = (np.array(v) for v in zip(*pts))
+            style = "-o" if report["kinds"].get(method) != "ours" else "-s"
+            ax.errorbar(x, 100 * y, yerr=100 * e, fmt=style, capsize=3, label=method, lw=2.5 if style == "-s" else 1.2)
+        full = table.get("full", {}).get("full")
+        if full and full["status"] == "ok":
+            ax.axhline(
+                100 * full["mean"], color="k", ls="--", lw=1, label=f"full data ({_fmt_bytes(full['stored_bytes'])})"
+            )
+        ax.axhline(100 * report["chance"]["uniform"], color="grey", ls=":", lw=1, label="chance")
+        ax.set_xscale("log")
+        ax.set_xlabel("stored bytes")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{report['source']} - {arch}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,218 @@
+"""The evaluation protocol, its statistics and report, and `compressa evaluate` end to end (resume included)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from compressa_hf.evaluate.report import plot, summarise, to_markdown
+from compressa_hf.evaluate.stats import binomial_se, chance_levels, paired_bootstrap
+from compressa_hf.evaluate.train import TrainConfig, train_and_test
+from compressa_hf.nets import NETS
+
+
+def _toy_clips(n: int, frames: int, seed: int, size: int = 16):
+    """Class 0: dark clips, class 1: bright clips, plus noise: learnable in a few epochs."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    base = (60 + 120 * labels).view(n, 1, 1, 1, 1).float()
+    x = base + 30 * torch.randn(n, frames, 3, size, size, generator=g)
+    return x.clamp(0, 255).to(torch.uint8), labels
+
+
+def test_train_is_deterministic_and_learns():
+    train_x, train_y = _toy_clips(16, 1, seed=0)
+    test_x, test_y = _toy_clips(10, 4, seed=1)
+    cfg = TrainConfig(epochs=8, batch_size=8, width=16)
+    torch.manual_seed(123)
+    a = train_and_test(train_x, train_y, test_x, test_y, 2, "convnet", cfg, seed=5)
+    torch.manual_seed(999)  # the caller's RNG state does not matter
+    b = train_and_test(train_x, train_y, test_x, test_y, 2, "convnet", cfg, seed=5)
+    assert a.correct == b.correct and a.final_loss == b.final_loss
+    assert a.accuracy >= 0.9
+    c = train_and_test(train_x, train_y, test_x, test_y, 2, "convnet", cfg, seed=6)
+    assert c.final_loss != a.final_loss  # the seed is used
+
+
+@pytest.mark.parametrize("arch", sorted(NETS))
+def test_every_network_trains_on_k_frames_and_tests_on_t(arch):
+    train_x, train_y = _toy_clips(6, 1, seed=0)
+    test_x, test_y = _toy_clips(4, 5, seed=1)
+    res = train_and_test(train_x, train_y, test_x, test_y, 2, arch, TrainConfig(epochs=1, width=8), seed=0)
+    assert len(res.correct) == 4 and 0 <= res.accuracy <= 1
+
+
+def test_train_rejects_bad_input():
+    x, y = _toy_clips(4, 1, seed=0)
+    with pytest.raises(ValueError, match="unknown evaluation network"):
+        train_and_test(x, y, x, y, 2, "resnet")
+    with pytest.raises(ValueError, match="uint8"):
+        train_and_test(x.float(), y, x, y, 2)
+    with pytest.raises(ValueError, match="test frames"):
+        train_and_test(x, y, x[..., :8, :8], y, 2)
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_stats():
+    assert binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert chance_levels([0, 0, 0, 1], 4) == {"uniform": 0.25, "majority": 0.75}
+    ones, zeros = np.ones((3, 50)), np.zeros((3, 50))
+    d = paired_bootstrap(ones, zeros)
+    assert (d.diff, d.low, d.high, d.verdict) == (1.0, 1.0, 1.0, "better")
+    assert paired_bootstrap(zeros, ones).verdict == "worse"
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 100)) < 0.6
+    same = paired_bootstrap(a, a)
+    assert same.diff == same.low == same.high == 0.0 and same.verdict == "no clear difference"
+    # Two methods that differ on 2 of 100 clips: the interval covers 0.
+    b = a.copy()
+    b[:, :2] = ~b[:, :2]
+    assert paired_bootstrap(a, b).verdict == "no clear difference"
+    with pytest.raises(ValueError, match="same clips"):
+        paired_bootstrap(np.ones((2, 3)), np.ones((2, 4)))
+
+
+def _cells():
+    """Three seeds of 'ours' (always right), 'good' (right on 80 %), 'bad' (right on 40 %) at two ratios."""
+    cells = []
+    n = 50
+    for seed in range(3):
+        for ratio in (0.5, 1.0):
+            for method, kind, rate in (("ours", "ours", 1.0), ("good", "coreset", 0.8), ("bad", "selection", 0.4)):
+                correct = [int(i < rate * n) for i in range(n)]
+                cells.append(
+                    {
+                        "method": method,
+                        "kind": kind,
+                        "ratio": ratio,
+                        "seed": seed,
+                        "arch": "convnet",
+                        "status": "ok",
+                        "accuracy": sum(correct) / n,
+                        "correct": correct,
+                        "train_accuracy": 1.0,
+                        "stored_bytes": 1000 * ratio,
+                        "budget_bytes": 1000 * ratio,
+                        "compress_s": 2.0,
+                        "train_s": 1.0,
+                    }
+                )
+        cells.append({**cells[-1], "method": "full", "kind": "reference", "ratio": None, "accuracy": 0.9})
+    cells.append({**cells[0], "method": "na", "kind": "coreset", "status": "n/a", "reason": "budget", "seed": 0})
+    return cells
+
+
+def test_report_tables_significance_and_plot(tmp_path):
+    meta = {
+        "source": "toy",
+        "test_clips": 50,
+        "test_frames": 8,
+        "chance": {"uniform": 0.25, "majority": 0.3},
+        "budget_bytes": {"0.5": 500, "1": 1000},
+        "full_bytes": 100000,
+        "train_config": {},
+    }
+    report = summarise(_cells(), ["ours", "good", "bad", "na"], [0.5, 1.0], ["convnet"], meta)
+    table = report["tables"]["convnet"]
+    assert table["good"]["0.5"]["mean"] == pytest.approx(0.8) and table["good"]["0.5"]["std"] == pytest.approx(0)
+    assert table["full"]["full"]["mean"] == pytest.approx(0.9)
+    assert table["na"]["0.5"]["status"] == "n/a"
+    sig = report["significance"]["convnet"]["0.5"]
+    assert sig["best_baseline"] == "good"  # 'ours' is never the baseline
+    assert sig["comparisons"]["ours"]["against"] == "good" and sig["comparisons"]["ours"]["verdict"] == "better"
+    assert sig["comparisons"]["good"]["against"] == "bad"  # the best baseline against the runner-up
+    md = to_markdown(report)
+    assert "| ours | ours | 100.0 +- 0.0 | 100.0 +- 0.0 |" in md
+    assert "| full | reference |  |  | 90.0 +- 0.0 |" in md
+    assert "Chance is 25.0 %" in md and "50 clips" in md
+    plot(report, str(tmp_path / "r.png"))
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _evaluate(out, *extra):
+    from compressa_hf.cli import main
+
+    argv = [
+        "evaluate",
+        "--source",
+        "procedural:num_classes=3,train_per_class=4,test_per_class=2,length=8,event_length=2,frame_size=16",
+        "--codec",
+        "pixel",
+        "--num_frames",
+        "4",
+        "--size",
+        "16",
+        "--epochs",
+        "2",
+        "--width",
+        "8",
+        "--seeds",
+        "2",
+        "--progress",
+        "false",
+        "--output",
+        str(out),
+        *extra,
+    ]
+    assert main(argv) == 0
+    with open(os.path.join(out, "report.json")) as f:
+        return json.load(f)
+
+
+def _cell_mtimes(out) -> dict[str, float]:
+    root = os.path.join(out, "cells")
+    return {
+        os.path.relpath(os.path.join(d, f), root): os.stat(os.path.join(d, f)).st_mtime_ns
+        for d, _, files in os.walk(root)
+        for f in files
+    }
+
+
+def test_evaluate_command_writes_report_and_resumes_per_cell(tmp_path, capsys):
+    out = tmp_path / "eval"
+    # 0.3 % buys 9 latent frames: 1 frame of 9 videos, but not one whole 4-frame clip per class -> random is n/a.
+    report = _evaluate(out, "--methods", "uniform,random", "--ratios", "0.3,k4")
+    assert report["test_clips"] == 6 and report["num_classes"] == 3
+    table = report["tables"]["convnet"]
+    k1, k4 = (f"{r:g}" for r in report["ratios"])
+    assert table["random"][k1]["status"] == "n/a" and table["random"][k4]["status"] == "ok"
+    assert table["uniform"][k1]["status"] == table["uniform"][k4]["status"] == "ok"
+    assert table["full"]["full"]["status"] == "ok"
+    assert len(report["cells"]) == 2 * (2 * 2 + 1)
+    for name in ("report.md", "report.png"):
+        assert (out / name).exists()
+    assert "| uniform | selection |" in capsys.readouterr().out
+
+    before = _cell_mtimes(out)
+    _evaluate(out, "--methods", "uniform,random", "--ratios", "0.3,k4")
+    assert _cell_mtimes(out) == before  # nothing recomputed
+
+    victim = os.path.join(out, "cells", next(k for k in before if k.startswith(os.path.join("convnet", "uniform"))))
+    with open(victim) as f:
+        old = json.load(f)
+    os.remove(victim)
+    _evaluate(out, "--methods", "uniform,random", "--ratios", "0.3,k4")
+    after = _cell_mtimes(out)
+    assert {k for k in before if before[k] != after[k]} == {os.path.relpath(victim, out / "cells")}
+    with open(victim) as f:
+        new = json.load(f)
+    assert old["correct"] == new["correct"]  # recomputed from the saved set with the same seed: same result
+
+    with pytest.raises(ValueError, match="size"):
+        _evaluate(out, "--methods", "uniform", "--ratios", "k1", "--size", "24")
+
+
+def test_evaluate_rejects_unknown_names(tmp_path):
+    from compressa_hf.evaluate.runner import EvaluateArguments
+
+    with pytest.raises(ValueError, match="unknown method"):
+        EvaluateArguments(methods="uniform,magic")
+    with pytest.raises(ValueError, match="unknown network"):
+        EvaluateArguments(archs="convnet,vit")
+    with pytest.raises(ValueError, match="bad ratio"):
+        EvaluateArguments(ratios="k1,abc")
