@@ -134,7 +134,7 @@ class BudgetPlan:
         return list(v.values()) if isinstance(v, Mapping) else list(v)
 
 
-def _videos_per_class_cap(counts: list[int], frames_budget: int) -> int:
+def videos_per_class_cap(counts: list[int], frames_budget: int) -> int:
     """Largest v with sum(min(v, n_c)) <= frames_budget (v frames of one per-video unit each)."""
     lo, hi = 0, max(counts)
     while lo < hi:
@@ -200,7 +200,7 @@ def plan_budget(
             k = frames_per_video
             if k * num_videos <= frames_budget:
                 return k, None
-        return k, _videos_per_class_cap(counts, frames_budget // k)
+        return k, videos_per_class_cap(counts, frames_budget // k)
 
     chosen = "uint8" if dtype == "auto" else dtype
     k, cap = plan_for(chosen)

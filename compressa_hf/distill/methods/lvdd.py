@@ -29,7 +29,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from compressa_hf.distill.budget import DTYPE_BYTES, _videos_per_class_cap
+from compressa_hf.distill.budget import DTYPE_BYTES, videos_per_class_cap
 from compressa_hf.distill.methods.base import CompressedSet, MethodContext, check_budget
 
 KIND = "synthesis"
@@ -282,7 +282,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
         sizes = {"rank": rank}
         bytes_per_video = pca_elements(shape, rank) * STORE_BYTES
 
-    v = _videos_per_class_cap(counts, ctx.budget_bytes // bytes_per_video)
+    v = videos_per_class_cap(counts, ctx.budget_bytes // bytes_per_video)
     if v < 1:
         smallest = Fraction(100 * ctx.num_classes * bytes_per_video, ctx.full_bytes)
         raise ValueError(
