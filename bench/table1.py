@@ -3,6 +3,8 @@
 Usage:
     python bench/table1.py --sets arid6_iid,procedural,arid6 --output bench/results/table1.json
     python bench/table1.py --sets procedural --seeds 1 --epochs 5        # a quick look
+    python bench/table1.py --sets arid6_iid --archs convnet,convnet3d,mlp,rnn,gru --methods videocompressa,uniform,\
+        random,herding,dm --suffix _archs --output bench/results/table1_archs.json    # Table 2 (reuses the sets)
 
 Each set is one `compressa evaluate` run (`compressa_hf.evaluate.runner.run`, resumable: a killed bench picks up
 at the next unfinished cell) into `--work_dir/<set>`; its report.md / report.png are copied to
@@ -70,6 +72,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--work_dir", default=os.path.join(HERE, "results", "table1_runs"))
     parser.add_argument("--output", default=os.path.join(HERE, "results", "table1.json"))
+    parser.add_argument("--suffix", default="", help="appended to the copied report names (table1_<set><suffix>.md)")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
@@ -108,10 +111,10 @@ def main() -> int:
             TrainConfig(epochs=args.epochs, batch_size=args.batch_size, width=args.width),
         )
         wall = time.perf_counter() - start
-        for ext in ("md", "png"):
+        for ext in ("md", "png", "json"):
             shutil.copyfile(
                 os.path.join(args.work_dir, name, f"report.{ext}"),
-                os.path.join(HERE, "results", f"table1_{name}.{ext}"),
+                os.path.join(HERE, "results", f"table1_{name}{args.suffix}.{ext}"),
             )
         results[name] = {"wall_s": wall, "report": {k: v for k, v in report.items() if k != "cells"}}
         _print_table(name, report, wall)
