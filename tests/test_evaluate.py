@@ -206,6 +206,15 @@ def test_evaluate_command_writes_report_and_resumes_per_cell(tmp_path, capsys):
     with pytest.raises(ValueError, match="size"):
         _evaluate(out, "--methods", "uniform", "--ratios", "k1", "--size", "24")
 
+    # Other method options than the saved sets were made with: refused, naming the method.
+    config = tmp_path / "methods.yaml"
+    config.write_text("pixel_diff: {batch_videos: 2}\n")
+    _evaluate(out, "--methods", "pixel_diff", "--ratios", "0.3")
+    for path in (out / "cells").rglob("pixel_diff/*.json"):
+        path.unlink()
+    with pytest.raises(ValueError, match="pixel_diff options"):
+        _evaluate(out, "--methods", "pixel_diff", "--ratios", "0.3", "--method_config", str(config))
+
 
 def test_evaluate_rejects_unknown_names(tmp_path):
     from compressa_hf.evaluate.runner import EvaluateArguments

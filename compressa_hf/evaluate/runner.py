@@ -10,7 +10,8 @@ Layout of `output/` (every file written atomically, so a killed run resumes wher
     cells/<arch>/<method>/r<ratio>_s<seed>.json   one trained network's result
     report.json, report.md, report.png
 A finished cell is never recomputed; delete its files to redo it. The cache and settings are checked against
-`work/settings.json`, so a resumed run with other data settings is refused rather than mixed.
+`work/settings.json`, and each saved set against the method options it was made with, so a resumed run with other
+settings is refused rather than mixed.
 """
 
 from __future__ import annotations
@@ -327,6 +328,12 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                 elif os.path.exists(set_path):
                     cset = CompressedSet.load(set_path)
                     compress_s = cset.info.get("compress_s", 0.0)
+                    saved = cset.info.get("options")
+                    if saved is not None and saved != options.get(method, {}):
+                        raise ValueError(
+                            f"{set_path} was made with {method} options {saved}, not {options.get(method, {})}; "
+                            "use another --output or delete that method's sets and cells"
+                        )
                 else:
                     start = time.perf_counter()
                     try:
@@ -338,6 +345,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                     else:
                         compress_s = time.perf_counter() - start
                         cset.info["compress_s"] = compress_s
+                        cset.info["options"] = options.get(method, {})
                         os.makedirs(os.path.dirname(set_path), exist_ok=True)
                         cset.save(set_path)
                 frames = cset.frames(codec, device=device) if cset is not None else None
