@@ -4,7 +4,7 @@ Usage:
     python bench/table1.py --sets arid6_iid,procedural,arid6 --output bench/results/table1.json
     python bench/table1.py --sets procedural --seeds 1 --epochs 5        # a quick look
     python bench/table1.py --sets arid6_iid --archs convnet,convnet3d,mlp,rnn,gru --methods videocompressa,uniform,\
-        random,herding,dm --suffix _archs --output bench/results/table1_archs.json    # Table 2 (reuses the sets)
+        random,herding,dm --ratios k1 --suffix _archs --output bench/results/table1_archs.json  # Table 2
 
 Each set is one `compressa evaluate` run (`compressa_hf.evaluate.runner.run`, resumable: a killed bench picks up
 at the next unfinished cell) into `--work_dir/<set>`; its report.md / report.png are copied to
@@ -61,6 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="arid6_iid,procedural,arid6")
     parser.add_argument("--methods", default=None, help="default: every method")
+    parser.add_argument("--ratios", default=None, help="override the sets' ratios, e.g. k1")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch_size", type=int, default=32)
@@ -97,7 +98,7 @@ def main() -> int:
                 source=spec["source"],
                 output=os.path.join(args.work_dir, name),
                 methods=args.methods or DEFAULT_METHODS,
-                ratios=spec["ratios"],
+                ratios=args.ratios or spec["ratios"],
                 seeds=args.seeds,
                 archs=args.archs,
                 codec=args.codec,
