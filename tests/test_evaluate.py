@@ -214,6 +214,9 @@ def test_evaluate_command_writes_report_and_resumes_per_cell(tmp_path, capsys):
         path.unlink()
     with pytest.raises(ValueError, match="pixel_diff options"):
         _evaluate(out, "--methods", "pixel_diff", "--ratios", "0.3", "--method_config", str(config))
+    config.write_text("pixel_diff: {batch_vidoes: 2}\n")  # a typo is an error before any cell, not an n/a cell
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['batch_vidoes'\] for method 'pixel_diff'"):
+        _evaluate(out, "--methods", "pixel_diff", "--ratios", "0.3", "--method_config", str(config))
 
 
 def test_evaluate_rejects_unknown_names(tmp_path):

@@ -203,7 +203,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     from compressa_hf.clips import ClipConfig
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distill.methods import MethodContext, compress, get_method
-    from compressa_hf.distill.methods.base import CompressedSet
+    from compressa_hf.distill.methods.base import CompressedSet, parse_options
     from compressa_hf.sources import parse_source_spec
 
     device = resolve_device(args.device)
@@ -228,6 +228,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
         },
     )
     options = _method_options(args.method_config)
+    for method in args.method_list:  # option errors now, not as "n/a" cells later
+        parse_options(get_method(method).Options, options.get(method), method)
 
     # Stage 1: the latent cache of the training split (seed 0: the clips, not the methods, are being cached).
     cache_dir = os.path.join(work, f"cache_{args.train_split}")
