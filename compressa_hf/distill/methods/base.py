@@ -139,6 +139,12 @@ class MethodContext:
             dtype=dtype or self.dtype,
         )
 
+    def planned_videos(self, plan: BudgetPlan) -> torch.Tensor:
+        """Positions of the videos `plan` keeps: all, or the seeded random subset per class (`choose_videos`)."""
+        return torch.tensor(
+            choose_videos(self.labels.tolist(), list(plan.videos_per_class), self.seed), dtype=torch.long
+        )
+
     def pixels(self) -> torch.Tensor:
         """`(N, T, 3, H, W)` uint8 frames: the real ones when `pixels_fn` is set, else the decoded latents."""
         if self._pixels is None:
@@ -276,6 +282,32 @@ def check_budget(cset: CompressedSet, budget_bytes: int) -> CompressedSet:
     return cset
 
 
+def planned_set(
+    ctx: MethodContext,
+    method: str,
+    plan: BudgetPlan,
+    videos: torch.Tensor,
+    latents: torch.Tensor,
+    frame_indices: torch.Tensor,
+    info: dict[str, Any] | None = None,
+) -> CompressedSet:
+    """The set of a method that stores `plan`'s latent frames: `latents` `(len(videos), K, C, h, w)` rounded to the
+    plan's dtype, with its stored bytes checked to equal the plan's and to fit the budget."""
+    stored, readback = store_latents(latents, plan.dtype)
+    cset = CompressedSet(
+        method=method,
+        labels=ctx.labels[videos].clone(),
+        stored=stored,
+        latents=readback,
+        source_videos=videos,
+        frame_indices=frame_indices,
+        info={"plan": plan.to_dict(), **(info or {})},
+    )
+    if cset.stored_bytes != plan.stored_bytes:
+        raise AssertionError(f"{method}: stored {cset.stored_bytes} bytes, the plan says {plan.stored_bytes}")
+    return check_budget(cset, ctx.budget_bytes)
+
+
 def frame_selection_set(
     ctx: MethodContext,
     method: str,
@@ -288,26 +320,14 @@ def frame_selection_set(
     VideoCompressa when K = 1 for every video does not fit).
     """
     plan = ctx.plan()
-    videos = torch.tensor(choose_videos(ctx.labels.tolist(), list(plan.videos_per_class), ctx.seed), dtype=torch.long)
+    videos = ctx.planned_videos(plan)
     indices = select(videos, plan.frames_per_video).to(torch.long)
     if indices.shape != (len(videos), plan.frames_per_video):
         raise AssertionError(
             f"{method}: selection shape {tuple(indices.shape)}, expected {(len(videos), plan.frames_per_video)}"
         )
     chosen = ctx.latents[videos[:, None], indices].float()
-    stored, readback = store_latents(chosen, plan.dtype)
-    cset = CompressedSet(
-        method=method,
-        labels=ctx.labels[videos].clone(),
-        stored=stored,
-        latents=readback,
-        source_videos=videos,
-        frame_indices=indices,
-        info={"plan": plan.to_dict(), **(info or {})},
-    )
-    if cset.stored_bytes != plan.stored_bytes:
-        raise AssertionError(f"{method}: stored {cset.stored_bytes} bytes, the plan says {plan.stored_bytes}")
-    return check_budget(cset, ctx.budget_bytes)
+    return planned_set(ctx, method, plan, videos, chosen, indices, info)
 
 
 def whole_clip_set(
@@ -330,16 +350,5 @@ def whole_clip_set(
             raise AssertionError(f"{method}: class {c} kept {len(chosen)} videos, the plan says {v}")
         keep += chosen.tolist()
     videos = torch.tensor(sorted(keep), dtype=torch.long)
-    stored, readback = store_latents(ctx.latents[videos].float(), plan.dtype)
-    cset = CompressedSet(
-        method=method,
-        labels=ctx.labels[videos].clone(),
-        stored=stored,
-        latents=readback,
-        source_videos=videos,
-        frame_indices=torch.arange(ctx.num_frames).expand(len(videos), -1).clone(),
-        info={"plan": plan.to_dict(), **(info or {})},
-    )
-    if cset.stored_bytes != plan.stored_bytes:
-        raise AssertionError(f"{method}: stored {cset.stored_bytes} bytes, the plan says {plan.stored_bytes}")
-    return check_budget(cset, ctx.budget_bytes)
+    whole = torch.arange(ctx.num_frames).expand(len(videos), -1).clone()
+    return planned_set(ctx, method, plan, videos, ctx.latents[videos].float(), whole, info)

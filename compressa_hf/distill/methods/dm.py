@@ -30,7 +30,7 @@ from torch import nn
 
 from compressa_hf.clips import uniform_indices
 from compressa_hf.codecs.base import LATENT_MAGNITUDE
-from compressa_hf.distill.methods.base import CompressedSet, MethodContext, check_budget, choose_videos, store_latents
+from compressa_hf.distill.methods.base import CompressedSet, MethodContext, planned_set
 
 KIND = "synthesis"
 __all__ = ["KIND", "LatentEmbedNet", "Options", "compress", "distribution_matching", "matching_loss"]
@@ -217,7 +217,7 @@ def _summary(losses: list[float]) -> dict:
 def compress(ctx: MethodContext) -> CompressedSet:
     opts = ctx.method_options(Options, "dm")
     plan = ctx.plan()
-    videos = torch.tensor(choose_videos(ctx.labels.tolist(), list(plan.videos_per_class), ctx.seed), dtype=torch.long)
+    videos = ctx.planned_videos(plan)
     frames = torch.tensor(uniform_indices(ctx.num_frames, plan.frames_per_video), dtype=torch.long)
     labels = ctx.labels[videos].clone()
     init = ctx.latents[videos][:, frames].float()
@@ -242,16 +242,6 @@ def compress(ctx: MethodContext) -> CompressedSet:
     summary = _summary(losses)
     if losses:
         logger.info("dm: matching loss %.4g -> %.4g", summary["loss_start"], summary["loss_end"])
-    stored, readback = store_latents(latents, plan.dtype)
-    cset = CompressedSet(
-        method="dm",
-        labels=labels,
-        stored=stored,
-        latents=readback,
-        source_videos=videos,
-        frame_indices=frames.expand(len(videos), -1).clone(),
-        info={"plan": plan.to_dict(), "dm": {**summary, "init": "real latents at uniform frames", "lr": opts.lr}},
-    )
-    if cset.stored_bytes != plan.stored_bytes:
-        raise AssertionError(f"dm: stored {cset.stored_bytes} bytes, the plan says {plan.stored_bytes}")
-    return check_budget(cset, ctx.budget_bytes)
+    frame_indices = frames.expand(len(videos), -1).clone()
+    info = {"dm": {**summary, "init": "real latents at uniform frames", "lr": opts.lr}}
+    return planned_set(ctx, "dm", plan, videos, latents, frame_indices, info)

@@ -7,16 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import torch
-
-from compressa_hf.distill.methods.base import (
-    CompressedSet,
-    MethodContext,
-    check_budget,
-    choose_videos,
-    parse_options,
-    store_latents,
-)
+from compressa_hf.distill.methods.base import CompressedSet, MethodContext, parse_options, planned_set
 from compressa_hf.distill.videocompressa import VideoCompressaConfig, distill
 
 KIND = "ours"
@@ -28,7 +19,7 @@ def run_distill(ctx: MethodContext, method: str, **forced) -> tuple:
     cfg = parse_options(VideoCompressaConfig, ctx.options, method)
     plan = ctx.plan(frames_per_video=cfg.frames_per_video)
     cfg = dataclasses.replace(cfg, frames_per_video=plan.frames_per_video, seed=ctx.seed, **forced)
-    videos = torch.tensor(choose_videos(ctx.labels.tolist(), list(plan.videos_per_class), ctx.seed), dtype=torch.long)
+    videos = ctx.planned_videos(plan)
     result = distill(
         ctx.latents[videos],
         ctx.labels[videos],
@@ -44,16 +35,6 @@ def run_distill(ctx: MethodContext, method: str, **forced) -> tuple:
 
 def compress(ctx: MethodContext) -> CompressedSet:
     plan, videos, result = run_distill(ctx, "videocompressa")
-    stored, readback = store_latents(result.latents, plan.dtype)
-    cset = CompressedSet(
-        method="videocompressa",
-        labels=ctx.labels[videos].clone(),
-        stored=stored,
-        latents=readback,
-        source_videos=videos,
-        frame_indices=result.frame_indices,
-        info={"plan": plan.to_dict(), "distill": result.summary()},
+    return planned_set(
+        ctx, "videocompressa", plan, videos, result.latents, result.frame_indices, {"distill": result.summary()}
     )
-    if cset.stored_bytes != plan.stored_bytes:
-        raise AssertionError(f"videocompressa: stored {cset.stored_bytes} bytes, the plan says {plan.stored_bytes}")
-    return check_budget(cset, ctx.budget_bytes)
