@@ -5,7 +5,8 @@ Layout of a cache folder::
     meta.json                      codec, clip sampling, source, class names, latent shape (written first)
     shards/shard-00000.safetensors `latents` (n, T, C, h, w) float16 raw latents; the shard's index rows and
                                    skipped clips as JSON in the safetensors metadata
-    index.jsonl                    one row per cached clip: clip_id, label, path, frame_indices, shard, offset, ...
+    index.jsonl                    one row per cached clip: clip_id, label, path, frame_indices, timestamps (s from
+                                   the stream's first frame), fps (the stream's real rate), shard, offset, ...
     skipped.jsonl                  clips that could not be decoded: clip_id, path, reason
     summary.json                   counts, bytes and timings of the last pass
 
@@ -27,12 +28,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from compressa_hf.clips import ClipConfig, ClipDataset
+from compressa_hf.clips import ClipConfig, ClipDataset, describe_policy
 from compressa_hf.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+# 2: index rows carry the real frame rate and kept frames' timestamps; frames are upright (display matrix applied).
+CACHE_FORMAT_VERSION = 2
 
 
 @dataclass
@@ -44,7 +46,7 @@ class EncodeConfig:
         output_dir: Cache folder; an existing one with the same settings is resumed.
         split: Split of the source to encode.
         codec: Codec spec for `compressa_hf.codecs.load_codec`, or `default` (the paper's TAESD from the Hub,
-            else the offline TAEF2 weights, else the pixel fallback; a warning names what is used).
+            else the TAEF2 weights packaged with compressa_hf; a warning names what is used).
         num_frames / size / policy / short_clips / seed: Clip sampling, see `compressa_hf.clips.ClipConfig`.
         shard_size: Clips per shard; bounds memory (a shard's latents are held until it is written).
         clips_per_batch: Clips decoded per DataLoader item and encoded together.
@@ -96,7 +98,17 @@ def shard_name(k: int) -> str:
 
 
 # Settings that change the bytes of a cache; a resume with any of them different would mix two caches.
-_IDENTITY_KEYS = ("source", "split", "codec_id", "clip", "shard_size", "max_clips", "dtype", "num_clips")
+_IDENTITY_KEYS = (
+    "format_version",
+    "source",
+    "split",
+    "codec_id",
+    "clip",
+    "shard_size",
+    "max_clips",
+    "dtype",
+    "num_clips",
+)
 
 
 class LatentCache:
@@ -178,6 +190,7 @@ def _prepare_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
         "latent_dtype": "float16",
         "latent_scaling": "raw (TAESD scaling x/6+0.5 maps to [0,1] for uint8 storage)",
         "clip": asdict(clip),
+        "sampling": describe_policy(clip.policy),
         "shard_size": cfg.shard_size,
         "max_clips": cfg.max_clips,
         "dtype": cfg.dtype,
@@ -298,6 +311,8 @@ def _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar):
                         "label": item["label"],
                         "path": item["path"],
                         "frame_indices": item["frame_indices"],
+                        "timestamps": item["timestamps"],
+                        "fps": item["fps"],
                         "num_source_frames": item["num_source_frames"],
                         "filled": item["filled"],
                         "shard": shard_name(k),

@@ -21,12 +21,18 @@ logger = logging.getLogger(__name__)
 
 
 def uniform_indices(num_available: int, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
-    """The centre frame of each of `num_frames` equal segments of the clip (TSN-style test sampling)."""
+    """The centre frame of each of `num_frames` equal segments of the clip, by frame index (TSN-style test sampling).
+
+    By index, not by time: the clip's decoded frames are numbered in presentation order and the segments are equal
+    in frame count. For constant-frame-rate video (nearly all dataset video) that is the same as equal time
+    segments; for variable-rate phone video the kept frames' timestamps (`SampledClip.timestamps`) say where in
+    time they are.
+    """
     return [int((i + 0.5) * num_available / num_frames) for i in range(num_frames)]
 
 
 def fixed_gap_indices(num_available: int, num_frames: int, rng: np.random.Generator, gap: int = 4) -> list[int]:
-    """Every `gap`-th frame from a random start, as VDSD samples; falls back to uniform when the clip is too short."""
+    """Every `gap`-th frame by index from a random start (VDSD); uniform by index when the clip is too short."""
     span = (num_frames - 1) * gap + 1
     if num_available < span:
         return uniform_indices(num_available, num_frames)
@@ -39,6 +45,12 @@ POLICIES: dict[str, Callable[..., list[int]]] = {
     "uniform": uniform_indices,
     "gap4": fixed_gap_indices,
 }
+
+
+def describe_policy(name: str) -> str:
+    """One line saying what a sampling policy keeps (its function's first docstring line), for cards and reports."""
+    return f"{name}: {POLICIES[name].__doc__.strip().splitlines()[0]}"
+
 
 SHORT_CLIP_MODES = ("loop", "pad")
 
@@ -75,19 +87,33 @@ class ClipConfig:
 
 @dataclass
 class SampledClip:
+    """T frames of one clip and where they come from.
+
+    Args:
+        frames: uint8 (T, size, size, 3), upright.
+        frame_indices: Source frame of each kept frame, numbered from the clip's first frame (its window's, for an
+            annotated window) in presentation order.
+        timestamps: Seconds of each kept frame from the first frame of the stream (not of the window).
+        fps: The stream's real average frame rate.
+        num_source_frames: Frames in the clip (its window).
+        filled: Frames of T that repeat an earlier frame because the clip was short.
+    """
+
     clip_id: str
     label: int
     path: str
-    frames: np.ndarray  # uint8 (T, size, size, 3)
-    frame_indices: list[int]  # source frame index of each kept frame
+    frames: np.ndarray
+    frame_indices: list[int]
+    timestamps: list[float]
+    fps: float
     num_source_frames: int
-    filled: int  # frames of T that repeat an earlier frame because the clip was short
+    filled: int
 
 
 def choose_indices(num_available: int, cfg: ClipConfig, clip_id: str) -> tuple[list[int], int]:
     """Source indices for T frames and how many of them are filler (clip shorter than T)."""
     if num_available >= cfg.num_frames:
-        rng = np.random.default_rng([cfg.seed, zlib.crc32(clip_id.encode())])
+        rng = np.random.default_rng([cfg.seed, zlib.crc32(clip_id.encode("utf-8", "surrogateescape"))])
         return POLICIES[cfg.policy](num_available, cfg.num_frames, rng), 0
     filled = cfg.num_frames - num_available
     if cfg.short_clips == "loop":
@@ -110,9 +136,9 @@ def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
 
 def sample_clip(source: VideoSource, ref: ClipRef, cfg: ClipConfig) -> SampledClip:
     """Decode T frames of one clip. Raises `ClipReadError` naming the file when it cannot."""
-    n = source.count_frames(ref)
-    indices, filled = choose_indices(n, cfg, ref.clip_id)
-    got = dict(source.read_frames(ref, indices))
+    info = source.probe(ref)
+    indices, filled = choose_indices(info.num_frames, cfg, ref.clip_id)
+    got = {i: (frame, t) for i, frame, t in source.read_frames(ref, indices)}
     if not got:
         raise ClipReadError(f"no decodable frame in {ref.path}")
     if len(got) < len(set(indices)):
@@ -120,15 +146,18 @@ def sample_clip(source: VideoSource, ref: ClipRef, cfg: ClipConfig) -> SampledCl
         last = max(got)
         filled += sum(1 for i in indices if i not in got)
         indices = [i if i in got else last for i in indices]
-    frames = np.stack([got[i] for i in indices])
-    return SampledClip(ref.clip_id, ref.label, ref.path, resize_crop(frames, cfg.size), indices, n, filled)
+    frames = resize_crop(np.stack([got[i][0] for i in indices]), cfg.size)
+    timestamps = [got[i][1] for i in indices]
+    return SampledClip(
+        ref.clip_id, ref.label, ref.path, frames, indices, timestamps, info.fps, info.num_frames, filled
+    )
 
 
 class ClipDataset(torch.utils.data.Dataset):
     """Map-style dataset over clip refs for parallel decoding in DataLoader workers.
 
-    Items are dicts; a clip that fails to decode comes back as `{"error": reason, ...}` instead of raising, so the
-    consumer can report and skip it. Use `collate_fn=list`.
+    Items are dicts; a clip that fails to decode, for whatever reason, comes back as `{"error": reason, ...}` naming
+    its path instead of raising, so the consumer can report and skip it. Use `collate_fn=list`.
     """
 
     def __init__(self, source: VideoSource, refs: list[ClipRef], cfg: ClipConfig):
@@ -143,3 +172,7 @@ class ClipDataset(torch.utils.data.Dataset):
             return asdict(sample_clip(self.source, ref, self.cfg)) | {"position": i}
         except ClipReadError as err:
             return {"position": i, "clip_id": ref.clip_id, "path": ref.path, "error": str(err)}
+        except Exception as err:  # noqa: BLE001 - one clip that breaks a decoder in an unforeseen way is still one clip
+            logger.debug("unexpected error on %s", ref.path, exc_info=True)
+            reason = f"{type(err).__name__} while reading {ref.path}: {err}"
+            return {"position": i, "clip_id": ref.clip_id, "path": ref.path, "error": reason}

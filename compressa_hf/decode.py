@@ -1,25 +1,56 @@
-"""Frame decoding for file-backed sources: PyAV (it ships FFmpeg in its wheels), torchcodec when it works.
+"""Frame decoding for file-backed sources with PyAV (its wheels carry FFmpeg; torchcodec needs a system FFmpeg).
 
-Two calls per clip: `count_frames` demuxes packets without decoding (cheap) so that a sampling policy can pick
-indices first, then `read_frames` decodes once, front to back, and keeps only the wanted frames. Peak memory is
-the kept frames, never the whole clip.
+Two calls per clip: `probe` demuxes packets without decoding (cheap) and returns the frame count and real frame
+rate, so that a sampling policy can pick indices first; then `read_frames` decodes once and keeps only the wanted
+frames. Peak memory is the kept frames, never the whole clip. What a player would do, this module does too:
+
+- **Orientation.** A phone clip stores landscape pixels and a display matrix saying how to show them. Frames come
+  out as displayed: the matrix's rotation (multiples of 90 degrees) and mirroring are applied (`orient`).
+- **Time.** Time is measured from the stream's first frame, not from absolute pts: a stream that starts at 2 s (a
+  remuxed download) has its 3-5 s window at the same frames as one that starts at 0, as `ffmpeg -ss 3 -t 2` cuts
+  it. Every frame comes with its timestamp in seconds from that first frame.
+- **Long files.** A window deep into an untrimmed file is reached by seeking to the keyframe before it, so its
+  cost does not grow with its position (`bench/seek.py`).
+- **Metadata is not data.** Container tags that are not valid UTF-8 (many HMDB51 .avi files carry Latin-1 ones)
+  are read with replacement characters instead of failing the clip.
+- **Any file name.** A path that is not valid UTF-8 (surrogate-escaped by Python, as old archives unpack on Linux)
+  is opened through a Python file object, since FFmpeg's path API takes UTF-8 only.
+
+Frames inside a window are numbered 0, 1, ... in presentation order; errors are `ClipReadError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-from compressa_hf.sources.base import ClipReadError
+from compressa_hf.errors import ClipReadError
 
 logger = logging.getLogger(__name__)
 
 
 # A video is a file path, or the bytes of an embedded video (a `datasets` cell) opened from memory.
 Video = str | bytes
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` learns about a clip without decoding it.
+
+    Args:
+        num_frames: Frames in the window (the whole stream when no window is given).
+        fps: The stream's average frame rate in frames per second (FFmpeg's `avg_frame_rate`, else its guess).
+    """
+
+    num_frames: int
+    fps: float
 
 
 def _name(video: Video, name: str | None) -> str:
@@ -33,58 +64,206 @@ def _check_file(path: str) -> None:
         raise ClipReadError(f"empty file (0 bytes): {path}")
 
 
-def _open(video: Video, path: str):
-    import io
+def _utf8_path(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
+
+@contextlib.contextmanager
+def _open(video: Video, name: str):
+    """(container, first video stream) of a path or in-memory video; closes both afterwards."""
     import av
 
     if isinstance(video, str):
         _check_file(video)
     elif not video:
-        raise ClipReadError(f"empty video (0 bytes): {path}")
+        raise ClipReadError(f"empty video (0 bytes): {name}")
+    with contextlib.ExitStack() as stack:
+        if isinstance(video, bytes):
+            handle = io.BytesIO(video)
+        elif _utf8_path(video):
+            handle = video
+        else:
+            handle = stack.enter_context(open(video, "rb"))  # noqa: SIM115 (closed by the stack)
+        try:
+            # Tags are decoded as UTF-8 with replacement: a Latin-1 title must not cost the clip.
+            container = av.open(handle, metadata_errors="replace")
+        except (av.error.FFmpegError, OSError, UnicodeError) as err:
+            raise ClipReadError(f"cannot open {name}: {err}") from err
+        stack.callback(container.close)
+        if not container.streams.video:
+            raise ClipReadError(f"no video stream in {name}")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        yield container, stream
+
+
+def _frame_rate(stream) -> float | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and float(rate) > 0:
+            return float(rate)
+    return None
+
+
+def _origin(container, stream) -> int:
+    """The pts (in `stream.time_base`) of the stream's first frame: time 0 of every window and timestamp."""
+    if stream.start_time is not None:
+        return int(stream.start_time)
+    if container.start_time is not None:  # microseconds
+        return int(Fraction(container.start_time, 1_000_000) / stream.time_base)
+    return 0
+
+
+def _seconds_to_pts(seconds: float, stream, origin: int) -> int:
+    return origin + int(Fraction(seconds).limit_denominator(1_000_000) / stream.time_base)
+
+
+def _seek_before(container, stream, pts: int) -> None:
+    """Seek to the keyframe at or before `pts`; a container that cannot seek is read from its start."""
+    import av
+
     try:
-        container = av.open(video if isinstance(video, str) else io.BytesIO(video))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise ClipReadError(f"cannot open {path}: {err}") from err
-    if not container.streams.video:
-        container.close()
-        raise ClipReadError(f"no video stream in {path}")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    return container, stream
+        container.seek(pts, stream=stream, backward=True, any_frame=False)
+    except (av.error.FFmpegError, OSError) as err:
+        logger.debug("seek failed (%s); reading from the start", err)
+        container.seek(0, stream=stream, backward=True, any_frame=False)
 
 
-def _in_window(seconds: float | None, start: float | None, end: float | None) -> bool:
-    if seconds is None or (start is None and end is None):
-        return True
-    return (start is None or seconds >= start) and (end is None or seconds < end)
+@dataclass(frozen=True)
+class _Window:
+    """A time window in stream pts: frames with `lo <= pts < hi` belong to it (None: unbounded)."""
+
+    lo: int | None
+    hi: int | None
+
+    def contains(self, pts: int | None) -> bool:
+        if pts is None:
+            return True
+        return (self.lo is None or pts >= self.lo) and (self.hi is None or pts < self.hi)
+
+    def past(self, pts: int | None) -> bool:
+        return pts is not None and self.hi is not None and pts >= self.hi
+
+
+def _window(stream, origin: int, start_sec: float | None, end_sec: float | None) -> _Window:
+    lo = _seconds_to_pts(start_sec, stream, origin) if start_sec is not None else None
+    hi = _seconds_to_pts(end_sec, stream, origin) if end_sec is not None else None
+    return _Window(lo, hi)
+
+
+def _describe_window(start_sec: float | None, end_sec: float | None) -> str:
+    if start_sec is None and end_sec is None:
+        return ""
+    return f" between {start_sec or 0}s and {end_sec if end_sec is not None else 'the end'}s of the stream"
+
+
+def probe(
+    video: Video, start_sec: float | None = None, end_sec: float | None = None, name: str | None = None
+) -> VideoInfo:
+    """Frame count (inside the optional window, seconds from the stream's first frame) and frame rate.
+
+    Counts packets, decoding nothing; a window seeks to the keyframe before its start first. `name` is how errors
+    refer to an in-memory video (e.g. its dataset row). Raises `ClipReadError` when there is no frame.
+    """
+    path = _name(video, name)
+    try:
+        return _probe(video, path, start_sec, end_sec, seek=True)
+    except _SeekOvershoot:
+        logger.debug("seek in %s landed past the window; counting from the start", path)
+        return _probe(video, path, start_sec, end_sec, seek=False)
+
+
+class _SeekOvershoot(Exception):
+    """A seek landed after the window's start (an imprecise container index); the caller reads from the start."""
+
+
+def _probe(video: Video, path: str, start_sec: float | None, end_sec: float | None, seek: bool) -> VideoInfo:
+    import av
+
+    with _open(video, path) as (container, stream):
+        origin = _origin(container, stream)
+        window = _window(stream, origin, start_sec, end_sec)
+        seek = seek and window.lo is not None and window.lo > origin
+        n, first, lo_pts, hi_pts = 0, True, None, None
+        try:
+            if seek:
+                _seek_before(container, stream, window.lo)
+            for packet in container.demux(stream):
+                if packet.size == 0:  # flush packet
+                    continue
+                pts = packet.pts if packet.pts is not None else packet.dts
+                if first and seek and pts is not None and pts > window.lo:
+                    raise _SeekOvershoot
+                first = False
+                if window.contains(pts):
+                    n += 1
+                    if pts is not None:
+                        lo_pts = pts if lo_pts is None else min(lo_pts, pts)
+                        hi_pts = pts if hi_pts is None else max(hi_pts, pts)
+                elif window.past(packet.dts):  # dts never decreases and pts >= dts: nothing later is inside
+                    break
+        except av.error.FFmpegError as err:
+            raise ClipReadError(f"corrupt stream in {path}: {err}") from err
+        fps = _frame_rate(stream)
+        if fps is None and n > 1 and hi_pts is not None and hi_pts > lo_pts:
+            fps = (n - 1) / float((hi_pts - lo_pts) * stream.time_base)
+    if n == 0:
+        raise ClipReadError(f"no frames in {path}{_describe_window(start_sec, end_sec)}")
+    if fps is None:
+        logger.warning("%s declares no frame rate and has too few timed frames to measure one; assuming 30", path)
+        fps = 30.0
+    return VideoInfo(num_frames=n, fps=float(fps))
 
 
 def count_frames(
     video: Video, start_sec: float | None = None, end_sec: float | None = None, name: str | None = None
 ) -> int:
-    """Number of video frames in the file (inside the optional time window), counted from packets.
+    """`probe(...).num_frames`."""
+    return probe(video, start_sec, end_sec, name).num_frames
 
-    `name` is how errors refer to an in-memory video (e.g. its dataset row).
+
+def _display_matrix(frame) -> np.ndarray | None:
+    """The frame's 3x3 display matrix (FFmpeg's int32 layout, 16.16 fixed point), or None."""
+    for side_data in frame.side_data:
+        if getattr(side_data.type, "name", str(side_data.type)).endswith("DISPLAYMATRIX"):
+            return np.frombuffer(bytes(side_data), dtype="<i4").reshape(3, 3)
+    return None
+
+
+def orient(image: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
+    """(H, W, C) stored pixels -> as a player displays them, given FFmpeg's display matrix.
+
+    FFmpeg maps a stored pixel (x, y) to the displayed `(a x + c y, b x + d y)` (plus a translation) with
+    `[a b u; c d v; tx ty w]` (libavutil/display.h). For the eight axis-aligned orientations (rotations by 90
+    degrees, with or without mirroring) `a, b, c, d` are 0 or +-1 and the result is exact. Other angles are rare in
+    the wild (FFmpeg itself falls back to a lossy rotate filter); they are snapped to the nearest 90 degrees with a
+    warning.
     """
-    import av
-
-    path = _name(video, name)
-    container, stream = _open(video, path)
-    try:
-        n = 0
-        for packet in container.demux(stream):
-            if packet.size == 0:  # flush packet
-                continue
-            t = float(packet.pts * packet.time_base) if packet.pts is not None else None
-            n += _in_window(t, start_sec, end_sec)
-    except av.error.FFmpegError as err:
-        raise ClipReadError(f"corrupt stream in {path}: {err}") from err
-    finally:
-        container.close()
-    if n == 0:
-        raise ClipReadError(f"no frames in {path}" + (f" between {start_sec}s and {end_sec}s" if start_sec else ""))
-    return n
+    if matrix is None:
+        return image
+    m = matrix[:2, :2].astype(np.float64) / 65536.0
+    a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+    if abs(a) + abs(d) >= abs(b) + abs(c):  # no transpose: x' ~ a x, y' ~ d y
+        if abs(b) > 1e-3 or abs(c) > 1e-3:
+            logger.warning("display matrix %s is not a multiple of 90 degrees; snapped to the nearest", m.tolist())
+        out = image
+        if a < 0:
+            out = out[:, ::-1]
+        if d < 0:
+            out = out[::-1, :]
+        return out
+    if abs(a) > 1e-3 or abs(d) > 1e-3:
+        logger.warning("display matrix %s is not a multiple of 90 degrees; snapped to the nearest", m.tolist())
+    # x' ~ c y, y' ~ b x: displayed row = stored column, displayed column = stored row.
+    out = image.swapaxes(0, 1)
+    if b < 0:
+        out = out[::-1, :]
+    if c < 0:
+        out = out[:, ::-1]
+    return out
 
 
 def read_frames(
@@ -93,34 +272,53 @@ def read_frames(
     start_sec: float | None = None,
     end_sec: float | None = None,
     name: str | None = None,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield `(index, HxWx3 uint8 RGB)` for each wanted index, decoding the file once front to back.
+) -> Iterator[tuple[int, np.ndarray, float]]:
+    """Yield `(index, HxWx3 uint8 RGB as displayed, seconds from the stream's first frame)` per wanted index.
 
-    Frames are numbered in presentation order inside the window. Indices past the last decodable frame are
-    simply not yielded; the caller decides how to fill them.
+    Frames are numbered in presentation order inside the window, exactly as `probe` counts them. A window seeks to
+    the keyframe before its start. Indices past the last decodable frame are not yielded; the caller decides how
+    to fill them.
     """
-    import av
 
     wanted = sorted(set(indices))
     if not wanted:
         return
     path = _name(video, name)
-    container, stream = _open(video, path)
     try:
-        i, w = 0, 0
-        for frame in container.decode(stream):
-            t = float(frame.pts * frame.time_base) if frame.pts is not None else None
-            if not _in_window(t, start_sec, end_sec):
-                if end_sec is not None and t is not None and t >= end_sec:
-                    break
-                continue
-            if i == wanted[w]:
-                yield i, frame.to_ndarray(format="rgb24")
-                w += 1
-                if w == len(wanted):
-                    break
-            i += 1
-    except av.error.FFmpegError as err:
-        raise ClipReadError(f"corrupt stream in {path} after frame {i}: {err}") from err
-    finally:
-        container.close()
+        yield from _decode(video, path, wanted, start_sec, end_sec, seek=True)
+    except _SeekOvershoot:  # raised before the first frame is yielded
+        logger.debug("seek in %s landed past the window; decoding from the start", path)
+        yield from _decode(video, path, wanted, start_sec, end_sec, seek=False)
+
+
+def _decode(video: Video, path: str, wanted: list[int], start_sec, end_sec, seek: bool):
+    import av
+
+    with _open(video, path) as (container, stream):
+        origin = _origin(container, stream)
+        window = _window(stream, origin, start_sec, end_sec)
+        time_base = float(stream.time_base)
+        fps = _frame_rate(stream) or 30.0
+        seek = seek and window.lo is not None and window.lo > origin
+        i, w, first = 0, 0, True
+        try:
+            if seek:
+                _seek_before(container, stream, window.lo)
+            for frame in container.decode(stream):
+                pts = frame.pts
+                if first and seek and pts is not None and pts > window.lo:
+                    raise _SeekOvershoot
+                first = False
+                if not window.contains(pts):
+                    if window.past(pts):
+                        break
+                    continue
+                if i == wanted[w]:
+                    seconds = (pts - origin) * time_base if pts is not None else (start_sec or 0) + i / fps
+                    yield i, orient(frame.to_ndarray(format="rgb24"), _display_matrix(frame)), round(seconds, 6)
+                    w += 1
+                    if w == len(wanted):
+                        break
+                i += 1
+        except av.error.FFmpegError as err:
+            raise ClipReadError(f"corrupt stream in {path} after frame {i}: {err}") from err

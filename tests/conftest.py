@@ -21,18 +21,39 @@ def need_shared(path: Path) -> None:
         pytest.skip(f"{path} not found: real-data tests need ../shared beside the checkout")
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 30, codec: str = "mpeg4") -> str:
-    """Write uint8 (T, H, W, 3) frames to a real video file with PyAV."""
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: int = 30,
+    codec: str = "mpeg4",
+    options: dict | None = None,
+    container_format: str | None = None,
+    metadata: dict | None = None,
+    pts: list[int] | None = None,
+    time_base=None,
+) -> str:
+    """Write uint8 (T, H, W, 3) frames to a real video file with PyAV (no system FFmpeg needed).
+
+    `pts` (in `time_base` units) sets each frame's presentation time, e.g. a stream that starts at 2 s.
+    """
     import av
 
     path = str(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with av.open(path, "w") as container:
-        stream = container.add_stream(codec, rate=fps)
+    with av.open(path, "w", format=container_format) as container:
+        if metadata:
+            container.metadata.update(metadata)
+        stream = container.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        if time_base is not None:
+            stream.codec_context.time_base = time_base
+            stream.time_base = time_base
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if pts is not None:
+                vf.pts, vf.time_base = pts[i], time_base
+            for packet in stream.encode(vf):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -41,8 +41,8 @@ def test_procedural_is_deterministic_and_event_defines_the_class():
     again = build_source("procedural", num_classes=4, train_per_class=3, test_per_class=1, length=32, seed=5)
     refs = src.list_clips("train")
     assert len(refs) == 12 and len(src.list_clips("test")) == 4
-    a = dict(src.read_frames(refs[0], list(range(32))))
-    b = dict(again.read_frames(again.list_clips("train")[0], list(range(32))))
+    a = {i: f for i, f, _ in src.read_frames(refs[0], list(range(32)))}
+    b = {i: f for i, f, _ in again.read_frames(again.list_clips("train")[0], list(range(32)))}
     assert all(np.array_equal(a[t], b[t]) for t in range(32))
     events = sorted(src.event_frames(refs[0]))
     before = events[0] - 1 if events[0] > 0 else events[-1] + 1
@@ -55,7 +55,7 @@ def test_procedural_is_deterministic_and_event_defines_the_class():
     assert changed(events[0], before) > 0.02  # the event frame shows the class shape
     # different seeds give different clips
     other = build_source("procedural", num_classes=4, train_per_class=3, length=32, seed=6)
-    assert not np.array_equal(a[0], dict(other.read_frames(other.list_clips("train")[0], [0]))[0])
+    assert not np.array_equal(a[0], {i: f for i, f, _ in other.read_frames(other.list_clips("train")[0], [0])}[0])
 
 
 def test_procedural_bad_arguments_are_named():

@@ -255,7 +255,7 @@ def test_kinetics_untrimmed_window_and_test_alias(kinetics_root, caplog):
     window = val[1]
     assert (window.start_sec, window.end_sec, window.label) == (1.0, 2.0, 2)
     assert src.count_frames(window) == FPS  # frames 8..15 of 24
-    first = dict(src.read_frames(window, [0]))[0]
+    first = {i: f for i, f, _ in src.read_frames(window, [0])}[0]
     assert abs(float(first.mean()) - _level(FPS)) < 6  # window frame 0 is file frame 8
     _assert_samples(src, window)
 

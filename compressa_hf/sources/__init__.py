@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, VideoSource
+from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, VideoSource, printable_name
 
 # Lazy so that `compressa --help` imports nothing heavy and a missing optional dependency only hits its user.
 SOURCES: dict[str, str] = {
@@ -73,4 +73,5 @@ __all__ = [
     "build_source",
     "get_source_class",
     "parse_source_spec",
+    "printable_name",
 ]

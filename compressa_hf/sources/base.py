@@ -8,13 +8,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compressa_hf.decode import VideoInfo
+from compressa_hf.errors import ClipReadError, SourceError
 
-class SourceError(ValueError):
-    """Raised for malformed dataset layouts: the message names the file or key and the way out."""
+__all__ = ["ClipReadError", "ClipRef", "SourceError", "VideoInfo", "VideoSource", "printable_name"]
 
 
-class ClipReadError(RuntimeError):
-    """Raised when one clip cannot be decoded; the caller skips the clip and reports it, the run goes on."""
+def printable_name(name: str) -> str:
+    """`name` as valid Unicode text: bytes a file system gave that are not UTF-8 become `\\xNN` escapes.
+
+    Python hands such bytes over as lone surrogates (PEP 383), which JSON, parquet and YAML cannot hold. Clip ids and
+    class names go through this so they round-trip everywhere; the real path stays in `ClipRef.path` for opening.
+    `caf\\udce9 clip` -> `caf\\\\xe9 clip`.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -23,9 +30,11 @@ class ClipRef:
 
     Args:
         clip_id: Stable identifier, unique within (source, split); used as cache key and as `video_id` downstream.
+            Valid Unicode text (see `printable_name`).
         label: Class index into the source's `class_names`.
-        path: File to decode, or a description of where the clip comes from for in-memory sources.
-        start_sec / end_sec: Optional time window inside the file (Kinetics annotations over untrimmed videos).
+        path: File to decode (as the file system names it), or a description of where an in-memory clip comes from.
+        start_sec / end_sec: Optional time window inside the file in seconds from the stream's first frame (Kinetics
+            annotations over untrimmed videos).
         extra: Source-specific payload (row index of a `datasets` dataset, seed of a procedural clip).
     """
 
@@ -40,8 +49,8 @@ class ClipRef:
 class VideoSource(abc.ABC):
     """A labelled video dataset. Subclasses list clips; file-backed ones inherit PyAV decoding.
 
-    Frames come out as uint8 RGB arrays of shape (H, W, 3). `count_frames` and `read_frames` take a `ClipRef` so
-    that a source can be shared across DataLoader workers without per-clip state.
+    Frames come out as uint8 RGB arrays of shape (H, W, 3), upright as a player shows them. `probe` and
+    `read_frames` take a `ClipRef` so that a source can be shared across DataLoader workers without per-clip state.
     """
 
     #: registry name, e.g. "videofolder"
@@ -64,14 +73,18 @@ class VideoSource(abc.ABC):
         """What a dataset card or summary needs to say where the data came from."""
         return {"source": self.name, "num_classes": len(self.class_names)}
 
-    # File-backed sources decode with PyAV; in-memory sources override both methods.
+    # File-backed sources decode with PyAV (`compressa_hf.decode`); in-memory sources override both methods.
+    def probe(self, ref: ClipRef) -> VideoInfo:
+        """Frames in the clip (its window) and the stream's real frame rate, without decoding."""
+        from compressa_hf.decode import probe
+
+        return probe(ref.path, ref.start_sec, ref.end_sec)
+
     def count_frames(self, ref: ClipRef) -> int:
-        from compressa_hf.decode import count_frames
+        return self.probe(ref).num_frames
 
-        return count_frames(ref.path, ref.start_sec, ref.end_sec)
-
-    def read_frames(self, ref: ClipRef, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield `(index, frame)` for the sorted unique `indices` that exist in the clip."""
+    def read_frames(self, ref: ClipRef, indices: list[int]) -> Iterator[tuple[int, np.ndarray, float]]:
+        """Yield `(index, frame, seconds from the stream's first frame)` for the sorted unique `indices` that exist."""
         from compressa_hf.decode import read_frames
 
         yield from read_frames(ref.path, indices, ref.start_sec, ref.end_sec)

@@ -18,13 +18,15 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from compressa_hf.decode import count_frames, read_frames
+from compressa_hf.decode import VideoInfo, probe, read_frames
 from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, VideoSource
 
 logger = logging.getLogger(__name__)
 
 #: splits a dataset often has under another name -> what we read for them when the dataset lacks ours
 DEFAULT_ALIASES = {"test": ("validation", "valid", "val"), "validation": ("valid", "val")}
+#: folder names `datasets` treats as splits; a ClassLabel made only of these is the split-folder trap
+SPLIT_WORDS = {"train", "test", "validation", "valid", "val", "dev", "eval", "training", "testing"}
 _LIST_BATCH = 1024
 
 
@@ -172,9 +174,11 @@ class HFDatasetSource(VideoSource):
             if columns is not None:  # unknown for some streams; then checked row by row
                 for arg, column in (("video_column", self.video_column), ("label_column", self.label_column)):
                     if column not in columns:
+                        others = [c for c in columns if c != self.video_column]
+                        hint = f"pass {arg}={others[0]}" if arg == "label_column" and len(others) == 1 else ""
                         raise SourceError(
                             f"dataset {self._describe_path()!r} split {split!r} has no column {column!r}; its "
-                            f"columns are {columns}: pass {arg}=<one of them>"
+                            f"columns are {columns}: {hint or f'pass {arg}=<one of them>'}"
                         )
                 ds = ds.select_columns([self.video_column, self.label_column])
             features = ds.features or {}
@@ -188,8 +192,21 @@ class HFDatasetSource(VideoSource):
                     f"the splits of {self._describe_path()!r} have different ClassLabel names in "
                     f"{self.label_column!r}; labels would not mean the same class across splits"
                 )
+            self._refuse_split_labels(label_features[0].names)
             return label_features[0]
         return None
+
+    def _refuse_split_labels(self, names: list[str]) -> None:
+        """Refuse a ClassLabel whose names are split names: `datasets` made it from split folders, not classes."""
+        if not names or not set(names) <= SPLIT_WORDS | set(self._data):
+            return
+        raise SourceError(
+            f"column {self.label_column!r} of {self._describe_path()!r} is a ClassLabel whose names {list(names)} are "
+            "the split names, not classes. This is the `datasets` folder-layout trap (huggingface/datasets#7880): "
+            "a folder laid out as <split>/<file> without class sub-folders gets a `label` column made from the "
+            "split folders. Lay the videos out as <split>/<class>/<file>, or add a metadata.csv per split with a "
+            "class column and pass label_column=<that column>"
+        )
 
     # -- listing -------------------------------------------------------------------------------------------------
     def _resolve_path(self, path: str) -> str:
@@ -321,6 +338,17 @@ class HFDatasetSource(VideoSource):
             where = path if path else f"{self._describe_path()}[{hf_split}][{row}]"
             extra = {"split": hf_split, "row": row, "embedded": embedded}
             refs.append(ClipRef(clip_id=f"{hf_split}/{row:06d}", label=label, path=where, extra=extra))
+        if not refs:
+            raise SourceError(
+                f"split {hf_split!r} of {self._describe_path()!r} has no labelled rows: "
+                + (
+                    f"all {unlabelled} rows have no class (None or -1) in column {self.label_column!r}"
+                    if unlabelled
+                    else "it is empty"
+                )
+                + "; a test split without public labels cannot be distilled or scored: choose a labelled split "
+                "(splits={'test': 'validation'}) or another label_column"
+            )
         if unlabelled:
             logger.warning(
                 "%s split %r: %d rows without a label are left out", self._describe_path(), hf_split, unlabelled
@@ -343,12 +371,12 @@ class HFDatasetSource(VideoSource):
             raise ClipReadError(f"row {ref.extra['row']} ({ref.path}) has no embedded video bytes")
         return data
 
-    def count_frames(self, ref: ClipRef) -> int:
+    def probe(self, ref: ClipRef) -> VideoInfo:
         if ref.extra.get("embedded"):
-            return count_frames(self._embedded_bytes(ref), name=f"the embedded video {ref.path}")
-        return super().count_frames(ref)
+            return probe(self._embedded_bytes(ref), name=f"the embedded video {ref.path}")
+        return super().probe(ref)
 
-    def read_frames(self, ref: ClipRef, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def read_frames(self, ref: ClipRef, indices: list[int]) -> Iterator[tuple[int, np.ndarray, float]]:
         if ref.extra.get("embedded"):
             yield from read_frames(self._embedded_bytes(ref), indices, name=f"the embedded video {ref.path}")
         else:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from compressa_hf.decode import VideoInfo
 from compressa_hf.sources.base import ClipRef, SourceError, VideoSource
 
 SHAPES = ("square", "disc", "cross", "triangle", "hbar", "vbar", "ring", "diamond")
@@ -56,6 +57,7 @@ class ProceduralSource(VideoSource):
         frame_size: Side of the generated square frames in pixels.
         noise: Standard deviation of per-pixel sensor noise (0-255 scale), different in every frame.
         num_scenes: Backgrounds (scene + distractor path) shared across classes; each clip draws one.
+        fps: Frame rate the clips are said to have (timestamps and chat metadata); frames are the same at any rate.
         seed: Seeds everything.
     """
 
@@ -71,6 +73,7 @@ class ProceduralSource(VideoSource):
         frame_size: int = 112,
         noise: float = 6.0,
         num_scenes: int = 4,
+        fps: float = 30.0,
         seed: int = 0,
     ):
         if not 2 <= num_classes <= len(SHAPES):
@@ -83,7 +86,10 @@ class ProceduralSource(VideoSource):
             raise SourceError(f"procedural `frame_size` must be >= 16, got {frame_size}")
         self.num_classes, self.length, self.event_length = num_classes, length, event_length
         self.per_class = {"train": train_per_class, "test": test_per_class}
+        if not fps > 0:
+            raise SourceError(f"procedural `fps` must be > 0, got {fps}")
         self.frame_size, self.noise, self.num_scenes, self.seed = frame_size, noise, num_scenes, seed
+        self.fps = float(fps)
 
     @property
     def class_names(self) -> list[str]:
@@ -96,6 +102,7 @@ class ProceduralSource(VideoSource):
             "frame_size": self.frame_size,
             "per_class": self.per_class,
             "num_scenes": self.num_scenes,
+            "fps": self.fps,
             "seed": self.seed,
         }
 
@@ -125,14 +132,14 @@ class ProceduralSource(VideoSource):
         start = ref.extra["event_start"]
         return range(start, start + self.event_length)
 
-    def count_frames(self, ref: ClipRef) -> int:
-        return self.length
+    def probe(self, ref: ClipRef) -> VideoInfo:
+        return VideoInfo(num_frames=self.length, fps=self.fps)
 
-    def read_frames(self, ref: ClipRef, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def read_frames(self, ref: ClipRef, indices: list[int]) -> Iterator[tuple[int, np.ndarray, float]]:
         scene = self._scene(ref)
         for t in sorted(set(indices)):
             if 0 <= t < self.length:
-                yield t, self._frame(ref, scene, t)
+                yield t, self._frame(ref, scene, t), round(t / self.fps, 6)
 
     def _scene(self, ref: ClipRef) -> dict:
         s = self.frame_size

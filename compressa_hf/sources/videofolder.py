@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from compressa_hf.sources.base import ClipRef, SourceError, VideoSource
+from compressa_hf.sources.base import ClipRef, SourceError, VideoSource, printable_name
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +15,9 @@ SPLIT_ALIASES = {"test": ("test", "validation", "val"), "validation": ("validati
 
 class VideoFolderSource(VideoSource):
     """Clips under `<root>/<split>/<class>/`; class names are the union of class folders over all splits, sorted.
+
+    Any folder and file name works (spaces, punctuation, non-Latin scripts); names that are not valid UTF-8 become
+    `\\xNN` escapes in class names and clip ids (`printable_name`), while the files are opened by their real names.
 
     Args:
         root: The dataset folder (e.g. `../shared/data/arid6`).
@@ -40,7 +43,9 @@ class VideoFolderSource(VideoSource):
             )
         if not names:
             raise SourceError(f"videofolder root {root!r} has no class folders under {self._splits}")
-        self._class_names = sorted(names)
+        # Class names are the folder names as text; a folder name that is not UTF-8 keeps its bytes for opening.
+        self._class_dirs = {printable_name(d): d for d in names}
+        self._class_names = sorted(self._class_dirs)
 
     @property
     def class_names(self) -> list[str]:
@@ -60,13 +65,14 @@ class VideoFolderSource(VideoSource):
         split_dir = self._split_dir(split)
         refs = []
         for label, cls in enumerate(self._class_names):
-            cls_dir = os.path.join(split_dir, cls)
+            cls_dir = os.path.join(split_dir, self._class_dirs[cls])
             if not os.path.isdir(cls_dir):
                 continue
             for fname in sorted(os.listdir(cls_dir)):
                 if fname.lower().endswith(self.extensions):
-                    rel = f"{os.path.basename(split_dir)}/{cls}/{os.path.splitext(fname)[0]}"
-                    refs.append(ClipRef(clip_id=rel, label=label, path=os.path.join(cls_dir, fname)))
+                    stem = printable_name(os.path.splitext(fname)[0])
+                    clip_id = f"{os.path.basename(split_dir)}/{cls}/{stem}"
+                    refs.append(ClipRef(clip_id=clip_id, label=label, path=os.path.join(cls_dir, fname)))
         if not refs:
             raise SourceError(f"no video files ({', '.join(self.extensions)}) under {split_dir}")
         return refs
