@@ -41,8 +41,8 @@ class VideoDataArguments:
         clip_size: Side of raw frames after resize + centre crop; distilled frames keep the size their codec decodes
             to (112 for TAESD latents of 14 x 14).
         sampling_policy: How raw frames are sampled (`uniform`, `gap4`; see `compressa_hf.clips.POLICIES`).
-        fps: Source frame rate for the temporal positions; None reads it from the set or uses 30 (see
-            `compressa_hf.chat.samples.resolve_fps`).
+        fps: Overrides the source frame rate behind the temporal positions; None uses each video's real rate, read
+            from its file (raw clips) or its row's `fps` column (distilled sets).
         max_fps: Highest frame rate a video is presented to Qwen2.5-VL at (see `QwenVideoCollator`).
         frame_size: Resize every frame to this side before the processor (rounded to 28); None keeps each video's
             own size. Visual tokens grow with its square.
@@ -61,7 +61,7 @@ class VideoDataArguments:
     clip_size: int = field(default=112, metadata={"help": "Side of raw frames after resize + centre crop."})
     sampling_policy: str = field(default="uniform", metadata={"help": "Raw-frame sampling policy: uniform or gap4."})
     fps: float | None = field(
-        default=None, metadata={"help": "Source frame rate; None reads it from the set, else 30."}
+        default=None, metadata={"help": "Override the source frame rate; None uses each video's real rate."}
     )
     max_fps: float | None = field(
         default=2.0, metadata={"help": "Highest frame rate a video is presented at (Qwen2.5-VL samples at 2)."}

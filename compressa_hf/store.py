@@ -3,8 +3,8 @@
 Layout (one repo holds every ratio of a source, e.g. `compressa_hf/hmdb51_distilled`)::
 
     README.md                                 card: YAML `configs` (one per ratio) + a section per config
-    data/<config>/train-<digest>-00000-of-00001.parquet  video_id, label (ClassLabel), latents (K x C x h x w), frame_indices,
-                                              source
+    data/<config>/train-<digest>-00000-of-00001.parquet  video_id, label (ClassLabel), latents (K x C x h x w),
+                                              frame_indices, timestamps, fps, source
     meta/<config>.json                        what the card says about the config, machine-readable
 
 `datasets.load_dataset(DIR, "ratio_0.41")` loads a config. A config is written into a temp folder and renamed into
@@ -46,6 +46,8 @@ class DistilledConfig:
         video_ids / labels / sources: One entry per kept video.
         latents: (N, K, C, h, w), `uint8` (TAESD scaling, see `codecs.base`) or `float16` raw latents.
         frame_indices: (N, K) source-frame index of each kept latent frame, ascending.
+        timestamps: (N, K) seconds of each kept frame from the first frame of its source stream.
+        fps: (N,) the real average frame rate of each video's source stream.
         class_names: Label names in label order.
         meta: Card facts: source, split, method, codec_id, latent scaling, ratio numbers, seed, command, ...
         previews: Optional PNG bytes per video (the decoded K keyframes as one strip) for the Hub's dataset viewer;
@@ -57,6 +59,8 @@ class DistilledConfig:
     labels: list[int]
     latents: np.ndarray
     frame_indices: np.ndarray
+    timestamps: np.ndarray
+    fps: list[float]
     sources: list[str]
     class_names: list[str]
     meta: dict
@@ -66,11 +70,19 @@ class DistilledConfig:
         if not _CONFIG_NAME.match(self.name):
             raise ValueError(f"config name {self.name!r} must be letters, digits, '_', '.', '-'")
         n = len(self.video_ids)
-        if not (len(self.labels) == len(self.sources) == len(self.latents) == len(self.frame_indices) == n):
+        columns = ("labels", "latents", "frame_indices", "timestamps", "fps", "sources")
+        lengths = {c: len(getattr(self, c)) for c in columns}
+        if any(v != n for v in lengths.values()):
+            raise ValueError(f"config {self.name}: column lengths differ (video_ids {n}, {lengths})")
+        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+        if self.timestamps.shape != np.shape(self.frame_indices):
             raise ValueError(
-                f"config {self.name}: column lengths differ (video_ids {n}, labels {len(self.labels)}, "
-                f"latents {len(self.latents)}, frame_indices {len(self.frame_indices)}, sources {len(self.sources)})"
+                f"config {self.name}: timestamps {self.timestamps.shape} must match frame_indices "
+                f"{np.shape(self.frame_indices)}"
             )
+        bad = [v for v, f in zip(self.video_ids, self.fps) if not f > 0]
+        if bad:
+            raise ValueError(f"config {self.name}: fps must be > 0 for every video; not for {bad[:3]}")
         if self.previews is not None and len(self.previews) != n:
             raise ValueError(f"config {self.name}: {len(self.previews)} previews for {n} videos")
         if self.latents.ndim != 5:
@@ -87,6 +99,8 @@ def _features(cfg: DistilledConfig):
         "label": ClassLabel(names=cfg.class_names),
         "latents": Array4D(shape=tuple(cfg.latents.shape[1:]), dtype=str(cfg.latents.dtype)),
         "frame_indices": Sequence(Value("int32")),
+        "timestamps": Sequence(Value("float64")),
+        "fps": Value("float64"),
         "source": Value("string"),
     }
     if cfg.previews is not None:
@@ -118,6 +132,8 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
             "label": [int(x) for x in cfg.labels],
             "latents": list(cfg.latents),
             "frame_indices": [list(map(int, f)) for f in cfg.frame_indices],
+            "timestamps": [list(map(float, t)) for t in cfg.timestamps],
+            "fps": [float(f) for f in cfg.fps],
             "source": list(cfg.sources),
         }
         if cfg.previews is not None:
@@ -152,6 +168,7 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
         "latent_bytes": int(cfg.latents.nbytes),
         "preview_bytes": sum(map(len, cfg.previews)) if cfg.previews is not None else 0,
         "class_names": cfg.class_names,
+        "source_fps": sorted({round(float(f), 3) for f in cfg.fps}),
     }
     atomic_write_json(os.path.join(repo_dir, "meta", f"{cfg.name}.json"), meta)
     write_card(repo_dir)
@@ -197,6 +214,8 @@ def _config_section(name: str, m: dict) -> str:
         ("split", m.get("split")),
         ("method", m.get("method")),
         ("frames kept per video (K)", m.get("frames_per_video")),
+        ("frame sampling of the source clips (T per clip)", m.get("sampling")),
+        ("source frame rates (fps)", ", ".join(f"{f:g}" for f in m.get("source_fps", [])) or None),
         ("videos", m.get("num_videos")),
         ("codec", m.get("codec_id")),
         ("latent shape per frame", " x ".join(map(str, m.get("latents_shape", [])[1:]))),

@@ -34,7 +34,7 @@ CLASS_NAMES = ["ApplyEyeMakeup", "brush_hair", "YoYo", "PlayingDaf"]
 PROCEDURAL = "procedural:num_classes=2,train_per_class=2,test_per_class=1,length=32,frame_size=64"
 
 
-def write_distilled(root, n=4, k=4, codec_id="pixel:avgpool8", seed=0) -> str:
+def write_distilled(root, n=4, k=4, codec_id="pixel:avgpool8", seed=0, fps=30.0) -> str:
     """A distilled set of `n` videos x `k` random uint8 pixel-codec latents (decode to 112 x 112)."""
     rng = np.random.default_rng(seed)
     write_config(
@@ -44,7 +44,9 @@ def write_distilled(root, n=4, k=4, codec_id="pixel:avgpool8", seed=0) -> str:
             video_ids=[f"train/{i:02d}" for i in range(n)],
             labels=[i % len(CLASS_NAMES) for i in range(n)],
             latents=rng.integers(0, 256, size=(n, k, 3, 14, 14), dtype=np.uint8),
-            frame_indices=np.array([[2 + 8 * j + i for j in range(k)] for i in range(n)]),
+            frame_indices=(idx := np.array([[2 + 8 * j + i for j in range(k)] for i in range(n)])),
+            timestamps=idx / fps,
+            fps=[fps] * n,
             sources=[f"clip{i}.mp4" for i in range(n)],
             class_names=CLASS_NAMES,
             meta={

@@ -349,6 +349,8 @@ def workspace(tmp_path_factory):
             labels=[i % 2 for i in range(n)],
             latents=rng.integers(0, 256, size=(n, k, 3, 7, 7), dtype=np.uint8),  # pixel codec: 56 x 56 frames
             frame_indices=np.array([[2 + 8 * j for j in range(k)]] * n),
+            timestamps=np.array([[(2 + 8 * j) / 30 for j in range(k)]] * n),
+            fps=[30.0] * n,
             sources=[f"clip{i}" for i in range(n)],
             class_names=parse_source_spec(PROCEDURAL).class_names,
             meta={"codec_id": "pixel:avgpool8", "source": PROCEDURAL, "split": "train", "frames_per_video": k},

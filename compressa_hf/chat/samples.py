@@ -24,15 +24,15 @@ dataset card names; raw clips give T frames through `clips.sample_clip`.
 Video metadata says where the frames sit in the source video, because Qwen2.5-VL's temporal positions come from it
 (`second_per_grid_ts = temporal_patch_size / (len(frames_indices) / total_num_frames * fps)`):
 
-- `fps`: the source frame rate. Neither a distilled set's card nor the `VideoSource` interface records it, so it is
-  `fps=` when given, else the set's metadata `fps` / `source_info.fps` when present, else `DEFAULT_FPS` (30, the rate
-  of HMDB51 and of most Kinetics and SSv2 clips; UCF101 is 25). Distilled and raw samples of one source use the same
-  rule, so both see the same time scale.
+- `fps`: the source stream's real average frame rate, as the cache read it from the file (12 for SSv2, 25 for
+  UCF101, 29.97 for much of Kinetics): a distilled row's `fps` column, the sampled clip's rate for raw clips.
+  `fps=` overrides it. Sets written before rows carried their rate fall back to the set's metadata `fps` /
+  `source_info.fps`, else `DEFAULT_FPS` (30), with a warning.
 - `frames_indices`: the source frame of each frame: the distilled row's `frame_indices` column, the sampled clip's
   indices for raw clips.
 - `total_num_frames`: the source frames the video stands for: the clip's frame count for raw clips; for distilled
-  rows, which do not store it, the spread of the kept indices extended by one mean gap
-  (`(max - min) * K / (K - 1)`, which gives back N for K uniform samples of N frames).
+  rows, which do not store it, the span of the kept frames' `timestamps` (else of their indices) extended by one
+  mean gap, in frames (`span * fps * K / (K - 1)`, which gives back N for K uniform samples of N frames).
 
 These are the facts; the collator decides how Qwen sees them (it caps the presented frame rate so consecutive frame
 pairs always get distinct temporal positions, see `collator.QwenVideoCollator`).
@@ -55,26 +55,36 @@ from compressa_hf.sources import ClipReadError, VideoSource, parse_source_spec
 
 logger = logging.getLogger(__name__)
 
-#: Source frame rate assumed when nothing records it (see the module docstring).
+#: Source frame rate assumed for sets written before rows recorded their rate (see the module docstring).
 DEFAULT_FPS = 30.0
 
 #: Keys of a distilled set's card / meta that decoding reads.
 CARD_KEYS = ("codec_id", "latents_dtype", "latents_shape", "latent_scaling")
 
 #: Columns of a distilled row that `DistilledChatTransform` reads.
-TRANSFORM_COLUMNS = ("video_id", "label", "latents", "frames", "frame_indices")
+TRANSFORM_COLUMNS = ("video_id", "label", "latents", "frames", "frame_indices", "timestamps", "fps")
 
 
-def video_metadata(frame_indices: Sequence[int], fps: float, total_num_frames: int | None = None) -> dict:
-    """The `video_metadata` entry of one video; `total_num_frames=None` estimates it from the indices' spread."""
+def video_metadata(
+    frame_indices: Sequence[int],
+    fps: float,
+    total_num_frames: int | None = None,
+    timestamps: Sequence[float] | None = None,
+) -> dict:
+    """The `video_metadata` entry of one video (see the module docstring).
+
+    `total_num_frames=None` estimates it from the span of `timestamps` (seconds) when given, else of the indices.
+    """
     indices = [int(i) for i in frame_indices]
     if not indices:
         raise ValueError("a video needs at least one frame index")
-    if fps <= 0:
+    if not fps > 0:
         raise ValueError(f"`fps` must be > 0, got {fps}")
     k = len(indices)
     if total_num_frames is None:
-        spread = max(indices) - min(indices)
+        if timestamps is not None and len(timestamps) != k:
+            raise ValueError(f"{len(timestamps)} timestamps for {k} frame indices")
+        spread = (max(timestamps) - min(timestamps)) * fps if timestamps is not None else max(indices) - min(indices)
         total_num_frames = max(k, round(spread * k / (k - 1))) if k > 1 else 1
     return {"fps": float(fps), "frames_indices": indices, "total_num_frames": int(total_num_frames)}
 
@@ -142,10 +152,10 @@ class DistilledChatTransform:
 
     Args:
         meta: The config's card facts: `class_names` (label order) and `latents_dtype` (`uint8`: TAESD-scaled
-            bytes; `float16`: raw latents); `fps` / `source_info` are read when present.
+            bytes; `float16`: raw latents); `fps` / `source_info` are read for sets without an `fps` column.
         codec: The frozen codec the card names (decoding uses it on its own device).
         prompt: Question / answer templates; `PromptTemplate()` when None.
-        fps: Source frame rate for the metadata; see `resolve_fps`.
+        fps: Overrides every row's source frame rate; None uses the rows' `fps` column.
         decode_batch_size: Frames decoded per codec call.
     """
 
@@ -164,8 +174,10 @@ class DistilledChatTransform:
             raise ValueError(f"`latents_dtype` must be uint8 or float16, got {self.latents_dtype!r}")
         self.codec, self.prompt = codec, prompt or PromptTemplate()
         self.class_texts = self.prompt.class_texts(list(meta["class_names"]))
-        self.fps = resolve_fps(meta, fps)
+        self.fps = fps
+        self.fallback_fps = resolve_fps(meta, fps)
         self.decode_batch_size = decode_batch_size
+        self._warned = False
         self.frames_shape: tuple[int, ...] | None = None  # (K, H, W, 3) once `decode_once` has run
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
@@ -185,6 +197,19 @@ class DistilledChatTransform:
         frames = images.mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         return frames.unflatten(0, (b, k)).cpu().numpy()
 
+    def _metadata(self, batch: dict[str, list], i: int) -> dict:
+        """Row i's video metadata from its own frame rate and timestamps (or the fallback for older sets)."""
+        if self.fps is None and "fps" in batch:
+            return video_metadata(batch["frame_indices"][i], batch["fps"][i], timestamps=batch["timestamps"][i])
+        if self.fps is None and not self._warned:
+            logger.warning(
+                "this distilled set has no per-row `fps` column (written before compressa_hf recorded real frame "
+                "rates); assuming %g fps for Qwen's temporal positions: pass fps= if the source differs",
+                self.fallback_fps,
+            )
+            self._warned = True
+        return video_metadata(batch["frame_indices"][i], self.fallback_fps)
+
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         if "frames" in batch:  # decoded once by `load_chat_dataset(..., decode_once=True)`: raw uint8 bytes
             frames = np.stack([np.frombuffer(b, dtype=np.uint8).reshape(self.frames_shape) for b in batch["frames"]])
@@ -194,12 +219,7 @@ class DistilledChatTransform:
         ids = batch.get("video_id") or [""] * len(frames)
         samples = [
             make_chat_sample(
-                frames[i],
-                int(batch["label"][i]),
-                self.class_texts,
-                self.prompt,
-                video_metadata(batch["frame_indices"][i], self.fps),
-                ids[i],
+                frames[i], int(batch["label"][i]), self.class_texts, self.prompt, self._metadata(batch, i), ids[i]
             )
             for i in range(len(frames))
         ]
@@ -261,7 +281,7 @@ def load_chat_dataset(
         prompt: Question / answer templates; `PromptTemplate()` when None.
         codec: A loaded codec or a codec spec (your choice, trusted); None decodes with the codec the card names,
             after `check_codec_id`.
-        fps: Source frame rate for the metadata; see `resolve_fps`.
+        fps: Overrides the rows' source frame rate; None uses each row's own (see the module docstring).
         decode_once: Decode every row's latents to uint8 frames once, into a `frames` column cached by `datasets`
             on disk, instead of on every access. On a CPU a tiny VAE decodes 4 frames in ~0.1-0.3 s, which makes
             multi-epoch SFT decoder-bound; the cached frames read as fast as any uint8 column. Costs K x H x W x 3
@@ -345,7 +365,7 @@ class RawChatDataset(torch.utils.data.Dataset):
         split: Split to read.
         clip_config: How T frames are taken (`ClipConfig()` when None).
         prompt: Question / answer templates; `PromptTemplate()` when None.
-        fps: Source frame rate for the metadata; see `resolve_fps`.
+        fps: Overrides each clip's real frame rate in the metadata; None uses the rate read from the file.
     """
 
     def __init__(
@@ -361,7 +381,7 @@ class RawChatDataset(torch.utils.data.Dataset):
         self.clip_config = clip_config or ClipConfig()
         self.prompt = prompt or PromptTemplate()
         self.class_texts = self.prompt.class_texts(list(self.source.class_names))
-        self.fps = resolve_fps(self.source.describe(), fps)
+        self.fps = fps
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -373,7 +393,8 @@ class RawChatDataset(torch.utils.data.Dataset):
         except ClipReadError as err:
             logger.warning("skipped %s: %s", ref.path, err)
             return None
-        metadata = video_metadata(clip.frame_indices, self.fps, total_num_frames=max(clip.num_source_frames, 1))
+        fps = self.fps if self.fps is not None else clip.fps
+        metadata = video_metadata(clip.frame_indices, fps, total_num_frames=max(clip.num_source_frames, 1))
         return make_chat_sample(clip.frames, ref.label, self.class_texts, self.prompt, metadata, ref.clip_id)
 
 

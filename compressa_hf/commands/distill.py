@@ -87,21 +87,11 @@ def make_parser():
     return TrlParser((DistillArguments, VideoCompressaConfig), prog="compressa distill")
 
 
-def _counts_per_class(labels: list[int], num_classes: int) -> list[int]:
-    counts = [0] * num_classes
-    for y in labels:
-        counts[y] += 1
-    missing = [c for c, n in enumerate(counts) if n == 0]
-    if missing:
-        raise ValueError(f"classes {missing} have no video in the split; the planner needs every class")
-    return counts
-
-
-def plan_for(args: DistillArguments, frames_per_video: int | None, labels: list[int], num_classes: int, latent_shape):
+def plan_for(args: DistillArguments, frames_per_video: int | None, labels: list[int], class_names, latent_shape):
     """The budget plan; `frames_per_video` fixes K (the method config's `--frames_per_video`), None lets it choose."""
-    from compressa_hf.distill.budget import plan_budget, ratio_for_frames
+    from compressa_hf.distill.budget import counts_per_class, plan_budget, ratio_for_frames
 
-    counts = _counts_per_class(labels, num_classes)
+    counts = counts_per_class(labels, class_names)
     ratio = args.ratio
     if ratio is None:
         if frames_per_video is None:
@@ -143,7 +133,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     from compressa_hf.distill.videocompressa import distill
     from compressa_hf.distributed import get_state
     from compressa_hf.io import atomic_write_json
-    from compressa_hf.sources import parse_source_spec
+    from compressa_hf.sources import parse_source_spec, printable_name
     from compressa_hf.store import DistilledConfig, config_name_for_ratio, write_config
 
     state = get_state()
@@ -157,7 +147,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             args,
             vc_cfg.frames_per_video,
             [r.label for r in refs],
-            len(source.class_names),
+            source.class_names,
             codec.latent_shape(args.size, args.size),
         )
         return {"dry_run": True, "plan": plan.to_dict(), "plan_text": plan.describe(), "codec_id": codec.codec_id}
@@ -178,7 +168,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     cache_summary = encode_split(enc, codec=codec, source=source)
     cache = LatentCache(cache_dir)
     labels_all = [row["label"] for row in cache.index]
-    plan = plan_for(args, vc_cfg.frames_per_video, labels_all, len(cache.class_names), cache.meta["latent_shape"])
+    plan = plan_for(args, vc_cfg.frames_per_video, labels_all, cache.class_names, cache.meta["latent_shape"])
     logger.info("budget plan:\n%s", plan.describe())
     keep = choose_videos(labels_all, list(plan.videos_per_class), vc_cfg.seed)
 
@@ -207,6 +197,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
         ).numpy()
         assert stored.nbytes == plan.stored_bytes, (stored.nbytes, plan.stored_bytes)
         frame_indices = np.array([[row["frame_indices"][p] for p in pos] for row, pos in zip(kept_rows, positions)])
+        timestamps = np.array([[row["timestamps"][p] for p in pos] for row, pos in zip(kept_rows, positions)])
         previews = _previews(stored, plan.dtype, codec) if args.preview else None
         meta = {
             "source": args.source,
@@ -226,6 +217,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "full_bytes": plan.full_bytes,
             "visual_tokens_per_sample": plan.visual_tokens_per_sample,
             "clip": cache.meta["clip"],
+            "sampling": cache.meta["sampling"],
             "seed": vc_cfg.seed,
             "hyperparameters": asdict(vc_cfg),
             "command": command,
@@ -238,7 +230,9 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
                 labels=[row["label"] for row in kept_rows],
                 latents=stored,
                 frame_indices=frame_indices,
-                sources=[row["path"] for row in kept_rows],
+                timestamps=timestamps,
+                fps=[row["fps"] for row in kept_rows],
+                sources=[printable_name(row["path"]) for row in kept_rows],
                 class_names=cache.class_names,
                 meta=meta,
                 previews=previews,

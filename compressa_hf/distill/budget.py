@@ -33,6 +33,26 @@ from fractions import Fraction
 
 DTYPE_BYTES = {"uint8": 1, "float16": 2}
 
+
+def counts_per_class(labels: Sequence[int], class_names: Sequence[str]) -> list[int]:
+    """Videos per class, in label order; raises `ValueError` naming every class without a video.
+
+    The planner and every method keep each class, so a class with no video in the split is an error, not a
+    silently smaller label space.
+    """
+    counts = [0] * len(class_names)
+    for y in labels:
+        counts[int(y)] += 1
+    missing = [f"{c} ({name!r})" for c, name in enumerate(class_names) if counts[c] == 0]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of {len(class_names)} classes have no video in the split: {', '.join(missing[:10])}"
+            + (" ..." if len(missing) > 10 else "")
+            + "; every class needs one (check the split lists, or that those clips were readable: skipped.jsonl)"
+        )
+    return counts
+
+
 # Qwen2.5-VL video geometry (FACTS.md): 14-pixel patches, 2 frames per temporal patch, 2x2 spatial merge.
 QWEN_PATCH = 14
 QWEN_TEMPORAL_PATCH = 2

@@ -247,7 +247,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     encode_split(enc, codec=codec, source=source, progress=args.progress)
     cache = LatentCache(cache_dir)
     latents, labels = cache.load_latents()
-    num_classes = len(cache.class_names)
+    class_names = cache.class_names
+    num_classes = len(class_names)
     clip_cfg = enc.clip_config()
     train_pixels, train_pixel_labels, _ = load_pixels(
         source,
@@ -294,6 +295,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             work_dir=os.path.join(work, "methods", method, f"r{ratio_key(float(ratio))}_s{seed}"),
             device=device,
             progress=args.progress,
+            class_names=class_names,
         )
 
     budgets = {ratio_key(float(r)): context(r, 0, "uniform").budget_bytes for r in ratios}

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from compressa_hf.codecs.base import latents_to_uint8, uint8_to_latents
-from compressa_hf.distill.budget import BudgetPlan, plan_budget
+from compressa_hf.distill.budget import BudgetPlan, counts_per_class, plan_budget
 
 
 def choose_videos(labels: Sequence[int], videos_per_class: Sequence[int], seed: int) -> list[int]:
@@ -72,6 +72,7 @@ class MethodContext:
         work_dir: Folder for the method's checkpoints, or None.
         device: Where methods compute.
         progress: Show progress bars.
+        class_names: Label names in label order, for messages; None names classes by index.
     """
 
     latents: torch.Tensor
@@ -87,6 +88,7 @@ class MethodContext:
     work_dir: str | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool = False
+    class_names: list[str] | None = None
     _pixels: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
@@ -112,11 +114,8 @@ class MethodContext:
         return tuple(int(s) for s in self.latents.shape[2:])
 
     def counts_per_class(self) -> list[int]:
-        counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
-        missing = [c for c, n in enumerate(counts) if n == 0]
-        if missing:
-            raise ValueError(f"classes {missing} have no training video; every method needs each class")
-        return counts
+        names = self.class_names or [f"class {c}" for c in range(self.num_classes)]
+        return counts_per_class(self.labels.tolist(), names)
 
     @property
     def full_bytes(self) -> int:
