@@ -168,7 +168,7 @@ def arid6_frames() -> torch.Tensor:
     from compressa_hf.decode import read_frames
 
     clips = [sorted((ARID6_TRAIN / cls).glob("*.mp4"))[0] for cls in ("Walk", "Jump")]
-    frames = np.concatenate([np.stack([f for _, f in read_frames(str(p), [0, 8, 16, 24])]) for p in clips])
+    frames = np.concatenate([np.stack([f for _, f, _ in read_frames(str(p), [0, 8, 16, 24])]) for p in clips])
     return torch.from_numpy(resize_crop(frames, 112)).permute(0, 3, 1, 2).float().div(255)
 
 
@@ -336,7 +336,6 @@ def test_parse_codec_spec_rejects(tmp_path, spec):
 def test_load_codec_round_trips_codec_id(spec_dirs, monkeypatch, tmp_path):
     tae_dir, _ = spec_dirs
     monkeypatch.setenv(codecs.TAE_DIR_ENV, str(tae_dir))
-    monkeypatch.setattr(codecs, "OFFLINE_CODEC_DIRS", ())
     by_path = load_codec(f"tae:{tae_dir}")
     by_name = load_codec(by_path.codec_id)  # "tae:taesd", found through $COMPRESSA_TAE_DIR
     assert by_path.codec_id == by_name.codec_id == "tae:taesd"
@@ -362,28 +361,35 @@ def test_default_codec_falls_back_to_local_tae(offline_hub, monkeypatch, tmp_pat
     assert str(tae_dir) in codec.weights_source
     (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"could not load the default codec diffusers:{NO_SUCH_HUB_ID} (OSError" in message
-    assert f"using tae:taef2 from {tae_dir}" in message
+    assert f"using tae:taef2 (32 latent channels) from {tae_dir}" in message
     assert elapsed < 15, f"offline fallback took {elapsed:.1f} s"
 
 
-def test_default_codec_falls_back_to_pixel(offline_hub, monkeypatch, tmp_path, caplog):
+def test_default_codec_is_never_the_pixel_stand_in(offline_hub, monkeypatch, tmp_path):
     monkeypatch.setenv(codecs.TAE_DIR_ENV, str(tmp_path / "nowhere"))
-    monkeypatch.setattr(codecs, "OFFLINE_CODEC_DIRS", ())
+    monkeypatch.setattr(codecs, "PACKAGED_TAE_DIR", tmp_path / "broken-install")
+    with pytest.raises(FileNotFoundError, match=r"no usable taef2 weights.*--codec pixel"):
+        load_default_codec()
+
+
+def test_packaged_taef2_is_the_offline_default_and_tae_taef2_finds_it(offline_hub, monkeypatch, caplog):
+    """A fresh install with no Hub and no ../shared: the packaged MIT weights, and the log says so."""
+    monkeypatch.delenv(codecs.TAE_DIR_ENV, raising=False)
     caplog.set_level(logging.WARNING, logger="compressa_hf.codecs")
     codec = load_default_codec(dtype=torch.bfloat16)
-
-    assert isinstance(codec, PixelCodec) and codec.dtype == torch.bfloat16
+    assert isinstance(codec, TinyAutoencoder) and codec.codec_id == "tae:taef2" and codec.dtype == torch.bfloat16
+    assert str(codecs.PACKAGED_TAE_DIR / "taef2") in codec.weights_source
     (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"could not load the default codec diffusers:{NO_SUCH_HUB_ID}" in message
-    assert "using pixel:avgpool8 instead, which is NOT a learned VAE" in message
-    assert str(tmp_path / "nowhere") in message
+    assert "using tae:taef2 (32 latent channels) from the weights packaged with compressa_hf" in message
+    assert (codecs.PACKAGED_TAE_DIR / "taef2" / "LICENSE").read_text().startswith("MIT License")
+    assert load_codec("tae:taef2").weights_source == codec.weights_source
 
 
 @pytest.mark.real_data
 @needs_taef2
-def test_default_codec_finds_shared_taef2(offline_hub, monkeypatch, caplog):
-    monkeypatch.delenv(codecs.TAE_DIR_ENV, raising=False)
-    caplog.set_level(logging.WARNING, logger="compressa_hf.codecs")
-    codec = load_default_codec()
-    assert codec.codec_id == "tae:taef2" and str(TAEF2_DIR.resolve()) in codec.weights_source
-    assert "using tae:taef2" in caplog.text
+def test_packaged_taef2_is_the_shared_one():
+    packaged = load_codec("tae:taef2")
+    shared = load_tae(TAEF2_DIR)
+    for a, b in zip(packaged.state_dict().values(), shared.state_dict().values()):
+        assert torch.equal(a, b)

@@ -30,8 +30,9 @@ import torch
 
 IGNORE_INDEX = -100
 
-#: `chat_templates/` at the repository root (the templates are files so that people can read and diff them).
-CHAT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "chat_templates"
+#: The chat templates: `chat_templates/` at the repository root (files, so that people can read and diff them),
+#: reached through the package's `chat/templates` link in a checkout and shipped as copies in the wheel.
+CHAT_TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 
 @lru_cache

@@ -5,13 +5,15 @@ A codec spec is what `--codec` takes and what a dataset card records (`codec.cod
     pixel | pixel:avgpool8              8x8 average pooling, no weights (not a learned VAE)
     tae:<dir>                           madebyollin TAE from a directory with <name>_encoder/_decoder.{safetensors,pth}
     tae:<file>_encoder.pth              ... or from the encoder file (the decoder is the file beside it)
-    tae:<name>                          e.g. tae:taef2, looked up in `offline_codec_dirs()` and their sibling <name>/
+    tae:<name>                          e.g. tae:taef2: $COMPRESSA_TAE_DIR (or its sibling <name>/), then the weights
+                                        packaged with compressa_hf (`PACKAGED_TAE_DIR`: taef2, MIT)
     diffusers:<hub id | folder>         diffusers AutoencoderTiny, e.g. diffusers:madebyollin/taesd
     <folder>                            a diffusers folder if it has config.json, a TAE folder if it has *_encoder.*
     <owner>/<name>                      a Hub id: diffusers AutoencoderTiny
 
 `load_codec(codec.codec_id)` rebuilds a loaded codec. `load_default_codec` is what the scripts use when no codec is
-given: the paper's VAE when it can be had, else local TAEF2 weights, else the pixel fallback, with a warning.
+given: the paper's VAE (`madebyollin/taesd`) where the Hub or its cache has it, else the packaged TAEF2, with a
+warning that says which. The pixel codec (8x8 average pooling, not a learned VAE) is used only when asked for.
 """
 
 from __future__ import annotations
@@ -35,13 +37,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_CODEC = f"diffusers:{DEFAULT_HUB_ID}"
 
 TAE_DIR_ENV = "COMPRESSA_TAE_DIR"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-# Where TAEF2 weights sit on machines without the Hub, after $COMPRESSA_TAE_DIR: `../shared` beside the current
-# directory (relative, so it follows the working directory) and beside the checkout.
-OFFLINE_CODEC_DIRS: tuple[Path, ...] = (
-    Path("..") / "shared" / "weights" / "taef2",
-    _REPO_ROOT.parent / "shared" / "weights" / "taef2",
-)
+#: TAE weights shipped inside the package (one folder per variant, each with its LICENSE): the offline default.
+PACKAGED_TAE_DIR = Path(__file__).resolve().parent / "weights"
+#: The packaged variant `load_default_codec` falls back to.
+OFFLINE_DEFAULT_TAE = "taef2"
 
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _TAE_NAME = re.compile(r"[\w.-]+")
@@ -49,15 +48,9 @@ _TAE_FILE = re.compile(r".+_encoder\.(safetensors|pth)")
 
 
 def offline_codec_dirs() -> list[Path]:
-    """$COMPRESSA_TAE_DIR (read now, not at import), then `OFFLINE_CODEC_DIRS`; duplicates dropped."""
+    """Where `tae:<name>` is looked up: $COMPRESSA_TAE_DIR (read now, not at import), then `PACKAGED_TAE_DIR`."""
     env = os.environ.get(TAE_DIR_ENV)
-    dirs, seen = [], set()
-    for d in ([Path(env).expanduser()] if env else []) + list(OFFLINE_CODEC_DIRS):
-        key = d.resolve()
-        if key not in seen:
-            seen.add(key)
-            dirs.append(d)
-    return dirs
+    return ([Path(env).expanduser()] if env else []) + [PACKAGED_TAE_DIR]
 
 
 def _has_tae_files(directory: Path, name: str = r".+") -> bool:
@@ -75,7 +68,7 @@ def resolve_tae(location: str) -> Path:
         raise FileNotFoundError(f"TAE weights not found at {location}")
     searched = []
     for d in offline_codec_dirs():
-        for candidate in (d, d.parent / location):
+        for candidate in (d, d.parent / location, d / location):
             searched.append(str(candidate))
             if _has_tae_files(candidate, re.escape(location)):
                 return candidate
@@ -147,43 +140,41 @@ def _first_line(err: BaseException) -> str:
 
 
 def load_default_codec(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LatentCodec:
-    """The paper's VAE (`DEFAULT_CODEC`), else TAEF2 from `offline_codec_dirs()`, else `PixelCodec`; warns on fallback.
+    """The paper's VAE (`DEFAULT_CODEC`), else the packaged TAEF2 (`tae:taef2`); warns, naming both, on fallback.
 
     Offline this costs one failed cache lookup and one Hub probe of at most a few seconds, never the Hub client's
-    retry loop.
+    retry loop. The packaged TAEF2 (the FLUX.2 latent space, 32 channels) is a different latent space from TAESD's
+    4 channels, so the same `--ratio` buys fewer frames with it; the warning says so. Raises `FileNotFoundError`
+    when neither can be loaded (a broken install), rather than silently using a codec that is not a learned VAE.
     """
     try:
         return load_codec(DEFAULT_CODEC, device=device, dtype=dtype)
     except Exception as err:  # any failure here (no network, no diffusers, bad cache) has the same way out
         failure = f"could not load the default codec {DEFAULT_CODEC} ({_first_line(err)})"
-
-    dirs = offline_codec_dirs()
-    for d in dirs:
-        if not _has_tae_files(d):
-            continue
-        try:
-            codec = load_tae(d, device=device, dtype=dtype)
-        except (OSError, ValueError, TypeError, RuntimeError) as err:
-            failure += f"; could not load TAE weights from {d} ({_first_line(err)})"
-            continue
-        logger.warning("%s; using %s from %s instead", failure, codec.codec_id, d.resolve())
-        return codec
-
+    try:
+        codec = load_codec(f"tae:{OFFLINE_DEFAULT_TAE}", device=device, dtype=dtype)
+    except (OSError, ValueError, TypeError, RuntimeError) as err:
+        raise FileNotFoundError(
+            f"{failure}; and no usable {OFFLINE_DEFAULT_TAE} weights ({_first_line(err)}). Reinstall compressa_hf "
+            f"(it ships them under {PACKAGED_TAE_DIR}), set {TAE_DIR_ENV}, or pass --codec explicitly "
+            "(--codec pixel for a weightless 8x8 average-pooling stand-in)"
+        ) from err
+    packaged = str(PACKAGED_TAE_DIR) in codec.weights_source
     logger.warning(
-        "%s; no TAE weights in %s (set %s); using %s instead, which is NOT a learned VAE (8x8 average pooling): "
-        "results with it say nothing about the paper's codec",
+        "%s; using %s (%s latent channels) from %s instead",
         failure,
-        [str(d) for d in dirs],
-        TAE_DIR_ENV,
-        PixelCodec.codec_id,
+        codec.codec_id,
+        codec.latent_channels,
+        "the weights packaged with compressa_hf (MIT, madebyollin)" if packaged else codec.weights_source,
     )
-    return PixelCodec().to(device=device, dtype=dtype)
+    return codec
 
 
 __all__ = [
     "CODECS",
     "DEFAULT_CODEC",
-    "OFFLINE_CODEC_DIRS",
+    "OFFLINE_DEFAULT_TAE",
+    "PACKAGED_TAE_DIR",
     "TAE_DIR_ENV",
     "DiffusersTinyCodec",
     "LatentCodec",

@@ -5,7 +5,7 @@ Usage:
     compressa demo --output_dir /tmp/demo --num_classes 4 --train_per_class 8
 
 Stages: (1) encode the train and test splits into latent caches with the default codec (the paper's TAESD where
-the Hub is reachable, else local TAEF2 weights, else the pixel fallback: the log says which) and check what the
+the Hub is reachable, else the TAEF2 weights packaged with compressa_hf: the log says which) and check what the
 codec keeps (PSNR of decoded latents); (2) distil the train split with VideoCompressa at `--ratio` into a Hub-layout
 set; (3) measure what the learned selection kept: the share of videos whose kept frames include the class event
 (the procedural set knows where it is), against K uniformly spaced frames; (4) draw a few videos (`compressa show`).
