@@ -1,7 +1,10 @@
 .PHONY: test quality style
 
+# The README's venv; `make test PYTHON=python` uses whatever python is active instead.
+PYTHON ?= .venv/bin/python
+
 test:
-	python -m pytest -q -m "not gpu" tests
+	$(PYTHON) -m pytest -q -m "not gpu" tests
 
 quality:
 	ruff check compressa_hf tests bench recipes
