@@ -21,8 +21,6 @@ from pathlib import Path
 
 import torch
 
-from compressa_hf.configs import TEXT_LINEAR_MODULES
-
 logger = logging.getLogger(__name__)
 
 #: Tokenizer, chat template and image/video processor files a Qwen2.5-VL checkpoint ships.
@@ -148,6 +146,10 @@ def lora_target_regex(parts: dict[str, str], text_modules, vision_modules=()) ->
 
     Plain leaf names would also hit the vision tower: its MLPs use the same `gate_proj` / `up_proj` / `down_proj`.
     """
+    # Imported here: `compressa_hf.configs` imports trl (and with it datasets), which building a random model or
+    # scoring with one (the GPU benchmarks) does not need.
+    from compressa_hf.configs import TEXT_LINEAR_MODULES
+
     if isinstance(text_modules, str):
         text_modules = [text_modules]
     text_modules = list(TEXT_LINEAR_MODULES) if text_modules in (None, [], ["all-linear"]) else list(text_modules)
