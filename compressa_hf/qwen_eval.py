@@ -181,6 +181,44 @@ def match_answer(text: str, class_texts: list[str]) -> int | None:
     return longest if all(names[i] in names[longest] for i in found) else None
 
 
+# -- one batch of test clips ---------------------------------------------------------------------------------------
+
+
+def evaluate_batch(
+    model,
+    collator,
+    samples: list[tuple[int, dict | None]],
+    class_texts: list[str],
+    prompt,
+    choices: list[list[int]],
+    methods: list[str],
+    choice_batch_size: int = 128,
+    length_normalize: bool = False,
+    max_new_tokens: int = 16,
+) -> list[dict]:
+    """Records for `(index, sample)` pairs: both readings of one forward batch, and unreadable clips (None) skipped.
+
+    One record per pair: `{"index", "skipped": True}` for a None sample, else `index`, `video_id`, `label` and, per
+    method, `loglik_pred` + `loglik_scores` and / or `generated` + `generate_pred`. `recipes/eval_qwen.py` calls it
+    on each process's share of the test split; `bench/gpu/eval_loglik.py` times it.
+    """
+    records = [{"index": i, "skipped": True} for i, s in samples if s is None]  # counted, reported, not scored
+    samples = [(i, s) for i, s in samples if s is not None]
+    if not samples:
+        return records
+    inputs = prompt_inputs(collator, [s for _, s in samples], prompt.format_answer(class_texts[0]))
+    rows = [{"index": i, "video_id": s["video_id"], "label": s["label"]} for i, s in samples]
+    if "loglik" in methods:
+        scores = score_choices(model, inputs, choices, choice_batch_size)
+        for row, pred, s in zip(rows, choose(scores, choices, length_normalize), scores.tolist()):
+            row |= {"loglik_pred": pred, "loglik_scores": [round(x, 4) for x in s]}
+    if "generate" in methods:
+        texts = generate_answers(model, inputs, collator.processor.tokenizer, max_new_tokens)
+        for row, text in zip(rows, texts):
+            row |= {"generated": text, "generate_pred": match_answer(text, class_texts)}
+    return records + rows
+
+
 # -- results -------------------------------------------------------------------------------------------------------
 
 

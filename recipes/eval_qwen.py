@@ -34,17 +34,7 @@ def main(args):
     from accelerate.utils import gather_object
 
     from compressa_hf.chat import QwenVideoCollator, raw_chat_samples
-    from compressa_hf.qwen_eval import (
-        choice_token_ids,
-        choose,
-        generate_answers,
-        load_for_eval,
-        match_answer,
-        prompt_inputs,
-        score_choices,
-        summarize,
-        write_results,
-    )
+    from compressa_hf.qwen_eval import choice_token_ids, evaluate_batch, load_for_eval, summarize, write_results
     from compressa_hf.sft import torch_dtype
 
     logger = logging.getLogger(__name__)
@@ -69,22 +59,18 @@ def main(args):
     with accelerator.split_between_processes(indices) as shard:
         for lo in range(0, len(shard), args.batch_size):
             samples = [(i, dataset[i]) for i in shard[lo : lo + args.batch_size]]
-            skipped = [i for i, s in samples if s is None]  # unreadable clips: counted, reported, not scored
-            records += [{"index": i, "skipped": True} for i in skipped]
-            samples = [(i, s) for i, s in samples if s is not None]
-            if not samples:
-                continue
-            inputs = prompt_inputs(collator, [s for _, s in samples], prompt.format_answer(class_texts[0]))
-            rows = [{"index": i, "video_id": s["video_id"], "label": s["label"]} for i, s in samples]
-            if "loglik" in args.methods:
-                scores = score_choices(model, inputs, choices, args.choice_batch_size)
-                for row, pred, s in zip(rows, choose(scores, choices, args.length_normalize), scores.tolist()):
-                    row |= {"loglik_pred": pred, "loglik_scores": [round(x, 4) for x in s]}
-            if "generate" in args.methods:
-                texts = generate_answers(model, inputs, tokenizer, args.max_new_tokens)
-                for row, text in zip(rows, texts):
-                    row |= {"generated": text, "generate_pred": match_answer(text, class_texts)}
-            records += rows
+            records += evaluate_batch(
+                model,
+                collator,
+                samples,
+                class_texts,
+                prompt,
+                choices,
+                args.methods,
+                choice_batch_size=args.choice_batch_size,
+                length_normalize=args.length_normalize,
+                max_new_tokens=args.max_new_tokens,
+            )
             if accelerator.is_main_process:
                 logger.info(f"{lo + len(samples)}/{len(shard)} test videos on the main process")
     records = sorted(gather_object(records), key=lambda r: r["index"])
