@@ -71,6 +71,7 @@ class RunResult:
         train_accuracy: Accuracy on the training set (in eval mode) after the last epoch.
         final_loss: Mean training loss of the last epoch.
         seconds: Wall time of training and testing.
+        epoch_seconds: Wall time of each training epoch (the loss is read every step, so GPU work is included).
     """
 
     accuracy: float
@@ -79,6 +80,7 @@ class RunResult:
     train_accuracy: float
     final_loss: float
     seconds: float
+    epoch_seconds: list[float] = field(default_factory=list)
 
 
 def _to_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -146,8 +148,9 @@ def train_and_test(
             from tqdm.auto import tqdm
 
             epochs = tqdm(epochs, desc=f"train {arch}", unit="epoch", leave=False)
-        loss_sum = 0.0
+        loss_sum, epoch_seconds = 0.0, []
         for epoch in epochs:
+            epoch_start = time.perf_counter()
             if epoch == decay_epoch and 0 < cfg.lr_decay_at < 1:
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * 0.1
@@ -167,6 +170,7 @@ def train_and_test(
                 loss_sum += loss.item() * len(batch)
                 seen += len(batch)
             loss_sum /= max(seen, 1)
+            epoch_seconds.append(time.perf_counter() - epoch_start)
             if not torch.isfinite(torch.tensor(loss_sum)):
                 logger.warning("%s diverged at epoch %d (loss %s)", arch, epoch, loss_sum)
         train_pred = predict(net, train_frames, cfg.test_batch_size, device)
@@ -179,4 +183,5 @@ def train_and_test(
         train_accuracy=float((train_pred == train_labels.cpu()).float().mean()),
         final_loss=float(loss_sum),
         seconds=time.perf_counter() - start,
+        epoch_seconds=epoch_seconds,
     )
