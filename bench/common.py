@@ -23,8 +23,15 @@ def report(result: dict) -> None:
 
 
 def run_child(script: str, args: list[str]) -> dict:
-    """Run `python script args...` in a fresh process (its own peak RSS) and return its reported result."""
-    out = subprocess.run([sys.executable, script, *args], check=True, capture_output=True, text=True).stdout
+    """Run `python script args...` in a fresh process (its own peak RSS) and return its reported result.
+
+    A child that fails has its error output passed on (the tail of it), then the parent exits naming the command.
+    """
+    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-8000:])
+        raise SystemExit(f"{script} {' '.join(args)} failed with exit code {proc.returncode}")
+    out = proc.stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith(RESULT_PREFIX))[len(RESULT_PREFIX) :])
 
 

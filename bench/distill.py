@@ -3,7 +3,9 @@
 Usage:
     python bench/distill.py --source ../shared/data/arid6 --codec tae:../shared/weights/taef2 \
         --frames_per_video 1 --variants default,guide64 --output bench/results/distill_arid6.json
-    python bench/distill.py --source procedural:num_classes=6,train_per_class=167 --device cuda ...   # on a GPU
+    # on a GPU: ~1000 procedural clips, TAEF2 in bf16 for the cache pass and the decoder (bench/gpu/run.sh runs it)
+    python bench/distill.py --source procedural:num_classes=6,train_per_class=167,test_per_class=1 \
+        --codec tae:taef2 --device cuda --cache_dtype bfloat16 --clips_per_batch 16 --num_workers 8 --variants bf16
 
 The cache pass (decode the videos + encode every sampled frame) and each distillation variant run in fresh
 subprocesses, so each peak RSS (and peak GPU memory on CUDA) is its own. Distillation reads the cache the first
@@ -42,6 +44,8 @@ def child_cache(args) -> dict:
         num_frames=args.num_frames,
         size=args.size,
         num_workers=args.num_workers,
+        clips_per_batch=args.clips_per_batch,
+        dtype=args.cache_dtype,
         device=args.device,
         max_clips=args.max_clips,
     )
@@ -89,7 +93,7 @@ def _gpu_peak() -> dict:
 
     if not torch.cuda.is_available():
         return {}
-    return {"peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+    return {"peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1), "gpu": torch.cuda.get_device_name()}
 
 
 def main() -> None:
@@ -100,6 +104,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--frames_per_video", type=int, default=1)
     parser.add_argument("--num_workers", type=int, default=1)
+    parser.add_argument("--clips_per_batch", type=int, default=4, help="clips decoded and encoded together")
+    parser.add_argument("--cache_dtype", default="float32", choices=["float32", "bfloat16"], help="cache-pass codec")
     parser.add_argument("--max_clips", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--variants", default="default")
@@ -127,15 +133,18 @@ def main() -> None:
     print("|---|---|---|---|" + ("---|" if gpu else "") + "---|")
     for r in rows:
         r["over_cache_pass"] = r["seconds"] / cache_s
+        r["seconds_per_1000_videos"] = 1000 * r["seconds"] / (r["videos"] if "videos" in r else r["clips"])
         decodes = f"{r['ours_decodes']} (paper: {r['paper_decodes']})" if "ours_decodes" in r else ""
         print(
             f"| {r['step']} | {r['seconds']:.1f} | {r['over_cache_pass']:.2f} | {r['peak_rss_main_mb']:.0f} |"
             + (f" {r.get('peak_gpu_mb', 0):.0f} |" if gpu else "")
             + f" {decodes} |"
         )
-    for r in rows[1:]:
-        print(f"{r['step']}: {r['videos']} videos, achieved ratio {r['achieved_ratio']:.4f} %, "
-              f"{1000 * r['seconds'] / r['videos']:.1f} s per 1000 videos")  # fmt: skip
+    for r in rows:
+        ratio = f", achieved ratio {r['achieved_ratio']:.4f} %" if "achieved_ratio" in r else ""
+        print(
+            f"{r['step']}: {r['videos'] if 'videos' in r else r['clips']} videos{ratio}, {r['seconds_per_1000_videos']:.1f} s per 1000 videos"
+        )
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"args": vars(args), "rows": rows, "cpu_count": os.cpu_count()}, f, indent=2)

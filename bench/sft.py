@@ -5,11 +5,17 @@ Usage:
     python bench/sft.py --output bench/results/sft_cpu.json
     # GPU: the 7B architecture with random weights, bf16, LoRA, gradient checkpointing
     python bench/sft.py --device cuda --model_config ../shared/qwen2_5_vl/config_7b.json --dtype bfloat16 \
-        --output bench/results/sft_7b_gpu.json
+        --frame_sizes 112,224 --one_process --output bench/results/sft_7b_gpu.json
+    # GPU: one full-SFT step of the 3B architecture (vision side frozen, as the full recipes' default)
+    python bench/sft.py --device cuda --model_config ../shared/qwen2_5_vl/config_3b.json --dtype bfloat16 \
+        --no-lora --frame_sizes 112,224 --one_process --warmup 1 --steps 1 --output bench/results/sft_3b_full_gpu.json
 
-Each sample type runs in a fresh subprocess (its own peak memory). A step is what `recipes/sft_qwen.py` runs: the
-`SFTTrainer` loss (fused LM head over the answer tokens) on a batch from `QwenVideoCollator`, backward, and the
-optimizer step, timed after warm-up steps with the batches collated beforehand; collation is timed apart. Distilled
+Each sample type (and each `--frame_sizes` entry) runs in a fresh subprocess (its own peak memory), or, with
+`--one_process`, all of them in one process that builds the model once (a 7B takes a while to build; peak GPU memory
+is still per row, the allocator's peak being reset before each row's timed steps; peak RSS is then the process's).
+A step is what `recipes/sft_qwen.py` runs: the `SFTTrainer` loss (fused LM head over the answer tokens) on a batch
+from `QwenVideoCollator`, backward, and the optimizer step, timed after warm-up steps with the batches collated
+beforehand; collation is timed apart. Without LoRA the vision side is frozen as the full recipes' default. Distilled
 samples come from a set written with random latents (`pixel:avgpool8`, decoding to `--size` frames), raw samples from
 the procedural source at the same size and with the same class names, so the prompts match and only the frames
 differ. Prints a markdown table and writes the same numbers as JSON.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -70,27 +77,87 @@ def _samples(args, kind: str, work_dir: str):
     return load_chat_dataset(work_dir, "bench")
 
 
+def _measure(args, trainer, model, processor, samples: list[dict], kind: str, frame_size: int | None) -> dict:
+    """Collate `samples` at `frame_size`, run warm-up + timed steps, and return the row of the table."""
+    import torch
+
+    from compressa_hf.chat import QwenVideoCollator
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    collator = QwenVideoCollator(processor, frame_size=frame_size)
+    start = time.perf_counter()
+    batches = [collator(samples[i : i + args.batch_size]) for i in range(0, len(samples), args.batch_size)]
+    collate_s = (time.perf_counter() - start) / len(batches)
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times, losses = [], []
+    for i, batch in enumerate(batches):
+        if i == args.warmup and cuda:
+            torch.cuda.reset_peak_memory_stats()
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        num_items = (batch["labels"][:, 1:] != -100).sum()
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss = trainer.training_step(model, batch, num_items)
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+            losses.append(float(loss))
+
+    video_token = processor.video_token_id
+    first = batches[0]
+    row = {
+        "kind": kind,
+        "frames_per_sample": int(len(samples[0]["videos"][0])),
+        "frame_side": int(first["video_grid_thw"][0, 1]) * processor.video_processor.patch_size,  # as presented
+        "visual_tokens_per_sample": int((first["input_ids"] == video_token).sum()) / args.batch_size,
+        "tokens_per_sample": int(first["attention_mask"].sum()) / args.batch_size,
+        "batch_size": args.batch_size,
+        "steps": len(times),
+        "step_s": statistics.median(times),
+        "step_s_mean": statistics.mean(times),
+        "step_s_per_sample": statistics.median(times) / args.batch_size,
+        "collate_s_per_batch": collate_s,
+        "loss_finite": all(math.isfinite(x) for x in losses),
+        "peak_rss_before_steps_mb": round(rss_before, 1),
+    }
+    if cuda:
+        row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        row["peak_gpu_mb_per_sample"] = round(row["peak_gpu_mb"] / args.batch_size, 1)
+        row["gpu"] = torch.cuda.get_device_name()
+    return row
+
+
 def child(args) -> dict:
+    """Build the model and trainer once, then measure each (sample type, frame size) this process was given."""
     import torch
     from transformers import AutoProcessor
     from trl import SFTTrainer
 
     from compressa_hf.chat import QwenVideoCollator
     from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
-    from compressa_hf.sft import lora_config, random_qwen, torch_dtype, trainable_summary
+    from compressa_hf.sft import freeze_vision, lora_config, random_qwen, torch_dtype, trainable_summary
 
+    kinds = KINDS if args.child == "all" else (args.child,)
+    frame_sizes = _frame_sizes(args) if args.child == "all" else [args.frame_size]
     device = torch.device(args.device)
-    cuda = device.type == "cuda"
     processor = AutoProcessor.from_pretrained(args.processor)
+    start = time.perf_counter()
     model = random_qwen(args.model_config, dtype=torch_dtype(args.dtype), device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    build_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as work_dir:
-        dataset = _samples(args, args.child, os.path.join(work_dir, "set"))
-        collator = QwenVideoCollator(processor, frame_size=args.frame_size)
-        samples = [dataset[i] for i in range(args.batch_size * (args.warmup + args.steps))]
-
-        start = time.perf_counter()
-        batches = [collator(samples[i : i + args.batch_size]) for i in range(0, len(samples), args.batch_size)]
-        collate_s = (time.perf_counter() - start) / len(batches)
+        n = args.batch_size * (args.warmup + args.steps)
+        samples = {}
+        for kind in kinds:
+            dataset = _samples(args, kind, os.path.join(work_dir, f"set_{kind}"))
+            samples[kind] = [dataset[i] for i in range(n)]
 
         peft_config = None
         if args.lora:
@@ -98,20 +165,22 @@ def child(args) -> dict:
 
             model_args = ModelConfig(use_peft=True, lora_r=16, lora_alpha=32, lora_target_modules=["all-linear"])
             peft_config = lora_config(model, model_args, SFTScriptArguments())
+        else:
+            freeze_vision(model, SFTScriptArguments().tune_vision)  # as recipes/sft_qwen.py does for full SFT
         training_args = VideoSFTConfig(
             output_dir=os.path.join(work_dir, "out"),
             per_device_train_batch_size=args.batch_size,
             gradient_checkpointing=args.gradient_checkpointing,
             bf16=args.dtype == "bfloat16",
             learning_rate=1e-4,
-            max_steps=args.warmup + args.steps,
+            max_steps=len(frame_sizes) * len(kinds) * (args.warmup + args.steps),
             report_to="none",
-            use_cpu=not cuda,
+            use_cpu=device.type != "cuda",
         )
         trainer = SFTTrainer(
             model=model,
             args=training_args,
-            data_collator=collator,
+            data_collator=QwenVideoCollator(processor),
             train_dataset=dataset,
             processing_class=processor,
             peft_config=peft_config,
@@ -124,53 +193,21 @@ def child(args) -> dict:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         model.train()
-        trainer.create_optimizer_and_scheduler(num_training_steps=len(batches))
+        trainer.create_optimizer_and_scheduler(num_training_steps=training_args.max_steps)
         trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train()'s loop, read by training_step
         params = trainable_summary(model)
+        rows = [
+            _measure(args, trainer, model, processor, samples[kind], kind, fs) for kind in kinds for fs in frame_sizes
+        ]
+    common = {"trainable_parameters": params["trainable"], "total_parameters": params["total"], "build_s": build_s}
+    return {"rows": [row | common for row in rows]}
 
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        times, losses = [], []
-        for i, batch in enumerate(batches):
-            if i == args.warmup and cuda:
-                torch.cuda.reset_peak_memory_stats()
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            num_items = (batch["labels"][:, 1:] != -100).sum()
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            loss = trainer.training_step(model, batch, num_items)
-            trainer.optimizer.step()
-            trainer.optimizer.zero_grad(set_to_none=True)
-            if cuda:
-                torch.cuda.synchronize()
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t0)
-                losses.append(float(loss))
 
-    video_token = processor.video_token_id
-    first = batches[0]
-    result = {
-        "kind": args.child,
-        "frames_per_sample": int(len(samples[0]["videos"][0])),
-        "frame_side": int(first["video_grid_thw"][0, 1]) * processor.video_processor.patch_size,  # as presented
-        "visual_tokens_per_sample": int((first["input_ids"] == video_token).sum()) / args.batch_size,
-        "tokens_per_sample": int(first["attention_mask"].sum()) / args.batch_size,
-        "batch_size": args.batch_size,
-        "steps": len(times),
-        "step_s": statistics.median(times),
-        "step_s_mean": statistics.mean(times),
-        "step_s_per_sample": statistics.median(times) / args.batch_size,
-        "collate_s_per_batch": collate_s,
-        "loss_finite": all(x == x for x in losses),
-        "trainable_parameters": params["trainable"],
-        "total_parameters": params["total"],
-        "peak_rss_before_steps_mb": round(rss_before, 1),
-    }
-    if cuda:
-        result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        result["peak_gpu_mb_per_sample"] = round(result["peak_gpu_mb"] / args.batch_size, 1)
-        result["gpu"] = torch.cuda.get_device_name()
-    return result
+def _frame_sizes(args) -> list[int | None]:
+    """The collator frame sizes to measure: `--frame_sizes`, else `--frame_size` (None keeps `--size`)."""
+    if not args.frame_sizes:
+        return [args.frame_size]
+    return [int(x) for x in args.frame_sizes.split(",")]
 
 
 def main() -> None:
@@ -185,13 +222,15 @@ def main() -> None:
     parser.add_argument("--raw_frames", type=int, default=16, help="T, frames per raw clip")
     parser.add_argument("--size", type=int, default=112, help="frame side of both sample types")
     parser.add_argument("--frame_size", type=int, default=None, help="collator resize (None keeps --size)")
+    parser.add_argument("--frame_sizes", default=None, help="several collator sizes, e.g. 112,224 (one row each)")
+    parser.add_argument("--one_process", action="store_true", help="every row in one process (one model build)")
     parser.add_argument("--num_classes", type=int, default=6, help="procedural classes (named in the prompt)")
     parser.add_argument("--samples", type=int, default=8, help="videos per class")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--output", default="bench/results/sft_cpu.json")
-    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*KINDS, "all"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batch_size * (args.warmup + args.steps) > args.samples * args.num_classes:
         raise SystemExit(
@@ -202,14 +241,22 @@ def main() -> None:
         report(child(args))
         return
 
-    flags = [f"--{k}={v}" for k, v in vars(args).items() if k not in ("child", "output") and v is not None]
-    flags = [f for f in flags if not f.startswith(("--lora=", "--gradient_checkpointing="))]
+    skip = ("child", "output", "lora", "gradient_checkpointing", "one_process", "frame_size", "frame_sizes")
+    flags = [f"--{k}={v}" for k, v in vars(args).items() if k not in skip and v is not None]
     flags += ["--lora" if args.lora else "--no-lora"]
     flags += ["--gradient_checkpointing" if args.gradient_checkpointing else "--no-gradient_checkpointing"]
-    rows = [run_child(__file__, [f"--child={kind}", *flags]) for kind in KINDS]
-    distilled, raw = rows
-    speedup = raw["step_s_per_sample"] / distilled["step_s_per_sample"]
-    gpu = "peak_gpu_mb" in distilled
+    if args.one_process:
+        sizes = [f"--{k}={getattr(args, k)}" for k in ("frame_size", "frame_sizes") if getattr(args, k) is not None]
+        runs = [["--child=all", *sizes]]
+    else:
+        runs = [
+            [f"--child={kind}"] + ([f"--frame_size={fs}"] if fs else []) for fs in _frame_sizes(args) for kind in KINDS
+        ]
+    rows = []
+    for run in runs:
+        out = run_child(__file__, [*run, *flags])
+        rows += [r | {"peak_rss_main_mb": out["peak_rss_main_mb"]} for r in out["rows"]]
+    gpu = "peak_gpu_mb" in rows[0]
     print(
         "| samples | frames | visual tokens / sample | tokens / sample | s / step | s / sample | collate s / batch | "
         "peak RSS (MB) |" + (" peak GPU (MB) | GPU MB / sample |" if gpu else "")
@@ -222,13 +269,26 @@ def main() -> None:
             f"{r['collate_s_per_batch']:.3f} | {r['peak_rss_main_mb']:.0f} |"
             + (f" {r['peak_gpu_mb']:.0f} | {r['peak_gpu_mb_per_sample']:.0f} |" if gpu else "")
         )
-    print(
-        f"steps per sample: distilled (K = {args.distilled_frames}) is {speedup:.2f}x faster than raw (T = {args.raw_frames})"
-    )
+    speedups = {}
+    for side in sorted({r["frame_side"] for r in rows}):
+        by_kind = {r["kind"]: r for r in rows if r["frame_side"] == side}
+        speedups[str(side)] = by_kind["raw"]["step_s_per_sample"] / by_kind["distilled"]["step_s_per_sample"]
+        print(
+            f"steps per sample at {side} x {side}: distilled (K = {args.distilled_frames}) is "
+            f"{speedups[str(side)]:.2f}x faster than raw (T = {args.raw_frames})"
+        )
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(
-            {"args": vars(args), "rows": rows, "speedup_per_sample": speedup, "cpu_count": os.cpu_count()}, f, indent=2
+            {
+                "args": vars(args),
+                "rows": rows,
+                # one frame size: the number, as before; several: one per frame side as presented
+                "speedup_per_sample": next(iter(speedups.values())) if len(speedups) == 1 else speedups,
+                "cpu_count": os.cpu_count(),
+            },
+            f,
+            indent=2,
         )
 
 
