@@ -68,7 +68,9 @@ def _samples(args, kind: str, work_dir: str):
             video_ids=[f"train/{i:04d}" for i in range(n)],
             labels=[i % args.num_classes for i in range(n)],
             latents=rng.integers(0, 256, size=(n, k, 3, side, side), dtype=np.uint8),
-            frame_indices=np.array([[int((j + 0.5) * 64 / k) for j in range(k)]] * n),
+            frame_indices=(idx := np.array([[int((j + 0.5) * 64 / k) for j in range(k)]] * n)),
+            timestamps=idx / 30.0,  # the procedural source's rate
+            fps=[30.0] * n,
             sources=["procedural"] * n,
             class_names=class_names,
             meta={"codec_id": "pixel:avgpool8", "source": source, "split": "train", "frames_per_video": k},
