@@ -3,6 +3,11 @@
 Only argparse is imported here, so `compressa --help` answers at once; a subcommand imports what it needs.
 Each subcommand parses its own flags with TRL's `TrlParser` (dataclass fields, `--config x.yaml`, CLI overrides,
 unknown keys are errors).
+
+Errors a user causes (a bad option value, a cache made with other settings, a class without clips, missing weights
+or files: `ValueError`, `OSError` and `LookupError` and their kinds, `compressa_hf.errors.SourceError` among them)
+end the command with their one-paragraph message and exit code 2; `--debug` shows the traceback. Anything else is
+a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ def make_parser() -> argparse.ArgumentParser:
         epilog="Run `compressa <command> --help` for a command's options.",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--debug", action="store_true", help="Show the traceback of errors, not only their message.")
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -51,7 +57,26 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     module = importlib.import_module(COMMANDS[args.command][0])
-    return module.main(rest) or 0
+    try:
+        return module.main(rest) or 0
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"compressa {args.command}: error: {user_message(err)}\n(run `compressa --debug {args.command} ...` for the "
+              "traceback)", file=sys.stderr)  # fmt: skip
+        return 2
+
+
+#: What a user's input causes (see the module docstring); everything else keeps its traceback.
+USER_ERRORS = (ValueError, OSError, LookupError)
+
+
+def user_message(err: BaseException) -> str:
+    """The error's own message, with its type when the message alone does not say what went wrong."""
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, KeyError | FileNotFoundError) and not text.startswith(type(err).__name__):
+        text = f"{type(err).__name__}: {text}"
+    return text
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ def _evaluate(out, *extra):
     from compressa_hf.cli import main
 
     argv = [
+        "--debug",  # errors raise here, as the tests below expect; the CLI's exit code 2 is tested in test_cli.py
         "evaluate",
         "--source",
         "procedural:num_classes=3,train_per_class=4,test_per_class=2,length=8,event_length=2,frame_size=16",

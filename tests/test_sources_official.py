@@ -107,14 +107,15 @@ def test_ucf101_folds_labels_and_case_mismatch(ucf_root, caplog):
     with caplog.at_level(logging.WARNING):
         train = src.list_clips("train")
     assert [r.clip_id for r in train] == sorted(r.clip_id for r in train)
-    assert len(train) == 7 and {r.label for r in train} == {0, 1, 2}
+    assert len(train) == 6 and {r.label for r in train} == {0, 1, 2}
     # The list says HandstandPushups, the disk HandStandPushups: resolved to the real file.
     hsp = [r for r in train if r.label == 2]
     assert all(os.path.isfile(r.path) and "HandStandPushups" in r.path for r in hsp)
-    # A listed file that is missing stays in the list, and one warning counts it.
-    (missing,) = [r for r in train if not os.path.isfile(r.path)]
-    assert missing.clip_id == "Archery/v_Archery_g10_c01"
-    assert any("1 of 7" in m for m in caplog.messages)
+    # A listed file that is missing is left out, kept in missing_clips, and one warning counts it.
+    assert all(os.path.isfile(r.path) for r in train)
+    (missing,) = src.missing_clips("train")
+    assert missing.clip_id == "Archery/v_Archery_g10_c01" and missing.label == 1
+    assert any("1 of 7" in m and "v_Archery_g10_c01" in m for m in caplog.messages)
     with pytest.raises(ClipReadError, match="v_Archery_g10_c01"):
         sample_clip(src, missing, SAMPLE)
 
@@ -241,7 +242,7 @@ def test_kinetics_lists_present_clips_and_warns_once(kinetics_root, caplog):
         ("aaa_bbb-CCC_000000_000010", 2),
     ]
     assert all(r.start_sec is None for r in train)
-    (warning,) = [m for m in caplog.messages if "Kinetics" in m]
+    (warning,) = [m for m in caplog.messages if "kinetics400 train" in m]
     assert "1 of 4" in warning and "gone0000001" in warning
     _assert_samples(src, train[0])
 

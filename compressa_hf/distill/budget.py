@@ -34,8 +34,8 @@ from fractions import Fraction
 DTYPE_BYTES = {"uint8": 1, "float16": 2}
 
 
-def counts_per_class(labels: Sequence[int], class_names: Sequence[str]) -> list[int]:
-    """Videos per class, in label order; raises `ValueError` naming every class without a video.
+def counts_per_class(labels: Sequence[int], class_names: Sequence[str], hint: str = "") -> list[int]:
+    """Videos per class, in label order; raises `ValueError` naming every class without a video (and `hint`).
 
     The planner and every method keep each class, so a class with no video in the split is an error, not a
     silently smaller label space.
@@ -48,7 +48,8 @@ def counts_per_class(labels: Sequence[int], class_names: Sequence[str]) -> list[
         raise ValueError(
             f"{len(missing)} of {len(class_names)} classes have no video in the split: {', '.join(missing[:10])}"
             + (" ..." if len(missing) > 10 else "")
-            + "; every class needs one (check the split lists, or that those clips were readable: skipped.jsonl)"
+            + "; every class needs one (check the split lists, or that those clips were readable: skipped.jsonl"
+            + (f"; {hint})" if hint else ")")
         )
     return counts
 
@@ -95,6 +96,35 @@ def ratio_for_frames(
     h, w = _pair(frame_size)
     per_frame = math.prod(latent_shape) * DTYPE_BYTES[dtype]
     return Fraction(100 * frames_per_video * per_frame, num_frames * 3 * h * w)
+
+
+def check_ratio_token(token: str) -> str:
+    """`token` stripped if it is a ratio the CLI takes: a percent > 0 (`0.52`) or `k<K>` (`k1`); else `ValueError`.
+
+    `k<K>` is the exact ratio of K uint8 latent frames per video of the codec in use; it means the same K whatever
+    the codec, where a percent buys 8x fewer frames with TAEF2's 32 latent channels than with TAESD's 4.
+    """
+    token = str(token).strip()
+    if token.startswith("k") and token[1:].isdigit() and int(token[1:]) >= 1:
+        return token
+    try:
+        if float(token) > 0:
+            return token
+    except ValueError:
+        pass
+    raise ValueError(
+        f"bad ratio {token!r}: give a percent > 0 (e.g. 0.52) or k<K> (e.g. k1: one latent frame per video)"
+    )
+
+
+def resolve_ratio(
+    token: str, num_frames: int, frame_size: int | Sequence[int], latent_shape: Sequence[int]
+) -> Fraction:
+    """A ratio token (see `check_ratio_token`) as an exact percent: `k<K>` via `ratio_for_frames` with uint8."""
+    token = check_ratio_token(token)
+    if token.startswith("k"):
+        return ratio_for_frames(int(token[1:]), num_frames, frame_size, latent_shape, "uint8")
+    return Fraction(token)
 
 
 @dataclass

@@ -55,6 +55,8 @@ def parse_source_spec(spec: str) -> VideoSource:
     if ":" not in spec and os.path.isdir(spec):
         return build_source("videofolder", root=spec)
     name, _, rest = spec.partition(":")
+    if name not in SOURCES and (os.sep in spec or spec.startswith(".")):
+        raise SourceError(f"--source {spec!r}: no such folder, and not a source name (known: {sorted(SOURCES)})")
     kwargs = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")

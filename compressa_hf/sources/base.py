@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from compressa_hf.decode import VideoInfo
 from compressa_hf.errors import ClipReadError, SourceError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ClipReadError", "ClipRef", "SourceError", "VideoInfo", "VideoSource", "printable_name"]
 
@@ -63,7 +66,32 @@ class VideoSource(abc.ABC):
 
     @abc.abstractmethod
     def list_clips(self, split: str) -> list[ClipRef]:
-        """All clips of `split`, in a deterministic order."""
+        """The clips of `split` whose files exist, in a deterministic order (see `missing_clips` for the rest)."""
+
+    def missing_clips(self, split: str) -> list[ClipRef]:
+        """Clips the split's annotation lists name but whose files are not on disk (a partial download).
+
+        `list_clips` leaves them out, so plans and passes count only clips that exist; the cache pass lists these in
+        `skipped.jsonl`. Filled by `list_clips`; empty for sources that list files, not annotations.
+        """
+        return list(getattr(self, "_missing", {}).get(split, []))
+
+    def _note_missing(self, split: str, missing: list[ClipRef], listed: int, where: str) -> None:
+        """Keep a split's missing clips for `missing_clips` and say so in one warning line."""
+        if not hasattr(self, "_missing"):
+            self._missing = {}
+        self._missing[split] = missing
+        if missing:
+            logger.warning(
+                "%s %s: %d of %d listed clips are not under %s and are left out (first: %s); the cache pass lists them "
+                "in skipped.jsonl",
+                self.name,
+                split,
+                len(missing),
+                listed,
+                where,
+                ", ".join(r.clip_id for r in missing[:3]),
+            )
 
     @property
     def splits(self) -> list[str]:

@@ -105,19 +105,9 @@ class HMDB51Source(VideoSource):
                 if int(parts[1]) != want:
                     continue
                 video = os.path.join(self.root, cls, parts[0])
-                if not os.path.isfile(video):
-                    missing.append(video)
-                refs.append(ClipRef(clip_id=f"{cls}/{os.path.splitext(parts[0])[0]}", label=label, path=video))
-        if missing:
-            logger.warning(
-                "HMDB51 %s split %d: %d of %d listed clips are missing (e.g. %s); they will be reported as "
-                "skipped clips",
-                split,
-                self.split_id,
-                len(missing),
-                len(refs),
-                missing[0],
-            )
+                ref = ClipRef(clip_id=f"{cls}/{os.path.splitext(parts[0])[0]}", label=label, path=video)
+                (refs if os.path.isfile(video) else missing).append(ref)
+        self._note_missing(split, sorted(missing, key=lambda r: r.clip_id), len(refs) + len(missing), self.root)
         return sorted(refs, key=lambda r: r.clip_id)
 
     def describe(self) -> dict:

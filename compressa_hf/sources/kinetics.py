@@ -152,22 +152,14 @@ class Kinetics400Source(VideoSource):
                 path = videos[row["youtube_id"]]
                 refs.append(ClipRef(clip_id, label, path, float(row["time_start"]), float(row["time_end"])))
             else:
-                missing.append(clip_id)
+                missing.append(ClipRef(clip_id, label, os.path.join(video_dir, f"{clip_id}.mp4")))
         if not refs and missing:
             raise SourceError(
                 f"none of the {len(missing)} Kinetics-400 {split} clips in {self._csv[split]} was found under "
-                f"{video_dir} (e.g. {missing[0]}.mp4); check root, or the file naming "
+                f"{video_dir} (e.g. {missing[0].clip_id}.mp4); check root, or the file naming "
                 "<youtube_id>_<start:06d>_<end:06d>.mp4 / <youtube_id>.mp4"
             )
-        if missing:
-            logger.warning(
-                "Kinetics-400 %s: %d of %d annotated clips are not under %s and are left out (e.g. %s)",
-                split,
-                len(missing),
-                len(self._rows[split]),
-                video_dir,
-                missing[0],
-            )
+        self._note_missing(split, sorted(missing, key=lambda r: r.clip_id), len(self._rows[split]), video_dir)
         return sorted(refs, key=lambda r: r.clip_id)
 
     def describe(self) -> dict:

@@ -51,8 +51,8 @@ class SomethingSomethingV2Source(VideoSource):
         annotation_dir: Folder of labels.json / train.json / validation.json when not under `root`.
         video_dir: Folder of `<id>.webm` files when it is neither `20bn-something-something-v2` nor `videos`.
 
-    Listed videos missing on disk stay in the list (the clip sampler reports each as skipped) and one warning
-    gives their count.
+    Listed videos missing on disk are left out of `list_clips` and kept in `missing_clips`; one warning gives their
+    count.
     """
 
     name = "ssv2"
@@ -130,24 +130,20 @@ class SomethingSomethingV2Source(VideoSource):
         entries = _load_json(path)
         if not isinstance(entries, list):
             raise SourceError(f"{path} must hold a list of clip records, got {type(entries).__name__}")
-        refs, missing = [], 0
+        refs, missing = [], []
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or "id" not in entry or "template" not in entry:
                 raise SourceError(f"{path}: record {i} lacks 'id' or 'template': {entry!r}")
             clip_id = str(entry["id"])
             video = os.path.join(self.video_dir, f"{clip_id}.webm")
-            missing += not os.path.isfile(video)
-            refs.append(ClipRef(clip_id=clip_id, label=self._class_of(entry["template"], path, clip_id), path=video))
-        if missing:
-            logger.warning(
-                "SSv2 %s: %d of %d listed videos are missing under %s; they will be reported as skipped clips",
-                split,
-                missing,
-                len(refs),
-                self.video_dir,
-            )
-        # Numeric order for the numeric ids, which string order would scramble (10 < 9).
-        return sorted(refs, key=lambda r: (len(r.clip_id), r.clip_id))
+            ref = ClipRef(clip_id=clip_id, label=self._class_of(entry["template"], path, clip_id), path=video)
+            (refs if os.path.isfile(video) else missing).append(ref)
+
+        def numeric(r):  # numeric order for the numeric ids, which string order would scramble (10 < 9)
+            return (len(r.clip_id), r.clip_id)
+
+        self._note_missing(split, sorted(missing, key=numeric), len(refs) + len(missing), self.video_dir)
+        return sorted(refs, key=numeric)
 
     def describe(self) -> dict:
         return super().describe() | {"root": self.root, "video_dir": self.video_dir}

@@ -53,8 +53,9 @@ class UCF101Source(VideoSource):
         video_dir: Folder of class sub-folders, when it is not found under `root`.
         splits_dir: Folder with `classInd.txt` and the split lists, when it is not found under `root`.
 
-    Listed files that are missing on disk stay in the list (the clip sampler reports each as skipped) and one
-    warning gives their count, so a partial download shows up instead of silently shrinking the split.
+    Listed files that are missing on disk are left out of `list_clips` and kept in `missing_clips`; one warning gives
+    their count and the cache pass lists them in `skipped.jsonl`, so a partial download shows up instead of silently
+    shrinking the split.
     """
 
     name = "ucf101"
@@ -147,21 +148,9 @@ class UCF101Source(VideoSource):
                     f"{path}:{n}: label {parts[1]} disagrees with classInd.txt, where {cls!r} is {label + 1}"
                 )
             real = files.get(rel.lower())
-            if real is None:
-                missing.append(rel)
-                real = os.path.join(self.video_dir, *rel.split("/"))
-            refs.append(ClipRef(clip_id=os.path.splitext(rel)[0], label=label, path=real))
-        if missing:
-            logger.warning(
-                "UCF101 %s fold %d: %d of %d listed clips are missing under %s (e.g. %s); they will be reported "
-                "as skipped clips",
-                split,
-                self.fold,
-                len(missing),
-                len(refs),
-                self.video_dir,
-                missing[0],
-            )
+            ref = ClipRef(os.path.splitext(rel)[0], label, real or os.path.join(self.video_dir, *rel.split("/")))
+            (refs if real is not None else missing).append(ref)
+        self._note_missing(split, sorted(missing, key=lambda r: r.clip_id), len(refs) + len(missing), self.video_dir)
         return sorted(refs, key=lambda r: r.clip_id)
 
     def describe(self) -> dict:
