@@ -10,6 +10,12 @@ Layout of a cache folder::
     skipped.jsonl                  clips that could not be decoded: clip_id, path, reason
     summary.json                   counts, bytes and timings of the last pass
 
+Caches are shared: by default a cache lives in one folder under `cache_home()` (`$COMPRESSA_CACHE`, else the user's
+cache dir, as `datasets` and `huggingface_hub` keep theirs), named by a digest of what determines its bytes (the
+source's identity, split, clip sampling, codec, its dtype, shard size, clip limit, clip count, format). So
+`compressa encode`, `distill` and `evaluate` with the same settings encode a split once and then reuse it; a run
+with other settings gets its own folder. `--output_dir` puts a cache where you say instead.
+
 Shard k always holds the clips at positions [k * shard_size, (k + 1) * shard_size) of the source's deterministic
 clip list, whatever the number of processes: rank r encodes the shards k with k % world_size == r. A shard is
 written atomically (temp file, then rename), so after a kill the finished shards stay and the partial one is redone
@@ -19,6 +25,7 @@ metadata, so merging ranks is reading files, and every clip lands exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # 2: index rows carry the real frame rate and kept frames' timestamps; frames are upright (display matrix applied).
 CACHE_FORMAT_VERSION = 2
+#: Unreadable clips logged one by one before the rest go to skipped.jsonl only.
+MAX_SKIP_WARNINGS = 5
 
 
 @dataclass
@@ -43,7 +52,8 @@ class EncodeConfig:
 
     Args:
         source: Source spec: a `videofolder` path, or `name:key=value,...` (see `compressa_hf.sources`).
-        output_dir: Cache folder; an existing one with the same settings is resumed.
+        output_dir: Cache folder; an existing one with the same settings is resumed. None (the default): the shared
+            cache folder for these settings under `cache_home()`.
         split: Split of the source to encode.
         codec: Codec spec for `compressa_hf.codecs.load_codec`, or `default` (the paper's TAESD from the Hub,
             else the TAEF2 weights packaged with compressa_hf; a warning names what is used).
@@ -58,7 +68,9 @@ class EncodeConfig:
     """
 
     source: str = field(default="procedural", metadata={"help": "Source spec (videofolder path or name:k=v,...)."})
-    output_dir: str = field(default="outputs/cache", metadata={"help": "Cache folder (resumed when it exists)."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Cache folder (resumed when it exists); default: the shared cache."}
+    )
     split: str = field(default="train", metadata={"help": "Split to encode."})
     codec: str = field(default="default", metadata={"help": "Codec spec, or `default`."})
     num_frames: int = field(default=16, metadata={"help": "T, frames sampled per clip."})
@@ -87,6 +99,32 @@ class EncodeConfig:
         return ClipConfig(self.num_frames, self.size, self.policy, self.short_clips, self.seed)
 
 
+CACHE_ENV = "COMPRESSA_CACHE"
+
+
+def cache_home() -> str:
+    """Where shared caches live: `$COMPRESSA_CACHE`, else `$XDG_CACHE_HOME/compressa_hf`, else `~/.cache/compressa_hf`."""
+    if os.environ.get(CACHE_ENV):
+        return os.path.expanduser(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "compressa_hf")
+
+
+def shared_cache_dir(meta: dict) -> str:
+    """The shared cache folder for a cache's metadata: `<cache_home>/latents/<source>-<split>-<digest of identity>`."""
+    import hashlib
+    import re
+
+    identity = json.dumps({k: meta.get(k) for k in _IDENTITY_KEYS}, sort_keys=True, default=str)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    name = meta["source_info"].get("source", "source")
+    root = meta["source_info"].get("root") or meta["source_info"].get("path")
+    if isinstance(root, str):
+        name = f"{name}_{os.path.basename(os.path.normpath(root))}"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name}-{meta['split']}")[:80]
+    return os.path.join(cache_home(), "latents", f"{slug}-{digest}")
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,7 +138,7 @@ def shard_name(k: int) -> str:
 # Settings that change the bytes of a cache; a resume with any of them different would mix two caches.
 _IDENTITY_KEYS = (
     "format_version",
-    "source",
+    "source_info",
     "split",
     "codec_id",
     "clip",
@@ -240,16 +278,26 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
         codec = load_default_codec(device, dtype) if cfg.codec == "default" else load_codec(cfg.codec, device, dtype)
     codec = codec.freeze()
     refs = source.list_clips(cfg.split)
+    missing = [
+        {"clip_id": r.clip_id, "path": r.path, "reason": f"file not found: {r.path} (listed, not downloaded)"}
+        for r in source.missing_clips(cfg.split)
+    ]
     if cfg.max_clips is not None:
         refs = refs[: cfg.max_clips]
     meta = _prepare_meta(cfg, source, codec, refs)
+    if cfg.output_dir is None:
+        cfg = dataclasses.replace(cfg, output_dir=shared_cache_dir(meta))
     _check_or_write_meta(cfg, meta, state)
 
     shard_dir = os.path.join(cfg.output_dir, "shards")
     num_shards = -(-len(refs) // cfg.shard_size)
     mine = [k for k in range(num_shards) if k % state.num_processes == state.process_index]
     todo = [k for k in mine if not os.path.exists(os.path.join(shard_dir, shard_name(k)))]
-    if len(todo) < len(mine):
+    if not todo and os.path.exists(os.path.join(cfg.output_dir, "index.jsonl")):
+        logger.info(
+            "cache hit: %s %s is already encoded with these settings in %s", cfg.source, cfg.split, cfg.output_dir
+        )
+    elif len(todo) < len(mine):
         logger.info("resuming: %d of %d shards of this process already done", len(mine) - len(todo), len(mine))
 
     clip_cfg = cfg.clip_config()
@@ -267,11 +315,11 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
     elapsed = time.perf_counter() - start
 
     state.wait_for_everyone()
-    summary = {"process_index": state.process_index, "elapsed_s": elapsed, **stats}
+    summary = {"output_dir": cfg.output_dir, "process_index": state.process_index, "elapsed_s": elapsed, **stats}
     if state.is_main_process:
-        summary = _merge_index(cfg.output_dir, num_shards, meta, elapsed, stats, state.num_processes)
+        summary = _merge_index(cfg.output_dir, num_shards, meta, elapsed, stats, state.num_processes, missing)
     state.wait_for_everyone()
-    return summary
+    return summary | {"cache_hit": not todo}
 
 
 def clip_loader(source, refs, clip_cfg: ClipConfig, clips_per_batch: int, num_workers: int):
@@ -297,7 +345,12 @@ def _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar):
         for item in batch:
             if "error" in item:
                 skipped.append({"clip_id": item["clip_id"], "path": item["path"], "reason": item["error"]})
-                logger.warning("skipped %s: %s", item["path"], item["error"])
+                stats["skipped"] += 1
+                # A partial download can miss thousands of files: a few lines here, all of them in skipped.jsonl.
+                if stats["skipped"] <= MAX_SKIP_WARNINGS:
+                    logger.warning("skipped %s: %s", item["path"], item["error"])
+                    if stats["skipped"] == MAX_SKIP_WARNINGS:
+                        logger.warning("further unreadable clips are listed in skipped.jsonl only")
         if good:
             frames = torch.from_numpy(np.stack([item["frames"] for item in good]))
             n, t = frames.shape[:2]
@@ -323,7 +376,6 @@ def _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar):
                 stats["filled_frames"] += item["filled"]
             stats["clips"] += n
             stats["frames"] += n * t
-        stats["skipped"] += len(batch) - len(good)
         bar.update(len(batch))
     c, h, w = codec.latent_shape(clip_cfg.size, clip_cfg.size)
     latents = torch.cat(chunks) if chunks else torch.zeros(0, clip_cfg.num_frames, c, h, w, dtype=torch.float16)
@@ -334,9 +386,11 @@ def _single_thread_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def _merge_index(output_dir: str, num_shards: int, meta: dict, elapsed: float, stats: dict, world: int) -> dict:
-    """Build index.jsonl, skipped.jsonl and summary.json from the shards' own metadata."""
-    rows, skipped = [], []
+def _merge_index(
+    output_dir: str, num_shards: int, meta: dict, elapsed: float, stats: dict, world: int, missing: list[dict]
+) -> dict:
+    """Build index.jsonl, skipped.jsonl and summary.json from the shards' own metadata and the missing files."""
+    rows, skipped = [], list(missing)
     for k in range(num_shards):
         path = os.path.join(output_dir, "shards", shard_name(k))
         if not os.path.exists(path):
@@ -351,9 +405,10 @@ def _merge_index(output_dir: str, num_shards: int, meta: dict, elapsed: float, s
         "output_dir": output_dir,
         "codec_id": meta["codec_id"],
         "split": meta["split"],
-        "clips_total": meta["num_clips"],
+        "clips_total": meta["num_clips"] + len(missing),
         "clips_cached": len(rows),
-        "clips_skipped": len(skipped),
+        "clips_skipped": len(skipped),  # unreadable + missing
+        "clips_missing": len(missing),
         "short_clips": sum(r["filled"] > 0 for r in rows),
         "shards": num_shards,
         "shard_bytes": shard_bytes,
@@ -370,9 +425,11 @@ def _merge_index(output_dir: str, num_shards: int, meta: dict, elapsed: float, s
     }
     if skipped:
         logger.warning(
-            "%d of %d clips could not be decoded and were skipped; see %s",
+            "%d of %d listed clips were skipped (%d missing files, %d unreadable); see %s",
             len(skipped),
-            meta["num_clips"],
+            summary["clips_total"],
+            len(missing),
+            len(skipped) - len(missing),
             summary["skipped_report"],
         )
     if summary["short_clips"]:

@@ -15,6 +15,12 @@ TAEF2 = SHARED / "weights" / "taef2"
 QWEN = SHARED / "qwen2_5_vl"
 
 
+@pytest.fixture(autouse=True)
+def _private_latent_cache(tmp_path, monkeypatch):
+    """Every test gets its own shared-cache folder (`compressa_hf.cache.cache_home`), never the user's."""
+    monkeypatch.setenv("COMPRESSA_CACHE", str(tmp_path / "compressa_cache"))
+
+
 def need_shared(path: Path) -> None:
     """Skip a `real_data` test with a reason when ../shared (or the part it needs) is absent."""
     if not path.exists():

@@ -20,12 +20,16 @@ from tests.test_cache import _free_port
 SOURCE = "procedural:num_classes=3,train_per_class=6,length=32,frame_size=32"
 ARGS = ["--source", SOURCE, "--size", "32", "--codec", "pixel", "--num_workers", "0", "--batch_size", "4",
         "--guide_width", "16", "--passes", "2"]  # fmt: skip
-ENV = os.environ | {"PYTHONPATH": str(REPO)}
+
+
+def _env() -> dict:
+    """The environment now (after the per-test COMPRESSA_CACHE fixture), with the checkout importable."""
+    return os.environ | {"PYTHONPATH": str(REPO)}
 
 
 def _distill(*extra: str, launcher: list[str] | None = None, **kw):
     cli = ["-m", "compressa_hf.cli", "--log-level", "WARNING", "distill", *ARGS, *extra]
-    out = subprocess.run([*(launcher or [sys.executable]), *cli], env=ENV, capture_output=True, text=True, **kw)
+    out = subprocess.run([*(launcher or [sys.executable]), *cli], env=_env(), capture_output=True, text=True, **kw)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 
@@ -36,6 +40,8 @@ def _rows(repo, config):
         "video_id": list(ds["video_id"]),
         "latents": np.asarray(ds["latents"]),
         "frame_indices": np.asarray(ds["frame_indices"]),
+        "timestamps": np.asarray(ds["timestamps"]),
+        "fps": np.asarray(ds["fps"]),
     }
 
 
@@ -56,19 +62,39 @@ def test_distill_writes_a_loadable_set_within_budget_and_show_draws_it(tmp_path)
     assert meta["stored_bytes"] == rows["latents"].size * (1 if meta["latents_dtype"] == "uint8" else 2)
     assert meta["achieved_ratio"] <= 0.5
     assert meta["stored_bytes"] / meta["full_bytes"] * 100 == pytest.approx(meta["achieved_ratio"])
-    # kept frames are source frames of the cached T, ascending
-    cache = [json.loads(x) for x in (tmp_path / "set.work" / "cache_train" / "index.jsonl").read_text().splitlines()]
-    for row, fi in zip(cache, rows["frame_indices"]):
+    # kept frames are source frames of the cached T, ascending, with their times at the source's 30 fps
+    summary = json.loads((tmp_path / "set.work" / "summary_ratio_0.5.json").read_text())
+    cache_dir = summary["cache"]["output_dir"]
+    assert cache_dir.startswith(os.environ["COMPRESSA_CACHE"])  # the shared cache, not a copy in the work dir
+    cache = [json.loads(x) for x in open(os.path.join(cache_dir, "index.jsonl")).read().splitlines()]
+    for row, fi, ts, fps in zip(cache, rows["frame_indices"], rows["timestamps"], rows["fps"]):
         assert set(fi) <= set(row["frame_indices"]) and list(fi) == sorted(fi)
+        assert fps == 30.0 and ts == pytest.approx(fi / 30.0, abs=1e-6)  # stored to the microsecond
     subprocess.run(
         [sys.executable, "-m", "compressa_hf.cli", "show", str(repo), "--num_videos", "2"],
-        check=True, env=ENV, capture_output=True,
+        check=True, env=_env(), capture_output=True,
     )  # fmt: skip
     pngs = sorted((repo / "show" / "ratio_0.5").glob("*.png"))
     assert len(pngs) == 2
     from PIL import Image
 
     assert Image.open(pngs[0]).size[0] > 16 * 32  # T frames side by side
+
+
+@pytest.mark.slow
+def test_distill_after_encode_with_the_same_settings_encodes_nothing(tmp_path):
+    encode = ["-m", "compressa_hf.cli", "encode", "--source", SOURCE, "--size", "32", "--codec", "pixel",
+              "--num_workers", "0"]  # fmt: skip
+    first = subprocess.run([sys.executable, *encode], env=_env(), capture_output=True, text=True, check=True)
+    assert json.loads(first.stdout)["this_pass"]["main_process"]["clips"] == 18
+    out = subprocess.run(
+        [sys.executable, "-m", "compressa_hf.cli", "distill", *ARGS, "--ratio", "0.5", "--output", str(tmp_path / "s")],
+        env=_env(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "cache hit: " in out.stderr
+    summary = json.loads((tmp_path / "s.work" / "summary_ratio_0.5.json").read_text())
+    assert summary["cache"]["cache_hit"] and summary["cache"]["this_pass"]["main_process"]["clips"] == 0
+    assert summary["cache"]["output_dir"] == json.loads(first.stdout)["output_dir"]
 
 
 def test_coreset_step_keeps_the_planned_videos_per_class():
@@ -87,7 +113,7 @@ def test_kill_and_resume_gives_the_same_set(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "compressa_hf.cli", "--log-level", "WARNING", "distill", *ARGS, *common,
          "--output", str(tmp_path / "run")],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     ckpt = tmp_path / "run.work" / "checkpoints_ratio_1" / "videocompressa_rank0.pt"
     deadline = time.time() + 300

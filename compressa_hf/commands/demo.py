@@ -26,7 +26,7 @@ class DemoConfig:
     """Arguments of `compressa demo`.
 
     Args:
-        output_dir: Where caches and the summary go.
+        output_dir: Where the distilled set, pictures and the summary go (the latent caches go to the shared cache).
         codec: Codec spec, or `default`.
         num_classes / train_per_class / test_per_class / length / event_length: The procedural set.
         num_frames / size: Clip sampling (T frames at size x size).
@@ -117,12 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     (cfg,) = make_parser().parse_args_and_config(argv)
     codec = load_default_codec() if cfg.codec == "default" else load_codec(cfg.codec)
     logger.info("codec: %s (weights: %s)", codec.codec_id, getattr(codec, "weights_source", None))
-    summary = {"codec_id": codec.codec_id, "source": cfg.source_spec()}
+    summary = {
+        "codec_id": codec.codec_id,
+        "codec_weights": getattr(codec, "weights_source", None),
+        "source": cfg.source_spec(),
+    }
+    caches = {}
     for split in ("train", "test"):
-        out = os.path.join(cfg.output_dir, f"cache_{split}")
         enc = EncodeConfig(
             source=cfg.source_spec(),
-            output_dir=out,
             split=split,
             codec=codec.codec_id,
             num_frames=cfg.num_frames,
@@ -130,14 +133,15 @@ def main(argv: list[str] | None = None) -> int:
             num_workers=0,
         )
         summary[f"encode_{split}"] = encode_split(enc, codec=codec)
-    summary["codec_psnr_db"] = round(codec_psnr(os.path.join(cfg.output_dir, "cache_train"), codec), 2)
+        caches[split] = summary[f"encode_{split}"]["output_dir"]
+    summary["codec_psnr_db"] = round(codec_psnr(caches["train"], codec), 2)
 
     repo = os.path.join(cfg.output_dir, "distilled")
     args = DistillArguments(
         source=cfg.source_spec(),
         output=repo,
         ratio=cfg.ratio,
-        work_dir=cfg.output_dir,  # reuses cache_train from stage 1
+        work_dir=cfg.output_dir,  # the train cache of stage 1 is found in the shared cache
         codec=codec.codec_id,
         num_frames=cfg.num_frames,
         size=cfg.size,
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["distill"] = {k: distilled[k] for k in ("config_name", "plan", "output")}
     summary["distill"]["timings"] = distilled["distill"]["timings"]
     source = parse_source_spec(cfg.source_spec())
-    summary["event_hit_rate"] = event_hit_rates(repo, name, source, os.path.join(cfg.output_dir, "cache_train"))
+    summary["event_hit_rate"] = event_hit_rates(repo, name, source, caches["train"])
     summary["pictures"] = show(ShowConfig(repo=repo, config_name=name, num_videos=cfg.num_classes))
     atomic_write_json(os.path.join(cfg.output_dir, "summary.json"), summary)
     print(json.dumps(summary, indent=2))

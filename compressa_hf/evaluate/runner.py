@@ -1,8 +1,8 @@
 """`compressa evaluate`'s engine: every method at every ratio and seed, a network trained from scratch on each
 result, one report.
 
-Layout of `output/` (every file written atomically, so a killed run resumes where it stopped):
-    work/cache_<split>/            latent cache of the train split (`compressa_hf.cache`, resumable by shard)
+Layout of `output/` (every file written atomically, so a killed run resumes where it stopped; the train split's
+latent cache is the shared one of `compressa_hf.cache`, which `compressa encode` and `distill` reuse):
     work/pixels_<split>_T<T>.safetensors   real uint8 clips: the train split (for pixel-space methods and the
                                    full-data reference) and the test split (T uniform frames)
     work/methods/<method>/r<ratio>_s<seed>/   a method's own checkpoints (VideoCompressa resumes mid-run)
@@ -92,13 +92,10 @@ class EvaluateArguments:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
         if not self.ratios.strip():
             raise ValueError("--ratios is empty; give percents (e.g. 0.5,1) or k<K> (e.g. k1,k2)")
+        from compressa_hf.distill.budget import check_ratio_token
+
         for token in self.ratio_tokens:
-            if not (token.startswith("k") and token[1:].isdigit()):
-                try:
-                    if not float(token) > 0:
-                        raise ValueError
-                except ValueError:
-                    raise ValueError(f"bad ratio {token!r} in --ratios: a percent > 0 or k<K>") from None
+            check_ratio_token(token)
 
     @property
     def method_list(self) -> list[str]:
@@ -115,15 +112,9 @@ class EvaluateArguments:
 
 def resolve_ratios(tokens: list[str], num_frames: int, size: int, latent_shape) -> list[Fraction]:
     """Percent strings stay exact decimals; `k<K>` becomes the exact ratio of K uint8 latent frames per video."""
-    from compressa_hf.distill.budget import ratio_for_frames
+    from compressa_hf.distill.budget import resolve_ratio
 
-    out = []
-    for token in tokens:
-        if token.startswith("k"):
-            out.append(ratio_for_frames(int(token[1:]), num_frames, size, latent_shape, "uint8"))
-        else:
-            out.append(Fraction(token))
-    return out
+    return [resolve_ratio(token, num_frames, size, latent_shape) for token in tokens]
 
 
 def load_pixels(source, split: str, clip_cfg, num_workers: int, path: str, order: list[str] | None = None):
@@ -231,11 +222,10 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     for method in args.method_list:  # option errors now, not as "n/a" cells later
         parse_options(get_method(method).Options, options.get(method), method)
 
-    # Stage 1: the latent cache of the training split (seed 0: the clips, not the methods, are being cached).
-    cache_dir = os.path.join(work, f"cache_{args.train_split}")
+    # Stage 1: the latent cache of the training split, shared with `compressa encode` / `distill` (seed 0: the clips,
+    # not the methods, are being cached).
     enc = EncodeConfig(
         source=args.source,
-        output_dir=cache_dir,
         split=args.train_split,
         codec=codec.codec_id,
         num_frames=args.num_frames,
@@ -244,8 +234,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
         num_workers=args.num_workers,
         dtype=args.codec_dtype,
     )
-    encode_split(enc, codec=codec, source=source, progress=args.progress)
-    cache = LatentCache(cache_dir)
+    cache = LatentCache(encode_split(enc, codec=codec, source=source, progress=args.progress)["output_dir"])
     latents, labels = cache.load_latents()
     class_names = cache.class_names
     num_classes = len(class_names)
