@@ -31,10 +31,15 @@ logger = logging.getLogger(__name__)
 
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
+#: What a card's `compressa_hf:` YAML entry records per config: all a reader needs to decode the rows.
+CARD_DECODE_KEYS = ("codec_id", "codec_revision", "latents_dtype", "latents_shape", "latent_scaling")
 
-def config_name_for_ratio(ratio: float) -> str:
-    """`0.41` -> `ratio_0.41` (the name users pass to `load_dataset`)."""
-    return f"ratio_{ratio:g}"
+
+def config_name_for_ratio(ratio: float | str) -> str:
+    """`0.41` -> `ratio_0.41`, `"k1"` -> `ratio_k1` (the name users pass to `load_dataset`)."""
+    if isinstance(ratio, str) and ratio.startswith("k"):
+        return f"ratio_{ratio}"
+    return f"ratio_{float(ratio):g}"
 
 
 @dataclass
@@ -200,8 +205,7 @@ def _yaml_header(metas: dict[str, dict]) -> str:
         "task_categories": ["video-classification"],
         # Read by compressa_hf to decode rows without guessing; codec ids name a registry entry, never code.
         "compressa_hf": {
-            name: {k: m[k] for k in ("codec_id", "latents_dtype", "latents_shape", "latent_scaling") if k in m}
-            for name, m in metas.items()
+            name: {k: m[k] for k in CARD_DECODE_KEYS if m.get(k) is not None} for name, m in metas.items()
         },
     }
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
@@ -217,7 +221,12 @@ def _config_section(name: str, m: dict) -> str:
         ("frame sampling of the source clips (T per clip)", m.get("sampling")),
         ("source frame rates (fps)", ", ".join(f"{f:g}" for f in m.get("source_fps", [])) or None),
         ("videos", m.get("num_videos")),
-        ("codec", m.get("codec_id")),
+        (
+            "codec",
+            m.get("codec_id") + (f" (Hub revision {m['codec_revision']})" if m.get("codec_revision") else "")
+            if m.get("codec_id")
+            else None,
+        ),
         ("latent shape per frame", " x ".join(map(str, m.get("latents_shape", [])[1:]))),
         ("latent dtype and scaling", f"{m.get('latents_dtype')}; {m.get('latent_scaling')}"),
         (
@@ -233,6 +242,13 @@ def _config_section(name: str, m: dict) -> str:
         ),
         ("seed", m.get("seed")),
         ("classes", ", ".join(m.get("class_names", []))),
+        ("classes left out (no readable clip in the split)", ", ".join(m.get("dropped_classes") or []) or None),
+        (
+            "source clips not in the set",
+            f"{m['clips_skipped']} skipped ({m.get('clips_missing', 0)} files missing, the rest unreadable)"
+            if m.get("clips_skipped")
+            else None,
+        ),
     ]
     lines += [f"- **{k}**: {v}" for k, v in facts if v not in (None, "")]
     if m.get("command"):

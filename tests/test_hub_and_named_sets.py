@@ -60,6 +60,16 @@ def test_push_dry_run_lists_exactly_a_loadable_repo_and_never_prints_the_token(t
     assert len(ds) == 4 and ds.features["label"].names == ["Jump", "Run"]
 
 
+def test_push_refuses_to_publish_a_local_path(tmp_path):
+    from compressa_hf.hub import push_repo
+
+    cfg = _cfg("ratio_0.41")
+    cfg.sources[2] = "/home/alice/data/hmdb51/wave/clip.avi"
+    write_config(tmp_path / "set", cfg)
+    with pytest.raises(ValueError, match=r"would publish paths of this machine \(data/ratio_0.41/.*/home/alice/data"):
+        push_repo(str(tmp_path / "set"), "me/set", dry_run=True)
+
+
 def test_push_refuses_a_folder_that_is_not_a_set(tmp_path):
     env = os.environ | {"PYTHONPATH": str(REPO)}
     out = subprocess.run(

@@ -19,7 +19,7 @@ def _cfg(name: str, n: int = 4, k: int = 2, dtype=np.uint8, seed: int = 0) -> Di
         frame_indices=(idx := np.sort(rng.integers(0, 16, size=(n, k)), axis=1)),
         timestamps=idx / 12.0,
         fps=[12.0] * n,
-        sources=[f"/data/v{i}.mp4" for i in range(n)],
+        sources=[f"train/v{i}.mp4" for i in range(n)],
         class_names=["Jump", "Run"],
         meta={"source": "videofolder", "split": "train", "method": "videocompressa", "codec_id": "tae:taef2",
               "achieved_ratio": 0.41, "frames_per_video": k, "seed": 0, "command": "compressa distill ..."},

@@ -49,17 +49,18 @@ import torch
 
 from compressa_hf.chat.prompts import PromptTemplate
 from compressa_hf.clips import ClipConfig, sample_clip
-from compressa_hf.codecs import CODECS, LatentCodec, load_codec, parse_codec_spec
+from compressa_hf.codecs import CODECS, LatentCodec, load_codec, parse_codec_spec, pinned_spec
 from compressa_hf.codecs.base import uint8_to_latents
 from compressa_hf.sources import ClipReadError, VideoSource, parse_source_spec
+from compressa_hf.store import CARD_DECODE_KEYS
 
 logger = logging.getLogger(__name__)
 
 #: Source frame rate assumed for sets written before rows recorded their rate (see the module docstring).
 DEFAULT_FPS = 30.0
 
-#: Keys of a distilled set's card / meta that decoding reads.
-CARD_KEYS = ("codec_id", "latents_dtype", "latents_shape", "latent_scaling")
+#: Keys of a distilled set's card / meta that decoding reads (what `store` writes into the card's YAML).
+CARD_KEYS = CARD_DECODE_KEYS
 
 #: Columns of a distilled row that `DistilledChatTransform` reads.
 TRANSFORM_COLUMNS = ("video_id", "label", "latents", "frames", "frame_indices", "timestamps", "fps")
@@ -295,7 +296,7 @@ def load_chat_dataset(
     )
     card_codec = meta.get("codec_id")
     if codec is None:
-        codec = load_codec(check_codec_id(card_codec))
+        codec = load_codec(pinned_spec(check_codec_id(card_codec), meta.get("codec_revision")))
     elif isinstance(codec, str):
         codec = load_codec(codec)
     if card_codec and codec.codec_id != card_codec:

@@ -8,6 +8,7 @@ A codec spec is what `--codec` takes and what a dataset card records (`codec.cod
     tae:<name>                          e.g. tae:taef2: $COMPRESSA_TAE_DIR (or its sibling <name>/), then the weights
                                         packaged with compressa_hf (`PACKAGED_TAE_DIR`: taef2, MIT)
     diffusers:<hub id | folder>         diffusers AutoencoderTiny, e.g. diffusers:madebyollin/taesd
+    diffusers:<hub id>@<revision>       ... pinned to a Hub branch, tag or commit (what cards record)
     <folder>                            a diffusers folder if it has config.json, a TAE folder if it has *_encoder.*
     <owner>/<name>                      a Hub id: diffusers AutoencoderTiny
 
@@ -87,7 +88,8 @@ def _load_tae(location: str, device, dtype) -> LatentCodec:
 
 
 def _load_diffusers(location: str, device, dtype) -> LatentCodec:
-    return DiffusersTinyCodec.from_pretrained(location or DEFAULT_HUB_ID, device=device, dtype=dtype)
+    hub_id, _, revision = (location or DEFAULT_HUB_ID).partition("@")  # `org/name@<commit>` pins the Hub weights
+    return DiffusersTinyCodec.from_pretrained(hub_id, device=device, dtype=dtype, revision=revision or None)
 
 
 def _load_pixel(location: str, device, dtype) -> LatentCodec:
@@ -128,10 +130,50 @@ def parse_codec_spec(spec: str) -> tuple[str, str]:
     )
 
 
+def pinned_spec(codec_id: str, revision: str | None) -> str:
+    """The spec that reloads exactly the weights a card names: `codec_id`, with `@revision` for Hub weights."""
+    return (
+        f"{codec_id}@{revision}"
+        if revision and codec_id.startswith("diffusers:") and "@" not in codec_id
+        else codec_id
+    )
+
+
 def load_codec(spec: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LatentCodec:
     """A frozen codec from a spec (a `codec_id`, optionally with its weights' location; see the module docstring)."""
     kind, location = parse_codec_spec(spec)
     return CODECS[kind](location, device, dtype)
+
+
+def portability_problem(codec_id: str) -> str | None:
+    """Why a reader on another machine could not load `codec_id` from a card, or None when any install can.
+
+    Portable: `pixel`, a TAE variant packaged with compressa_hf (`tae:taef2`), a diffusers Hub id. Not portable: a
+    TAE name with no packaged weights (readers need them under $COMPRESSA_TAE_DIR) or a diffusers model folder.
+    """
+    kind, _, location = codec_id.partition(":")
+    if kind == "pixel":
+        return None
+    if kind == "tae":
+        if _TAE_NAME.fullmatch(location) and _has_tae_files(PACKAGED_TAE_DIR / location, re.escape(location)):
+            return None
+        return (
+            f"codec {codec_id} is not packaged with compressa_hf (only {sorted(packaged_tae_names())} are): readers "
+            f"must get its weights themselves and point {TAE_DIR_ENV} at them"
+        )
+    if kind == "diffusers":
+        hub_id = location.split("@")[0]
+        if _HUB_ID.fullmatch(hub_id) and not Path(hub_id).exists():
+            return None
+        return f"codec {codec_id} is a local model folder, not a Hub id: upload the model and distil with its Hub id"
+    return f"codec {codec_id!r} is not a registry codec ({sorted(CODECS)})"
+
+
+def packaged_tae_names() -> list[str]:
+    """TAE variants whose weights ship with compressa_hf."""
+    if not PACKAGED_TAE_DIR.is_dir():
+        return []
+    return sorted(d.name for d in PACKAGED_TAE_DIR.iterdir() if _has_tae_files(d, re.escape(d.name)))
 
 
 def _first_line(err: BaseException) -> str:
@@ -184,6 +226,9 @@ __all__ = [
     "load_default_codec",
     "load_tae",
     "offline_codec_dirs",
+    "packaged_tae_names",
+    "pinned_spec",
+    "portability_problem",
     "parse_codec_spec",
     "resolve_tae",
 ]

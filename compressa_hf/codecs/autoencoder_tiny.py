@@ -31,12 +31,14 @@ HUB_PROBE_TIMEOUT_S = 3.0
 class DiffusersTinyCodec(LatentCodec):
     """A frozen diffusers `AutoencoderTiny` used frame by frame: [0, 1] RGB <-> raw latents."""
 
-    def __init__(self, vae: AutoencoderTiny, codec_id: str, weights_source: str):
+    def __init__(self, vae: AutoencoderTiny, codec_id: str, weights_source: str, revision: str | None = None):
         super().__init__()
         cfg = vae.config
         self.vae = vae
         self.codec_id = codec_id
         self.weights_source = weights_source
+        #: The Hub commit the weights came from (None for a local folder or a random init); cards record it.
+        self.revision = revision
         self.latent_channels = int(cfg.latent_channels)
         self.downscale = downscale_of(cfg)
         # EncoderTiny skips its [-1, 1] -> [0, 1] shift when gradient checkpointing is on, which would silently
@@ -61,12 +63,14 @@ class DiffusersTinyCodec(LatentCodec):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         probe_timeout: float = HUB_PROBE_TIMEOUT_S,
+        revision: str | None = None,
     ) -> DiffusersTinyCodec:
         """Load from a local diffusers folder, the local Hub cache, or the Hub (probed first, so offline fails fast).
 
         Left alone, `from_pretrained` on a machine without network retries for ~25 s before failing. So a Hub id
         is tried from the cache first, then the Hub endpoint is probed once with `probe_timeout`, and only a
-        reachable Hub gets the real download.
+        reachable Hub gets the real download. `revision` (a branch, tag or commit) pins the Hub weights; the commit
+        actually loaded is kept in `.revision` so that a card can pin it for its readers.
         """
         from diffusers import AutoencoderTiny
 
@@ -77,23 +81,38 @@ class DiffusersTinyCodec(LatentCodec):
             return codec.to(device=device)
 
         hub_id = str(hub_id_or_folder)
+        at = f"{hub_id}@{revision}" if revision else hub_id
         try:
-            vae = AutoencoderTiny.from_pretrained(hub_id, torch_dtype=dtype, local_files_only=True)
+            vae = AutoencoderTiny.from_pretrained(hub_id, torch_dtype=dtype, local_files_only=True, revision=revision)
         except OSError as cache_err:
             from huggingface_hub import constants
 
             if constants.HF_HUB_OFFLINE:
-                raise OSError(f"{hub_id} is not in the local Hub cache and HF_HUB_OFFLINE is set") from cache_err
+                raise OSError(f"{at} is not in the local Hub cache and HF_HUB_OFFLINE is set") from cache_err
             if (problem := hub_unreachable(probe_timeout)) is not None:
-                raise OSError(f"cannot download {hub_id}: {problem}") from cache_err
-            vae = AutoencoderTiny.from_pretrained(hub_id, torch_dtype=dtype)
-        return cls(vae, codec_id=f"diffusers:{hub_id}", weights_source=f"hf://{hub_id}").to(device=device)
+                raise OSError(f"cannot download {at}: {problem}") from cache_err
+            vae = AutoencoderTiny.from_pretrained(hub_id, torch_dtype=dtype, revision=revision)
+        commit = cached_commit(hub_id, revision)
+        return cls(vae, f"diffusers:{hub_id}", f"hf://{hub_id}@{commit or revision or 'main'}", commit).to(
+            device=device
+        )
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(x.mul(2).sub(1)).latents
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(z).sample.add(1).div(2)
+
+
+def cached_commit(hub_id: str, revision: str | None = None) -> str | None:
+    """The commit hash of the snapshot the local Hub cache holds for `hub_id` at `revision` (None if unknown)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(hub_id, "config.json", revision=revision)
+    if not isinstance(path, str):
+        return None
+    parts = Path(path).parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
 
 
 def downscale_of(config: Any) -> int:

@@ -26,7 +26,10 @@ class ShowConfig:
         config_name: Config name (e.g. `ratio_0.41`); default: the first one.
         num_videos: How many videos to draw (spread over the classes).
         output_dir: Where the PNGs go (default `<repo>/show/<config>`).
-        codec: Codec spec to decode with; default: the one the card names.
+        codec: Codec spec to decode with; default: the one the card names (a registry codec, e.g. the packaged
+            `tae:taef2`, so a set opens on any machine).
+        source: Source spec for the top row (the source frames); default: the spec the set was made with on this
+            machine, else the card's. Without a readable source only the decoded frames are drawn.
     """
 
     repo: str = field(default=None, metadata={"help": "Distilled set folder."})
@@ -34,6 +37,7 @@ class ShowConfig:
     num_videos: int = field(default=6, metadata={"help": "Videos to draw."})
     output_dir: str | None = field(default=None, metadata={"help": "PNG folder (default <repo>/show/<config>)."})
     codec: str | None = field(default=None, metadata={"help": "Codec spec; default: the card's."})
+    source: str | None = field(default=None, metadata={"help": "Source spec; default: the one the set was made from."})
 
 
 def make_parser():
@@ -48,37 +52,84 @@ def _border(img: np.ndarray, color=(230, 30, 30), width: int = 3) -> np.ndarray:
     return out
 
 
-def render_strip(source_frames: np.ndarray, kept: list[bool], decoded: np.ndarray, title: str) -> np.ndarray:
-    """Top row: T source frames, kept ones framed; bottom row: the K decoded distilled frames. uint8 HxWx3."""
-    from PIL import Image, ImageDraw
+def _title_lines(title: str, width_px: int, draw, font) -> list[str]:
+    """`title` broken into lines no wider than `width_px` (at spaces where it can, else mid-word), nothing cut."""
+    lines: list[str] = []
+    for word in title.split(" "):
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and draw.textlength(candidate, font=font) <= width_px:
+            lines[-1] = candidate
+            continue
+        while draw.textlength(word, font=font) > width_px and len(word) > 1:  # a name longer than the picture
+            cut = max(1, max(i for i in range(1, len(word) + 1) if draw.textlength(word[:i], font=font) <= width_px))
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return lines
 
-    t, h, w, _ = source_frames.shape
+
+def render_strip(source_frames: np.ndarray | None, kept: list[bool], decoded: np.ndarray, title: str) -> np.ndarray:
+    """Top row: T source frames, kept ones framed (left out when the source cannot be read here); bottom row: the K
+    decoded distilled frames; above them the title, wrapped to the picture's width. uint8 HxWx3."""
+    from PIL import Image, ImageDraw, ImageFont
+
     gap = 4
-    top = np.concatenate(
-        [
-            np.pad(_border(f) if k else f, ((gap, gap), (gap, gap), (0, 0)), constant_values=255)
-            for f, k in zip(source_frames, kept)
-        ],
-        axis=1,
-    )
-    bottom = np.concatenate(
-        [np.pad(f, ((gap, gap), (gap, gap), (0, 0)), constant_values=255) for f in decoded], axis=1
-    )
-    bottom = np.pad(bottom, ((0, 0), (0, top.shape[1] - bottom.shape[1]), (0, 0)), constant_values=255)
-    canvas = np.concatenate([np.full((18, top.shape[1], 3), 255, np.uint8), top, bottom])
-    image = Image.fromarray(canvas)
-    ImageDraw.Draw(image).text((4, 3), title, fill=(0, 0, 0))
-    return np.asarray(image)
+
+    def row(frames, framed):
+        return np.concatenate(
+            [
+                np.pad(_border(f) if k else f, ((gap, gap), (gap, gap), (0, 0)), constant_values=255)
+                for f, k in zip(frames, framed)
+            ],
+            axis=1,
+        )
+
+    rows = [row(decoded, [False] * len(decoded))]
+    if source_frames is not None:
+        rows.insert(0, row(source_frames, kept))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = _title_lines(title, width - 8, measure, font)
+    line_h = int(sum(font.getbbox("Ag")[1::2])) + 4
+    header = Image.new("RGB", (width, line_h * len(lines) + 6), (255, 255, 255))
+    draw = ImageDraw.Draw(header)
+    for i, line in enumerate(lines):
+        draw.text((4, 3 + i * line_h), line, fill=(0, 0, 0), font=font)
+    return np.concatenate([np.asarray(header), *rows])
+
+
+def _source_for(cfg: ShowConfig, meta: dict):
+    """The source the set was made from, as this machine reaches it, or None (then only decoded frames are drawn).
+
+    `--source`, else the spec `compressa distill` kept beside the set (`local/<config>.json`, never uploaded), else
+    the card's public spec (a Hub id or a name, which may resolve here too).
+    """
+    from compressa_hf.sources import SourceError, parse_source_spec
+
+    local = os.path.join(cfg.repo, "local", f"{meta['config_name']}.json")
+    spec = cfg.source
+    if spec is None and os.path.isfile(local):
+        with open(local) as f:
+            spec = json.load(f)["source"]
+    spec = spec or meta.get("source")
+    try:
+        return parse_source_spec(spec) if spec else None
+    except (SourceError, OSError, ValueError) as err:
+        logger.warning("cannot open the source %r here (%s); drawing the decoded frames only", spec, err)
+        return None
 
 
 def show(cfg: ShowConfig) -> list[str]:
     import torch
     from PIL import Image
 
+    from compressa_hf.chat.samples import check_codec_id
     from compressa_hf.clips import ClipConfig, sample_clip
-    from compressa_hf.codecs import load_codec
+    from compressa_hf.codecs import load_codec, pinned_spec
     from compressa_hf.codecs.base import uint8_to_latents
-    from compressa_hf.sources import parse_source_spec
+    from compressa_hf.sources import ClipReadError
     from compressa_hf.store import load_config, read_meta
 
     metas = read_meta(cfg.repo)
@@ -87,9 +138,10 @@ def show(cfg: ShowConfig) -> list[str]:
         raise ValueError(f"config {name!r} not in {cfg.repo}; it has {sorted(metas)}")
     meta = metas[name]
     ds = load_config(cfg.repo, name).with_format("numpy")
-    codec = load_codec(cfg.codec or meta["codec_id"]).freeze()
-    source = parse_source_spec(meta["source"])
-    refs = {r.clip_id: r for r in source.list_clips(meta["split"])}
+    codec = load_codec(cfg.codec or pinned_spec(check_codec_id(meta["codec_id"]), meta.get("codec_revision")))
+    codec = codec.freeze()
+    source = _source_for(cfg, meta)
+    refs = {r.clip_id: r for r in source.list_clips(meta["split"])} if source is not None else {}
     clip_cfg = ClipConfig(**meta["clip"])
     out_dir = cfg.output_dir or os.path.join(cfg.repo, "show", name)
     os.makedirs(out_dir, exist_ok=True)
@@ -102,17 +154,24 @@ def show(cfg: ShowConfig) -> list[str]:
     written = []
     for i in order[: cfg.num_videos]:
         row = ds[int(i)]
-        clip = sample_clip(source, refs[str(row["video_id"])], clip_cfg)
-        kept_idx = set(int(x) for x in row["frame_indices"])
-        kept = [idx in kept_idx for idx in clip.frame_indices]
+        kept_idx = sorted(int(x) for x in row["frame_indices"])
+        source_frames, kept, note = None, [], ""
+        ref = refs.get(str(row["video_id"]))
+        try:
+            if ref is not None:
+                clip = sample_clip(source, ref, clip_cfg)
+                source_frames, kept = clip.frames, [idx in kept_idx for idx in clip.frame_indices]
+                note = f" of {clip.frame_indices}"
+        except ClipReadError as err:
+            logger.warning("cannot read the source of %s (%s); drawing the decoded frames only", row["video_id"], err)
         z = torch.from_numpy(np.asarray(row["latents"], dtype=meta["latents_dtype"]))
         z = uint8_to_latents(z) if meta["latents_dtype"] == "uint8" else z.float()
         with torch.no_grad():
             decoded = codec.decode(z.to(codec.device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         cls = meta["class_names"][int(row["label"])]
-        title = f"{row['video_id']}  class={cls}  kept frames {sorted(kept_idx)} of {clip.frame_indices}"
+        title = f"{row['video_id']}  class={cls}  kept frames {kept_idx}{note}"
         path = os.path.join(out_dir, f"{int(i):05d}.png")
-        Image.fromarray(render_strip(clip.frames, kept, decoded, title)).save(path)
+        Image.fromarray(render_strip(source_frames, kept, decoded, title)).save(path)
         written.append(path)
     logger.info("wrote %d pictures to %s", len(written), out_dir)
     return written
