@@ -214,7 +214,8 @@ def _read_shard_metadata(path: str) -> tuple[list[dict], list[dict]]:
     return payload["rows"], payload["skipped"]
 
 
-def _prepare_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
+def cache_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
+    """The `meta.json` a cache of `refs` made with `cfg` and `codec` has (its identity keys name its folder)."""
     clip = cfg.clip_config()
     return {
         "format_version": CACHE_FORMAT_VERSION,
@@ -236,23 +237,48 @@ def _prepare_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
     }
 
 
+def settings_diff(old: dict, new: dict) -> list[str]:
+    """`key: old vs new` for every setting (leaf of the identity keys) in which two cache metas differ."""
+
+    def leaves(d, prefix=""):
+        if isinstance(d, dict):
+            return {k: v for key, sub in d.items() for k, v in leaves(sub, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: d}
+
+    a = leaves({k: old.get(k) for k in _IDENTITY_KEYS})
+    b = leaves({k: new.get(k) for k in _IDENTITY_KEYS})
+    return [f"{k}: {a.get(k)!r} there vs {b.get(k)!r} now" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def refuse_other_settings(output_dir: str, meta: dict) -> None:
+    """Raise `ValueError` naming each differing setting when `output_dir` holds a cache made with other settings."""
+    meta_path = os.path.join(output_dir, "meta.json")
+    if not os.path.exists(meta_path):
+        return
+    with open(meta_path) as f:
+        diff = settings_diff(json.load(f), meta)
+    if diff:
+        raise ValueError(
+            f"{output_dir} holds a cache made with other settings ({'; '.join(diff)}). Use another folder, or none "
+            "(the shared cache keeps one folder per setting), or replace it with `compressa encode --overwrite "
+            f"--output_dir {output_dir}` and the settings of now"
+        )
+
+
 def _check_or_write_meta(cfg: EncodeConfig, meta: dict, state) -> None:
     import shutil
 
     meta_path = os.path.join(cfg.output_dir, "meta.json")
     if state.is_main_process:
-        if os.path.exists(meta_path):
+        if not cfg.overwrite:
+            refuse_other_settings(cfg.output_dir, meta)
+        elif os.path.exists(meta_path):
             with open(meta_path) as f:
-                old = json.load(f)
-            diff = [k for k in _IDENTITY_KEYS if old.get(k) != meta.get(k)]
-            if diff and not cfg.overwrite:
-                raise ValueError(
-                    f"{cfg.output_dir} holds a cache made with other settings ({', '.join(diff)} differ: "
-                    f"{ {k: old.get(k) for k in diff} } vs { {k: meta.get(k) for k in diff} }); "
-                    "pass --overwrite to replace it or choose another --output_dir"
-                )
+                diff = settings_diff(json.load(f), meta)
             if diff:
-                logger.warning("--overwrite: removing the cache in %s made with other %s", cfg.output_dir, diff)
+                logger.warning(
+                    "--overwrite: removing the cache in %s made with other settings (%s)", cfg.output_dir, diff
+                )
                 shutil.rmtree(cfg.output_dir)
         os.makedirs(os.path.join(cfg.output_dir, "shards"), exist_ok=True)
         atomic_write_json(meta_path, meta)
@@ -284,7 +310,7 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
     ]
     if cfg.max_clips is not None:
         refs = refs[: cfg.max_clips]
-    meta = _prepare_meta(cfg, source, codec, refs)
+    meta = cache_meta(cfg, source, codec, refs)
     if cfg.output_dir is None:
         cfg = dataclasses.replace(cfg, output_dir=shared_cache_dir(meta))
     _check_or_write_meta(cfg, meta, state)
@@ -305,7 +331,11 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
     start = time.perf_counter()
     todo_clips = sum(min(cfg.shard_size, len(refs) - k * cfg.shard_size) for k in todo)
     bar = tqdm(
-        total=todo_clips, unit="clip", desc=f"encode[{state.process_index}]", disable=not progress, smoothing=0.1
+        total=todo_clips,
+        unit="clip",
+        desc=f"encode[{state.process_index}]",
+        disable=not progress or not todo_clips,
+        smoothing=0.1,
     )
     for k in todo:
         shard_refs = refs[k * cfg.shard_size : (k + 1) * cfg.shard_size]

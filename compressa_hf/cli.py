@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         if args.debug:
             raise
-        print(f"compressa {args.command}: error: {user_message(err)}\n(run `compressa --debug {args.command} ...` for the "
-              "traceback)", file=sys.stderr)  # fmt: skip
+        print(f"compressa {args.command}: error: {user_message(err, args.command)}\n(run `compressa --debug "
+              f"{args.command} ...` for the traceback)", file=sys.stderr)  # fmt: skip
         return 2
 
 
@@ -71,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 USER_ERRORS = (ValueError, OSError, LookupError)
 
 
-def user_message(err: BaseException) -> str:
+def user_message(err: BaseException, command: str) -> str:
     """The error's own message, with its type when the message alone does not say what went wrong."""
     text = str(err).strip() or type(err).__name__
+    unused = "Some specified arguments are not used by the HfArgumentParser: "
+    if text.startswith(unused):  # an unknown or misspelled option (prefixes are not accepted either)
+        return f"unknown option(s) {text[len(unused) :]}; `compressa {command} --help` lists the options"
     if isinstance(err, KeyError | FileNotFoundError) and not text.startswith(type(err).__name__):
         text = f"{type(err).__name__}: {text}"
     return text

@@ -35,11 +35,13 @@ _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 CARD_DECODE_KEYS = ("codec_id", "codec_revision", "latents_dtype", "latents_shape", "latent_scaling")
 
 
-def config_name_for_ratio(ratio: float | str) -> str:
-    """`0.41` -> `ratio_0.41`, `"k1"` -> `ratio_k1` (the name users pass to `load_dataset`)."""
-    if isinstance(ratio, str) and ratio.startswith("k"):
-        return f"ratio_{ratio}"
-    return f"ratio_{float(ratio):g}"
+def config_name_for_ratio(ratio: float | str, split: str = "train") -> str:
+    """`0.41` -> `ratio_0.41`, `"k1"` -> `ratio_k1`; another split than train is named first: `test_ratio_k1`.
+
+    This is the name users pass to `load_dataset`.
+    """
+    name = f"ratio_{ratio}" if isinstance(ratio, str) and ratio.startswith("k") else f"ratio_{float(ratio):g}"
+    return name if split == "train" else f"{split}_{name}"
 
 
 @dataclass
@@ -156,6 +158,7 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
         final = os.path.join(repo_dir, "data", cfg.name)
         old = None
         if os.path.exists(final):
+            logger.info("replacing config %s of %s (the other configs are untouched)", cfg.name, repo_dir)
             old = f"{final}.old-{os.getpid()}"
             os.replace(final, old)
         os.replace(tmp, final)
@@ -231,7 +234,9 @@ def _config_section(name: str, m: dict) -> str:
         ("latent dtype and scaling", f"{m.get('latents_dtype')}; {m.get('latent_scaling')}"),
         (
             "achieved ratio",
-            f"{m['achieved_ratio']:.4f} % of the training split's uint8 clips" if "achieved_ratio" in m else None,
+            f"{m['achieved_ratio']:.4f} % of the {m.get('split', 'training')} split's uint8 clips"
+            if "achieved_ratio" in m
+            else None,
         ),
         ("stored latent bytes", m.get("stored_bytes")),
         (

@@ -45,12 +45,24 @@ def test_user_errors_are_one_paragraph_and_exit_2(argv, message, capsys):
         cli(["--debug", *argv])
 
 
-def test_a_cache_made_with_other_settings_is_a_plain_error(tmp_path, capsys):
+def test_a_cache_made_with_other_settings_is_a_plain_error_naming_the_setting(tmp_path, capsys):
     base = ["encode", "--source", PROCEDURAL, "--codec", "pixel", "--num_workers", "0", "--num_frames", "4"]
     assert cli([*base, "--size", "32", "--output_dir", str(tmp_path / "c")]) == 0
     assert cli([*base, "--size", "16", "--output_dir", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
-    assert "holds a cache made with other settings" in err and "--overwrite" in err and "Traceback" not in err
+    assert "holds a cache made with other settings (clip.size: 32 there vs 16 now)" in err and "Traceback" not in err
+    # distill finds the same conflict in its dry run, before any encoding, and names no option it lacks
+    argv = ["distill", "--source", PROCEDURAL, "--ratio", "k1", "--output", str(tmp_path / "s"), *TINY]
+    assert cli([*argv, "--size", "16", "--cache_dir", str(tmp_path / "c"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "clip.size: 32 there vs 16 now" in err and "compressa encode --overwrite" in err
+
+
+def test_misspelled_and_abbreviated_options_are_refused(capsys):
+    assert cli(["distill", "--source", PROCEDURAL, "--ration", "k1"]) == 2
+    assert "unknown option(s) ['--ration', 'k1']; `compressa distill --help`" in capsys.readouterr().err
+    assert cli(["distill", "--source", PROCEDURAL, "--ratio", "k1", "--num_frame", "4", "--dry-run"]) == 2
+    assert "unknown option(s) ['--num_frame', '4']" in capsys.readouterr().err
 
 
 def _videofolder(root, classes=("Jump", "Run", "Sit"), empty_in_train=("Sit",)) -> None:
@@ -68,7 +80,9 @@ def test_a_class_without_clips_is_named_and_can_be_dropped(tmp_path, capsys):
     argv = ["distill", "--source", str(tmp_path / "vf"), "--ratio", "k1", "--output", str(tmp_path / "s"), *TINY]
     assert cli([*argv, "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "1 of 3 classes have no video in the split: 2 ('Sit')" in err and "--drop_empty_classes" in err
+    assert "1 of 3 classes have no video in the split: 'Sit' (label 2)" in err and "--drop_empty_classes" in err
+    assert cli(argv) == 2  # the real run stops before encoding anything
+    assert "'Sit' (label 2)" in capsys.readouterr().err and not os.path.exists(os.environ["COMPRESSA_CACHE"])
 
     assert cli([*argv, "--drop_empty_classes", "--preview", "false"]) == 0
     from compressa_hf.store import load_config, read_meta
@@ -78,6 +92,12 @@ def test_a_class_without_clips_is_named_and_can_be_dropped(tmp_path, capsys):
     assert "classes left out (no readable clip in the split)**: Sit" in (tmp_path / "s" / "README.md").read_text()
     ds = load_config(str(tmp_path / "s"), "ratio_k1", cache_dir=str(tmp_path / "hf"))
     assert ds.features["label"].names == ["Jump", "Run"] and sorted(ds["label"]) == [0, 0, 1, 1]
+
+    # Another split gets its own config, named by the split; the train config stays as it was.
+    assert cli([*argv, "--split", "test", "--preview", "false"]) == 0
+    metas = read_meta(tmp_path / "s")
+    assert sorted(metas) == ["ratio_k1", "test_ratio_k1"] and metas["ratio_k1"]["split"] == "train"
+    assert "of the test split's uint8 clips" in (tmp_path / "s" / "README.md").read_text()
 
 
 def _partial_hmdb51(root) -> None:
@@ -99,7 +119,7 @@ def test_a_partial_download_plans_on_existing_clips_and_names_empty_classes(tmp_
     source = f"hmdb51:root={tmp_path / 'hmdb51'}"
     argv = ["distill", "--source", source, "--ratio", "k1", "--output", str(tmp_path / "s"), *TINY]
     assert cli([*argv, "--dry-run"]) == 2
-    assert "1 of 3 classes have no video in the split: 2 ('wave')" in capsys.readouterr().err
+    assert "1 of 3 classes have no video in the split: 'wave' (label 2)" in capsys.readouterr().err
     caplog.clear()
     assert cli([*argv, "--dry-run", "--drop_empty_classes"]) == 0
     out = capsys.readouterr().out

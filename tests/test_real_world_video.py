@@ -345,7 +345,7 @@ def test_a_split_without_labelled_rows_is_refused_naming_split_and_column(tmp_pa
 def test_class_errors_name_the_class():
     from compressa_hf.distill.budget import counts_per_class
 
-    with pytest.raises(ValueError, match=r"1 of 3 classes have no video in the split: 1 \('Run'\)"):
+    with pytest.raises(ValueError, match=r"1 of 3 classes have no video in the split: 'Run' \(label 1\)"):
         counts_per_class([0, 2, 2], ["Jump", "Run", "Sit"])
     assert counts_per_class([0, 1, 2, 2], ["Jump", "Run", "Sit"]) == [1, 1, 2]
 

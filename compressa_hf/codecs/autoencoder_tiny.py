@@ -72,8 +72,12 @@ class DiffusersTinyCodec(LatentCodec):
         reachable Hub gets the real download. `revision` (a branch, tag or commit) pins the Hub weights; the commit
         actually loaded is kept in `.revision` so that a card can pin it for its readers.
         """
+        import warnings
+
         from diffusers import AutoencoderTiny
 
+        # diffusers passes huggingface_hub an argument it deprecated; the warning says nothing to our users.
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
         folder = Path(hub_id_or_folder).expanduser()
         if folder.is_dir():
             vae = AutoencoderTiny.from_pretrained(str(folder), torch_dtype=dtype)

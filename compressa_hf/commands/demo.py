@@ -60,7 +60,7 @@ class DemoConfig:
 def make_parser():
     from trl import TrlParser
 
-    return TrlParser((DemoConfig,), prog="compressa demo")
+    return TrlParser((DemoConfig,), prog="compressa demo", allow_abbrev=False)
 
 
 def codec_psnr(cache_dir: str, codec, max_clips: int = 4) -> float:

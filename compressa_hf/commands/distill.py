@@ -40,7 +40,8 @@ class DistillArguments:
         split: Split to distil.
         dtype: Latent storage dtype: `uint8` (TAESD scaling), `float16`, or `auto` (uint8 unless float16 fits the
             same plan).
-        config_name: Config name in the repo (default `ratio_<ratio>`).
+        config_name: Config name in the repo (default `ratio_<ratio>`, `<split>_ratio_<ratio>` for a split other than
+            train). Writing a config that exists replaces it (logged); other configs are never touched.
         work_dir: Checkpoints and the run summary (default `<output>.work`).
         cache_dir: Latent cache folder; default: the shared cache for these settings, which `compressa encode` and
             `compressa evaluate` reuse too (`compressa_hf.cache.cache_home`).
@@ -98,7 +99,7 @@ def make_parser():
 
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
 
-    return TrlParser((DistillArguments, VideoCompressaConfig), prog="compressa distill")
+    return TrlParser((DistillArguments, VideoCompressaConfig), prog="compressa distill", allow_abbrev=False)
 
 
 def class_space(labels: list[int], class_names: list[str], drop_empty: bool) -> tuple[list[int], list[str], list[str]]:
@@ -177,7 +178,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
+    from compressa_hf.cache import EncodeConfig, LatentCache, cache_meta, encode_split, refuse_other_settings
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.codecs.base import latents_to_uint8
     from compressa_hf.distill.methods.base import choose_videos
@@ -193,11 +194,25 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     codec = load_default_codec(dtype=dtype) if args.codec == "default" else load_codec(args.codec, dtype=dtype)
     source = parse_source_spec(args.source)
 
+    enc = EncodeConfig(
+        source=args.source,
+        output_dir=args.cache_dir,
+        split=args.split,
+        codec=codec.codec_id,
+        num_frames=args.num_frames,
+        size=args.size,
+        policy=args.policy,
+        seed=vc_cfg.seed,
+        num_workers=args.num_workers,
+        dtype=args.codec_dtype,
+    )
+    # What can be checked before any encoding is: the classes of the clips that exist, the plan, a given cache folder.
+    refs, missing = source.list_clips(args.split), source.missing_clips(args.split)
+    labels, class_names, dropped = class_space([r.label for r in refs], source.class_names, args.drop_empty_classes)
+    if args.cache_dir is not None:
+        refuse_other_settings(args.cache_dir, cache_meta(enc, source, codec, refs))
+
     if args.dry_run:
-        refs, missing = source.list_clips(args.split), source.missing_clips(args.split)
-        labels, class_names, dropped = class_space(
-            [r.label for r in refs], source.class_names, args.drop_empty_classes
-        )
         plan = plan_for(args, vc_cfg.frames_per_video, labels, class_names, codec.latent_shape(args.size, args.size))
         text = plan.describe()
         if missing:
@@ -217,18 +232,6 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "dropped_classes": dropped,
         }
 
-    enc = EncodeConfig(
-        source=args.source,
-        output_dir=args.cache_dir,
-        split=args.split,
-        codec=codec.codec_id,
-        num_frames=args.num_frames,
-        size=args.size,
-        policy=args.policy,
-        seed=vc_cfg.seed,
-        num_workers=args.num_workers,
-        dtype=args.codec_dtype,
-    )
     cache_summary = encode_split(enc, codec=codec, source=source)
     cache = LatentCache(cache_summary["output_dir"])
     labels_all, class_names, dropped = class_space(
@@ -241,7 +244,9 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     latents, _ = cache.load_latents()
     latents, labels = latents[keep], torch.tensor(labels_all)[keep]
     vc_cfg = dataclasses.replace(vc_cfg, frames_per_video=plan.frames_per_video)
-    name = args.config_name or config_name_for_ratio(args.ratio if args.ratio is not None else plan.achieved_ratio)
+    name = args.config_name or config_name_for_ratio(
+        args.ratio if args.ratio is not None else plan.achieved_ratio, args.split
+    )
     accelerator = Accelerator(cpu=not torch.cuda.is_available()) if state.num_processes > 1 else None
     result = distill(
         latents,
@@ -276,7 +281,8 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "codec_id": codec.codec_id,
             "codec_revision": getattr(codec, "revision", None),
             "latent_scaling": (
-                "uint8 = round(255 * clamp(z / 6 + 0.5, 0, 1)) (TAESD); z = (q / 255 - 0.5) * 6"
+                "uint8 = round(255 * clamp(z / 6 + 0.5, 0, 1)) (TAESD's 8-bit convention, for every codec); "
+                "z = (q / 255 - 0.5) * 6"
                 if plan.dtype == "uint8"
                 else "raw latents"
             ),

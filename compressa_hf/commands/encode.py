@@ -19,7 +19,7 @@ def make_parser():
 
     from compressa_hf.cache import EncodeConfig
 
-    return TrlParser((EncodeConfig,), prog="compressa encode")
+    return TrlParser((EncodeConfig,), prog="compressa encode", allow_abbrev=False)
 
 
 def main(argv: list[str] | None = None) -> int:

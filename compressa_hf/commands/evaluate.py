@@ -23,7 +23,7 @@ def make_parser():
     from compressa_hf.evaluate.runner import EvaluateArguments
     from compressa_hf.evaluate.train import TrainConfig
 
-    return TrlParser((EvaluateArguments, TrainConfig), prog="compressa evaluate")
+    return TrlParser((EvaluateArguments, TrainConfig), prog="compressa evaluate", allow_abbrev=False)
 
 
 def main(argv: list[str] | None = None) -> int:

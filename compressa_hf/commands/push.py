@@ -33,7 +33,7 @@ class PushArguments:
 def make_parser():
     from trl import TrlParser
 
-    return TrlParser((PushArguments,), prog="compressa push")
+    return TrlParser((PushArguments,), prog="compressa push", allow_abbrev=False)
 
 
 def main(argv: list[str] | None = None) -> int:

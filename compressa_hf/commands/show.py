@@ -43,7 +43,7 @@ class ShowConfig:
 def make_parser():
     from trl import TrlParser
 
-    return TrlParser((ShowConfig,), prog="compressa show")
+    return TrlParser((ShowConfig,), prog="compressa show", allow_abbrev=False)
 
 
 def _border(img: np.ndarray, color=(230, 30, 30), width: int = 3) -> np.ndarray:

@@ -43,7 +43,7 @@ def counts_per_class(labels: Sequence[int], class_names: Sequence[str], hint: st
     counts = [0] * len(class_names)
     for y in labels:
         counts[int(y)] += 1
-    missing = [f"{c} ({name!r})" for c, name in enumerate(class_names) if counts[c] == 0]
+    missing = [f"{name!r} (label {c})" for c, name in enumerate(class_names) if counts[c] == 0]
     if missing:
         raise ValueError(
             f"{len(missing)} of {len(class_names)} classes have no video in the split: {', '.join(missing[:10])}"
@@ -166,11 +166,11 @@ class BudgetPlan:
             else f"{self.total_videos} of {self.num_videos} videos (<= {max(self._counts(), default=0)} per class)"
         )
         lines = [
-            f"ratio {self.ratio}% of {self.num_videos} clips x {self.num_frames} x 3 x {h} x {w} uint8 "
+            f"ratio {self.ratio:.6g}% of {self.num_videos} clips x {self.num_frames} x 3 x {h} x {w} uint8 "
             f"= {self.budget_bytes:,} of {self.full_bytes:,} bytes",
             f"plan: K={self.frames_per_video} frame(s) per video for {kept}, latents {tuple(self.latent_shape)} "
             f"as {self.dtype} ({self.bytes_per_frame:,} bytes/frame)",
-            f"stored {self.stored_bytes:,} bytes = {self.achieved_ratio:.4f}% (requested {self.ratio}%)",
+            f"stored {self.stored_bytes:,} bytes = {self.achieved_ratio:.4f}% (requested {self.ratio:.6g}%)",
             f"Qwen2.5-VL visual tokens per sample: {self.visual_tokens_per_sample}",
         ]
         if self.next_frames_ratio is not None:
@@ -258,10 +258,12 @@ def plan_budget(
         chosen = "float16"  # same K and videos at higher precision costs nothing
     if cap is not None and cap < 1:
         one_each = ratio_for_frames(k, num_frames, (h, w), latent_shape, chosen) * len(counts) / num_videos
+        ways = ["fewer frames per video"] if k > 1 else []
+        ways += ["uint8 storage (--dtype uint8)"] if chosen != "uint8" else []
         raise ValueError(
-            f"ratio {ratio}% ({budget_bytes:,} bytes) cannot hold {k} {chosen} latent frame(s) for one video of "
-            f"each of the {len(counts)} classes; the smallest ratio that can is {float(one_each):.6f}% "
-            f"(or use dtype='uint8' / fewer frames per video)"
+            f"ratio {float(exact_ratio):.6g}% ({budget_bytes:,} bytes) cannot hold {k} {chosen} latent frame(s) for "
+            f"one video of each of the {len(counts)} classes; the smallest ratio that can is {float(one_each):.6f}%"
+            + (f" (or use {' / '.join(ways)})" if ways else "")
         )
     kept = counts if cap is None else [min(cap, n) for n in counts]
     per_frame = math.prod(latent_shape) * DTYPE_BYTES[chosen]
