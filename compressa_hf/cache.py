@@ -12,9 +12,9 @@ Layout of a cache folder::
 
 Caches are shared: by default a cache lives in one folder under `cache_home()` (`$COMPRESSA_CACHE`, else the user's
 cache dir, as `datasets` and `huggingface_hub` keep theirs), named by a digest of what determines its bytes (the
-source's identity, split, clip sampling, codec, its dtype, shard size, clip limit, clip count, format). So
-`compressa encode`, `distill` and `evaluate` with the same settings encode a split once and then reuse it; a run
-with other settings gets its own folder. `--output_dir` puts a cache where you say instead.
+source's identity, split, its clips (ids and labels), clip sampling, codec, its dtype, shard size, clip limit,
+format). So `compressa encode`, `distill` and `evaluate` with the same settings encode a split once and then reuse
+it; a run with other settings gets its own folder. `--output_dir` puts a cache where you say instead.
 
 Shard k always holds the clips at positions [k * shard_size, (k + 1) * shard_size) of the source's deterministic
 clip list, whatever the number of processes: rank r encodes the shards k with k % world_size == r. A shard is
@@ -26,6 +26,7 @@ metadata, so merging ranks is reading files, and every clip lands exactly once.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -112,7 +113,6 @@ def cache_home() -> str:
 
 def shared_cache_dir(meta: dict) -> str:
     """The shared cache folder for a cache's metadata: `<cache_home>/latents/<source>-<split>-<digest of identity>`."""
-    import hashlib
     import re
 
     identity = json.dumps({k: meta.get(k) for k in _IDENTITY_KEYS}, sort_keys=True, default=str)
@@ -146,6 +146,7 @@ _IDENTITY_KEYS = (
     "max_clips",
     "dtype",
     "num_clips",
+    "clips_digest",
 )
 
 
@@ -234,6 +235,8 @@ def cache_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
         "max_clips": cfg.max_clips,
         "dtype": cfg.dtype,
         "num_clips": len(refs),
+        # Which clips, not only how many: a clip swapped for another (or relabelled) is another cache.
+        "clips_digest": hashlib.sha256(json.dumps([[r.clip_id, r.label] for r in refs]).encode()).hexdigest()[:16],
     }
 
 

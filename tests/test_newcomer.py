@@ -58,6 +58,22 @@ def test_a_cache_made_with_other_settings_is_a_plain_error_naming_the_setting(tm
     assert "clip.size: 32 there vs 16 now" in err and "compressa encode --overwrite" in err
 
 
+def test_the_shared_cache_follows_the_list_of_clips(tmp_path, capsys):
+    _videofolder(tmp_path / "vf", empty_in_train=())
+    argv = ["encode", "--source", str(tmp_path / "vf"), "--codec", "pixel", "--num_workers", "0", "--size", "16"]
+
+    def encode() -> dict:
+        assert cli(argv) == 0
+        return json.loads(capsys.readouterr().out)
+
+    first, again = encode(), encode()
+    assert again["output_dir"] == first["output_dir"] and again["this_pass"]["main_process"]["clips"] == 0
+    # The same number of clips, one of them another file: another cache, encoded again.
+    os.rename(tmp_path / "vf" / "train" / "Run" / "clip1.mp4", tmp_path / "vf" / "train" / "Run" / "clip9.mp4")
+    moved = encode()
+    assert moved["output_dir"] != first["output_dir"] and moved["this_pass"]["main_process"]["clips"] == 6
+
+
 def test_misspelled_and_abbreviated_options_are_refused(capsys):
     assert cli(["distill", "--source", PROCEDURAL, "--ration", "k1"]) == 2
     assert "unknown option(s) ['--ration', 'k1']; `compressa distill --help`" in capsys.readouterr().err
