@@ -141,6 +141,7 @@ def test_a_partial_download_plans_on_existing_clips_and_names_empty_classes(tmp_
     out = capsys.readouterr().out
     plan = json.loads(out[out.index("\n{") + 1 :])  # the JSON summary after the plan text
     assert plan["clips"] == 4 and plan["missing_clips"] == 5 and plan["dropped_classes"] == ["wave"]
+    assert plan["class_names"] == ["brush_hair", "climb"] and plan["plan"]["videos_per_class"] == [2, 2]
     assert plan["plan"]["num_videos"] == 4
     warnings = [r.getMessage() for r in caplog.records if "listed clips are not under" in r.getMessage()]
     assert len(warnings) == 1 and "5 of 9" in warnings[0]  # one line, not one per missing file

@@ -227,6 +227,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "plan": plan.to_dict(),
             "plan_text": text,
             "codec_id": codec.codec_id,
+            "class_names": class_names,  # the order of the plan's videos_per_class
             "clips": len(refs),
             "missing_clips": len(missing),
             "dropped_classes": dropped,
