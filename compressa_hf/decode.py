@@ -218,13 +218,6 @@ def _probe(video: Video, path: str, start_sec: float | None, end_sec: float | No
     return VideoInfo(num_frames=n, fps=float(fps))
 
 
-def count_frames(
-    video: Video, start_sec: float | None = None, end_sec: float | None = None, name: str | None = None
-) -> int:
-    """`probe(...).num_frames`."""
-    return probe(video, start_sec, end_sec, name).num_frames
-
-
 def _display_matrix(frame) -> np.ndarray | None:
     """The frame's 3x3 display matrix (FFmpeg's int32 layout, 16.16 fixed point), or None."""
     for side_data in frame.side_data:

@@ -110,12 +110,12 @@ def class_space(labels: list[int], class_names: list[str], drop_empty: bool) -> 
     """
     from compressa_hf.distill.budget import counts_per_class
 
-    counts = [0] * len(class_names)
-    for y in labels:
-        counts[y] += 1
     if not drop_empty:
         counts_per_class(labels, class_names, hint="or pass --drop_empty_classes to leave them out")
         return list(labels), list(class_names), []
+    counts = [0] * len(class_names)
+    for y in labels:
+        counts[y] += 1
     kept = [c for c, n in enumerate(counts) if n > 0]
     if not kept:
         raise ValueError("no class has a clip in the split; nothing to distil")

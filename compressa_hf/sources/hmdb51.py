@@ -10,13 +10,10 @@ the split files in alphabetical order, the order every published HMDB51 label ma
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 
 from compressa_hf.sources.base import ClipRef, SourceError, VideoSource
-
-logger = logging.getLogger(__name__)
 
 SPLIT_IDS = (1, 2, 3)
 SPLITS_DIR_NAME = "testTrainMulti_7030_splits"

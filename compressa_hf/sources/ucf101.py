@@ -12,12 +12,9 @@ published results. The split files spell one class differently from the folder o
 
 from __future__ import annotations
 
-import logging
 import os
 
 from compressa_hf.sources.base import ClipRef, SourceError, VideoSource
-
-logger = logging.getLogger(__name__)
 
 FOLDS = (1, 2, 3)
 VIDEO_DIR_NAMES = ("UCF-101", "UCF101", "videos")
