@@ -9,6 +9,7 @@ Modules are imported on first use, so listing the registry is cheap.
 | videocompressa | ours | K optimised latent frames per video (Gumbel scorer + latents + guide, jointly) |
 | scorer_only | selection | K cached latent frames per video chosen by the Gumbel scorer trained without latent updates |
 | uniform | selection | K uniformly spaced cached latent frames per video |
+| random_frame | selection | K random cached latent frames per video (the selection floor) |
 | pixel_diff | selection | the K frames with the largest pixel change from the previous frame |
 | avs | selection | adaptive video sampling: shot-boundary scores, NMS, top-K, in time order |
 | random | coreset | all T latent frames of random whole clips |
@@ -31,6 +32,7 @@ METHODS: dict[str, str] = {
     "videocompressa": "compressa_hf.distill.methods.videocompressa",
     "scorer_only": "compressa_hf.distill.methods.scorer_only",
     "uniform": "compressa_hf.distill.methods.uniform",
+    "random_frame": "compressa_hf.distill.methods.random_frame",
     "pixel_diff": "compressa_hf.distill.methods.pixel_diff",
     "avs": "compressa_hf.distill.methods.avs",
     "random": "compressa_hf.distill.methods.random_coreset",
@@ -51,13 +53,19 @@ def get_method(name: str) -> ModuleType:
 
 
 def compress(name: str, ctx: MethodContext) -> CompressedSet:
-    """Run method `name` on `ctx`; the result's stored bytes are checked against the budget."""
+    """Run method `name` on `ctx`; the result's stored bytes are checked against the budget, and
+    `info["diagnostics"]` gets `compressa_hf.distill.diagnostics.set_diagnostics` (drift from the cached latents in
+    storage steps, decoded PSNR, overlap with uniform K) for sets of real frames."""
+    from compressa_hf.distill.diagnostics import set_diagnostics
     from compressa_hf.distill.methods.base import check_budget
 
     cset = get_method(name).compress(ctx)
     if cset.method != name:
         raise AssertionError(f"method {name!r} returned a set labelled {cset.method!r}")
-    return check_budget(cset, ctx.budget_bytes) if name != "full" else cset
+    if name == "full":
+        return cset
+    cset.info["diagnostics"] = set_diagnostics(cset, ctx.latents, ctx.codec)
+    return check_budget(cset, ctx.budget_bytes)
 
 
 __all__ = ["METHODS", "CompressedSet", "MethodContext", "compress", "get_method"]

@@ -1,0 +1,82 @@
+"""What a compressed set did to the frames it keeps: how far its latents moved from the cached ones (in storage
+steps and as decoded PSNR) and how much its choice of frames overlaps the uniform one.
+
+Why these: a latent refinement below the storage's resolution is a no-op once the set is written, whatever its
+loss curve says, so drift is counted on the stored grid: one step of uint8 storage is 2 x 3 / 255 = 0.0235 of a raw
+latent (`compressa_hf.codecs.base`: latents in [-3, 3] mapped to 0..255). Float16 sets are counted on the same
+uint8 grid, so their numbers compare with uint8 sets (a float16 set can move by less than one step). The overlap
+with uniform says whether a learnt selector chose anything uniform would not have.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from compressa_hf.clips import uniform_indices
+from compressa_hf.codecs.base import latents_to_uint8
+
+
+def latent_drift(original: torch.Tensor, refined: torch.Tensor) -> dict[str, float]:
+    """Drift of `refined` from `original` (same shape, raw latents) in uint8 storage steps.
+
+    Returns `mean_steps`, `p99_steps`, `max_steps` (over every stored value) and `share_changed` (values moved by
+    at least one step), plus `mean_abs` in raw latent units. Raises ValueError on a shape mismatch.
+    """
+    if original.shape != refined.shape:
+        raise ValueError(f"original {tuple(original.shape)} and refined {tuple(refined.shape)} latents differ")
+    if original.numel() == 0:
+        return {"mean_steps": 0.0, "p99_steps": 0.0, "max_steps": 0.0, "share_changed": 0.0, "mean_abs": 0.0}
+    steps = (latents_to_uint8(refined).int() - latents_to_uint8(original).int()).abs().flatten().float()
+    return {
+        "mean_steps": float(steps.mean()),
+        "p99_steps": float(torch.quantile(steps[: 2**24], 0.99)),  # quantile's input limit; a prefix suffices
+        "max_steps": float(steps.max()),
+        "share_changed": float((steps >= 1).float().mean()),
+        "mean_abs": float((refined.float() - original.float()).abs().mean()),
+    }
+
+
+@torch.no_grad()
+def decoded_psnr(codec, original: torch.Tensor, refined: torch.Tensor, batch: int = 256) -> float | None:
+    """Mean PSNR (dB, frames in [0, 1]) of the decoded `refined` latent frames against the decoded `original` ones,
+    over frames whose latents differ; None when no frame differs (the PSNR would be infinite)."""
+    flat_o, flat_r = original.flatten(0, -4), refined.flatten(0, -4)
+    differ = (flat_o != flat_r).flatten(1).any(dim=1)
+    if not differ.any():
+        return None
+    device = getattr(codec, "device", None) or next(codec.parameters()).device
+    values = []
+    for o, r in zip(torch.split(flat_o[differ], batch), torch.split(flat_r[differ], batch)):
+        a = codec.decode(o.to(device)).float().clamp(0, 1)
+        b = codec.decode(r.to(device)).float().clamp(0, 1)
+        mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+        values.append((10 * torch.log10(1 / mse)).cpu())
+    return float(torch.cat(values).mean())
+
+
+def uniform_overlap(frame_indices: torch.Tensor, num_frames: int) -> float:
+    """Share of kept frames `(M, K)` (positions among `num_frames`) that uniform K would also keep."""
+    m, k = frame_indices.shape
+    if m == 0:
+        return math.nan
+    uniform = torch.zeros(num_frames, dtype=torch.bool)
+    uniform[uniform_indices(num_frames, k)] = True
+    return float(uniform[frame_indices].float().mean())
+
+
+def set_diagnostics(cset, cache_latents: torch.Tensor, codec=None) -> dict[str, float | None]:
+    """Diagnostics of a `CompressedSet` whose rows start from real cached frames (`source_videos >= 0` and
+    `frame_indices`): drift of its latents (as read back from storage) from the cached latents at those frames,
+    decoded PSNR (when `codec` is given) and the overlap with uniform K. Empty for pixel sets or synthetic rows."""
+    if cset.latents is None or cset.frame_indices is None or cset.source_videos is None:
+        return {}
+    if (cset.source_videos < 0).any():
+        return {}
+    original = cache_latents[cset.source_videos[:, None], cset.frame_indices].float()
+    out: dict[str, float | None] = {f"drift_{k}": v for k, v in latent_drift(original, cset.latents).items()}
+    if codec is not None:
+        out["decoded_psnr_db"] = decoded_psnr(codec, original, cset.latents.float())
+    out["uniform_overlap"] = uniform_overlap(cset.frame_indices, int(cache_latents.shape[1]))
+    return out
