@@ -20,7 +20,10 @@ import sys
 # name -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("compressa_hf.commands.encode", "stage 1: encode every sampled frame of a split into a latent cache"),
-    "distill": ("compressa_hf.commands.distill", "distil a split into K latent keyframes per video (VideoCompressa)"),
+    "distill": (
+        "compressa_hf.commands.distill",
+        "distil a split into K latent keyframes per video (VideoCompressa, or any method with --method)",
+    ),
     "evaluate": (
         "compressa_hf.commands.evaluate",
         "train networks from scratch on every method's set at equal bytes; Table-1-style report",

@@ -55,8 +55,12 @@ class DistilledConfig:
         frame_indices: (N, K) source-frame index of each kept latent frame, ascending.
         timestamps: (N, K) seconds of each kept frame from the first frame of its source stream.
         fps: (N,) the real average frame rate of each video's source stream.
+            Rows a method synthesised without a source clip carry nominal indices, timestamps and fps instead (the
+            caller says how in `meta["rows"]`, which the card prints), so they still read as Qwen-VL videos.
         class_names: Label names in label order.
-        meta: Card facts: source, split, method, codec_id, latent scaling, ratio numbers, seed, command, ...
+        meta: Card facts: source, split, method (+ `method_kind`, `method_options`), codec_id, latent scaling,
+            ratio numbers (`stored_bytes`, `budget_bytes`; `published_note` when the rows' latents are not the
+            bytes the method stores), what the rows are (`rows`), seed, command, ...
         previews: Optional PNG bytes per video (the decoded K keyframes as one strip) for the Hub's dataset viewer;
             stored in a `preview` Image column, their bytes reported apart and never counted in the ratio.
     """
@@ -214,12 +218,20 @@ def _yaml_header(metas: dict[str, dict]) -> str:
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
 
 
+def _options_text(options: dict) -> str:
+    """`key=value, ...` of a method's options, or a plain "none" when it has none."""
+    return ", ".join(f"{k}={v}" for k, v in options.items()) if options else "none (the method has no options)"
+
+
 def _config_section(name: str, m: dict) -> str:
     lines = [f"## `{name}`", ""]
     facts = [
         ("source dataset", m.get("source")),
         ("split", m.get("split")),
         ("method", m.get("method")),
+        ("method kind", m.get("method_kind")),
+        ("method options", _options_text(m["method_options"]) if "method_options" in m else None),
+        ("rows", m.get("rows")),
         ("frames kept per video (K)", m.get("frames_per_video")),
         ("frame sampling of the source clips (T per clip)", m.get("sampling")),
         ("source frame rates (fps)", ", ".join(f"{f:g}" for f in m.get("source_fps", [])) or None),
@@ -238,7 +250,13 @@ def _config_section(name: str, m: dict) -> str:
             if "achieved_ratio" in m
             else None,
         ),
-        ("stored latent bytes", m.get("stored_bytes")),
+        (
+            "stored bytes (what the ratio counts)",
+            f"{m['stored_bytes']:,}" + (f" of a {m['budget_bytes']:,}-byte budget" if m.get("budget_bytes") else "")
+            if m.get("stored_bytes") is not None
+            else None,
+        ),
+        ("published latent bytes", m.get("published_note")),
         (
             "preview column",
             f"{m['preview_bytes']:,} bytes of PNG strips for the dataset viewer, not counted in the ratio"

@@ -1,4 +1,5 @@
-"""Distil a labelled video split into K latent keyframes per video (VideoCompressa) and write a Hub dataset repo.
+"""Distil a labelled video split with a method of the registry (VideoCompressa by default) and write a Hub dataset
+repo.
 
 Usage:
     compressa distill --source ../shared/data/arid6 --ratio 0.41 --output outputs/arid6_distilled \
@@ -7,12 +8,39 @@ Usage:
     compressa distill ... --resume                                                    # after a kill
     accelerate launch --multi_gpu --num_processes 2 -m compressa_hf.cli distill --source ... --ratio ... --output ...
 
+    # the set that wins `compressa evaluate` on your data, published the same way (config `<method>_ratio_<r>`):
+    compressa distill --source path/to/clips --ratio k1 --output outputs/my_distilled --method uniform
+    compressa distill --source path/to/clips --ratio k1 --output outputs/my_distilled --method dm \
+        --method_options iterations=500,lr=0.01
+    compressa distill ... --method lvdd --method_options methods.yaml   # {select: kmeans} or evaluate's {lvdd: {...}}
+
 Steps: (1) the latent cache of the split (stage 1, resumable; the shared cache, so a split encoded before with the
 same settings is not encoded again); (2) the budget plan: the
 ratio buys K frames per video for some videos per class as uint8 or float16 latents; when it buys fewer videos
 than the split has, a seeded random subset per class is kept (the coreset step); (3) joint optimisation of the
 latents, the frame scorer and a guide network (`compressa_hf.distill.videocompressa`), checkpointed; (4) top-K
 frames per video written as config `ratio_<r>` of the repo at `--output`. A JSON summary ends the run.
+
+Other methods (`--method NAME`, any of `compressa_hf.distill.methods.METHODS` but `full`) replace steps (2)-(3) by
+`methods.compress(NAME, ...)` at the same budget, exactly as `compressa evaluate` runs them, and write config
+`<NAME>_ratio_<r>` (`<NAME>_<split>_ratio_<r>` for another split). Their options come from `--method_options`: a
+YAML/JSON file holding `{option: value}` (or `compressa evaluate --method_config`'s `{method: {option: value}}`, of
+which the entry of NAME is used), or inline `key=value,...`; an unknown key is an error naming the method.
+`videocompressa` and `scorer_only` take `VideoCompressaConfig`'s flags instead (`--passes 6`), and those flags are
+an error with any other method, except `--seed`, which seeds every method. Pixel methods (`pixel_diff`, `avs`, the
+proxy training of `herding` / `forgetting` / `grand`) decode the real clips once, in the cache's order, into
+`<work_dir>/pixels_<cache>.safetensors`; the others never decode a clip. Only VideoCompressa's checkpoints resume
+(`scorer_only` resumes its scorer with `--resume`); the other methods recompute, which is cheap.
+
+What a row is depends on the method, and the card says it (`rows`): rows with a source clip (selection, coresets,
+and DM / LVDD, whose clips start from or reconstruct one) keep the clip's id, the kept frames' source indices,
+timestamps and the real fps, as VideoCompressa's rows do; a row a method makes without any source clip is named
+`synthetic_<label>_<i>` and gets nominal `frame_indices` / `timestamps` / `fps` (its frames' positions among T
+spread like the source's median clip, at the source's median fps), so it still decodes into a Qwen-VL chat sample.
+The rows always hold latents (K x C x h x w) at the run's storage dtype. LVDD stores Tucker / PCA factors instead
+of latent frames: its rows hold the clips read back from those factors (what a network trains on), rounded to that
+dtype, and the card states both its budgeted stored bytes and the larger bytes the rows take. `full`, the
+uncompressed reference, is refused: publish the source split itself.
 """
 
 from __future__ import annotations
@@ -22,16 +50,33 @@ import logging
 import os
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
 
+FULL_REFUSAL = (
+    "--method full is the uncompressed reference (every real frame of every clip as pixels, 100 % of the split's "
+    "bytes): there is nothing to distil, and its rows would not be latents. Publish the source split itself (e.g. "
+    "`datasets.load_dataset('videofolder', data_dir=...).push_to_hub(...)`), or pick a method that compresses"
+)
+
+
 @dataclass
 class DistillArguments:
-    """Arguments of `compressa distill` besides the method's hyperparameters (`VideoCompressaConfig`).
+    """Arguments of `compressa distill` besides VideoCompressa's hyperparameters (`VideoCompressaConfig`).
 
     Args:
+        method: Method of the registry (`compressa_hf.distill.methods.METHODS`) whose set is written; `full` (the
+            uncompressed reference) is refused. See the module docstring for what rows each kind gives.
+        method_options: Options of a method other than videocompressa / scorer_only: a YAML/JSON file
+            (`{option: value}`, or `{method: {option: value}}` as `compressa evaluate --method_config` takes) or
+            inline `key=value,...` (numbers, true/false and none are read as such). Unknown keys are errors naming
+            the method.
         source: Source spec (a `videofolder` path or `name:key=value,...`).
         output: Distilled set folder (a Hub dataset repo layout; other configs in it are kept).
         ratio: Storage budget: a percent of the split's uint8 T x 3 x H x W clips (`0.52`), or `k<K>` for exactly K
@@ -60,6 +105,10 @@ class DistillArguments:
     """
 
     source: str = field(default="procedural", metadata={"help": "Source spec."})
+    method: str = field(default="videocompressa", metadata={"help": "Method of the registry (not `full`)."})
+    method_options: str | None = field(
+        default=None, metadata={"help": "Options of a non-VideoCompressa method: a YAML/JSON file or key=value,..."}
+    )
     output: str = field(default="outputs/distilled", metadata={"help": "Distilled set folder (Hub repo layout)."})
     ratio: str | None = field(
         default=None, metadata={"help": "Budget: percent of the split's uint8 clips (0.52), or k<K> (k1)."}
@@ -83,6 +132,12 @@ class DistillArguments:
     private: bool = field(default=False, metadata={"help": "Private Hub repo."})
 
     def __post_init__(self):
+        from compressa_hf.distill.methods import METHODS
+
+        if self.method == "full":
+            raise ValueError(FULL_REFUSAL)
+        if self.method not in METHODS:
+            raise ValueError(f"unknown --method {self.method!r}; one of {sorted(m for m in METHODS if m != 'full')}")
         if self.ratio is not None:
             from compressa_hf.distill.budget import check_ratio_token
 
@@ -126,8 +181,13 @@ def class_space(labels: list[int], class_names: list[str], drop_empty: bool) -> 
     return [new[y] for y in labels], [class_names[c] for c in kept], dropped
 
 
-def plan_for(args: DistillArguments, frames_per_video: int | None, labels: list[int], class_names, latent_shape):
-    """The budget plan; `frames_per_video` fixes K (the method config's `--frames_per_video`), None lets it choose."""
+def plan_for(
+    args: DistillArguments, frames_per_video: int | None, labels: list[int], class_names, latent_shape, warn=True
+):
+    """The budget plan; `frames_per_video` fixes K (the method config's `--frames_per_video`), None lets it choose.
+
+    `warn` says so when the plan keeps a subset of the videos (not wanted for whole-clip plans, which always do).
+    """
     from compressa_hf.distill.budget import counts_per_class, plan_budget, ratio_for_frames, resolve_ratio
 
     counts = counts_per_class(labels, class_names)
@@ -139,7 +199,7 @@ def plan_for(args: DistillArguments, frames_per_video: int | None, labels: list[
         dtype = "uint8" if args.dtype == "auto" else args.dtype  # K fixed for every video: the ratio it costs
         ratio = ratio_for_frames(frames_per_video, args.num_frames, args.size, latent_shape, dtype)
     plan = plan_budget(ratio, counts, args.num_frames, args.size, latent_shape, frames_per_video, args.dtype)
-    if plan.coreset:
+    if plan.coreset and warn:
         every = ratio_for_frames(1, args.num_frames, args.size, latent_shape, plan.dtype)
         logger.warning(
             "--ratio %s keeps only %d of %d videos (a random subset per class); one %s latent frame of every video "
@@ -171,6 +231,289 @@ def _previews(stored, dtype: str, codec, batch: int = 64) -> list[bytes]:
     return out
 
 
+def _scalar(text: str):
+    """An inline option value: an int, a float, true/false, none, else the text itself."""
+    text = text.strip()
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_method_options(spec: str | None, method: str) -> dict:
+    """`--method_options` as `{option: value}` for `method` (see `DistillArguments.method_options`).
+
+    A file may hold `{option: value}` or, as `compressa evaluate --method_config` takes, `{method: {option: value}}`
+    (every key a registered method, every value a mapping), of which `method`'s entry is used. Strings that read as
+    numbers become numbers (YAML reads `1e-3` as a string). The keys are checked by the caller.
+    """
+    if not spec:
+        return {}
+    if os.path.isfile(spec):
+        import yaml
+
+        from compressa_hf.distill.methods import METHODS
+
+        with open(spec) as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise ValueError(f"--method_options {spec}: expected a mapping {{option: value}}, got {data!r:.200}")
+        if data and all(k in METHODS and isinstance(v, dict) for k, v in data.items()):
+            if method not in data:
+                raise ValueError(f"--method_options {spec} has options for {sorted(data)} but none for {method!r}")
+            data = data[method]
+        return {k: _scalar(v) if isinstance(v, str) else v for k, v in data.items()}
+    if "=" not in spec:
+        raise ValueError(f"--method_options {spec!r}: no such file, and not inline key=value,... options")
+    options = {}
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"--method_options {spec!r}: {item!r} is not key=value")
+        options[key.strip()] = _scalar(value)
+    return options
+
+
+def videocompressa_flags(vc_cfg) -> list[str]:
+    """The `VideoCompressaConfig` fields set away from their defaults, but `seed` (which every method uses)."""
+    default = type(vc_cfg)()
+    return [
+        f"--{f.name}"
+        for f in fields(vc_cfg)
+        if f.name != "seed" and getattr(vc_cfg, f.name) != getattr(default, f.name)
+    ]
+
+
+def method_options(args: DistillArguments, vc_cfg) -> tuple[str, dict]:
+    """(KIND, every option value) `--method` runs with; option errors name the method, before any compute."""
+    from compressa_hf.distill.methods import get_method
+    from compressa_hf.distill.methods.base import parse_options
+    from compressa_hf.distill.videocompressa import VideoCompressaConfig
+
+    module = get_method(args.method)
+    if args.ratio is None and args.method != "videocompressa":  # only videocompressa's plan takes K alone
+        raise ValueError(f"method {args.method!r} needs --ratio (a percent of the split's bytes, or k<K>)")
+    if module.Options is VideoCompressaConfig:
+        if args.method_options:
+            raise ValueError(
+                f"method {args.method!r} takes VideoCompressaConfig's flags (e.g. --passes 6), not --method_options"
+            )
+        return module.KIND, asdict(vc_cfg)
+    flags = videocompressa_flags(vc_cfg)
+    if flags:
+        raise ValueError(
+            f"{', '.join(flags)} belong to videocompressa (VideoCompressaConfig), not to method {args.method!r}; "
+            f"pass its options with --method_options (known: {sorted(f.name for f in fields(module.Options))})"
+        )
+    options = parse_options(module.Options, read_method_options(args.method_options, args.method), args.method)
+    return module.KIND, asdict(options)
+
+
+def config_name(args: DistillArguments, ratio) -> str:
+    """`--config_name`, else `ratio_<r>` for videocompressa and `<method>_ratio_<r>` for any other method."""
+    from compressa_hf.store import config_name_for_ratio
+
+    if args.config_name:
+        return args.config_name
+    name = config_name_for_ratio(ratio, args.split)
+    return name if args.method == "videocompressa" else f"{args.method}_{name}"
+
+
+#: Methods that do not spend the budget as the planner's K-frame plan; `--dry-run` shows this instead.
+PLAN_NOTES = {
+    "lvdd": (
+        "lvdd does not store latent frames: it keeps whole clips recompressed (Tucker or PCA, `keep` of a whole "
+        "uint8 clip's bytes, ranks fixed from the latents when it runs), so about 1 / keep times the clips of the "
+        "whole-clip plan above; its rows publish those clips read back at {dtype}, which take more bytes than the "
+        "ratio counts (the card says both)"
+    )
+}
+
+
+def _dry_run_plan(args, kind: str, frames_per_video, labels, class_names, latent_shape) -> tuple[dict | None, str]:
+    """(plan dict, text) of what `--method` keeps: the planner's K frames per video, or whole clips for coresets."""
+    whole_clips = kind == "coreset" or args.method in PLAN_NOTES
+    try:
+        frames = args.num_frames if whole_clips else frames_per_video
+        plan = plan_for(args, frames, labels, class_names, latent_shape, warn=not whole_clips)
+    except ValueError as err:
+        if args.method not in PLAN_NOTES:
+            raise
+        plan, text = None, f"a whole-clip plan does not fit: {err}"
+    else:
+        text = plan.describe()
+    if args.method in PLAN_NOTES:
+        text += "\n" + PLAN_NOTES[args.method].format(dtype="float16" if args.dtype == "float16" else "uint8")
+    return (plan.to_dict() if plan else None), text
+
+
+def _published_latents(cset, dtype: str) -> tuple[np.ndarray, str | None]:
+    """The `(M, K, C, h, w)` latents the rows hold, and a note when they are not exactly what the method stores.
+
+    A set storing `latents` (every method but LVDD) is published byte for byte. Otherwise the latents as read
+    back (what a network trains on) are rounded to `dtype` ("uint8" or "float16"), and the note says how their
+    bytes compare to the method's stored ones.
+    """
+    import torch
+
+    from compressa_hf.distill.methods.base import store_latents
+
+    if set(cset.stored) == {"latents"} and cset.stored["latents"].dtype in (torch.uint8, torch.float16):
+        return cset.stored["latents"].numpy(), None
+    if cset.latents is None:
+        raise ValueError(f"method {cset.method!r} stores pixels, not latents; it cannot be written as a latent set")
+    published = store_latents(cset.latents, dtype)[0]["latents"].numpy()
+    tensors = ", ".join(f"{k} {tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in cset.stored.items())
+    note = (
+        f"{published.nbytes:,}: `{cset.method}` stores {tensors} ({cset.stored_bytes:,} bytes, the stored bytes "
+        f"above); the rows hold the latents read back from them (what a network trains on) rounded to {dtype}, "
+        f"{published.nbytes / cset.stored_bytes:.2f}x the stored bytes"
+        + (
+            f" and {published.nbytes / cset.budget_bytes:.2f}x the budget"
+            if cset.budget_bytes and published.nbytes > cset.budget_bytes
+            else ""
+        )
+        + ". The ratio counts the method's stored bytes, as `compressa evaluate` does"
+    )
+    return published, note
+
+
+def _nominal_position(cache_index: list[dict], num_frames: int) -> tuple[float, float]:
+    """(median source-frame stride between the T cached frames, median fps) of the cached clips."""
+    import numpy as np
+
+    strides = [
+        (row["frame_indices"][-1] - row["frame_indices"][0]) / (num_frames - 1) if num_frames > 1 else 1.0
+        for row in cache_index
+    ]
+    return float(np.median(strides)) or 1.0, float(np.median([row["fps"] for row in cache_index]))
+
+
+def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[dict], root) -> dict:
+    """The rows' columns (video ids, source frame indices, timestamps, fps, sources) and what the rows are.
+
+    A row with a source clip (`source_videos >= 0`) takes its id, the source indices and timestamps of its
+    `frame_indices` (positions among the T cached frames) and its fps from the cache index; it is "real" when its
+    published latents equal the cached ones at those frames after the same rounding, else "derived" from that clip.
+    A row without one is `synthetic_<label>_<i>` with nominal positions (its `frame_indices`, else K uniform
+    positions, spread by the cache's median stride) at the cache's median fps.
+    """
+    import numpy as np
+    import torch
+
+    from compressa_hf.clips import uniform_indices
+    from compressa_hf.distill.methods.base import store_latents
+    from compressa_hf.publish import public_path
+    from compressa_hf.sources import printable_name
+
+    m, k = published.shape[:2]
+    num_frames = int(cached_latents.shape[1])
+    sources = cset.source_videos if cset.source_videos is not None else torch.full((m,), -1)
+    if cset.frame_indices is not None:
+        positions = cset.frame_indices
+    else:
+        positions = torch.tensor(uniform_indices(num_frames, k)).expand(m, k)
+    stride, median_fps = _nominal_position(cache_index, num_frames)
+    dtype = "uint8" if published.dtype == np.uint8 else "float16"
+    columns = {"video_ids": [], "frame_indices": [], "timestamps": [], "fps": [], "sources": []}
+    kinds = {"real": 0, "derived": 0, "synthetic": 0}
+    per_class: dict[int, int] = {}
+    for i in range(m):
+        src, pos = int(sources[i]), [int(p) for p in positions[i]]
+        if src < 0:
+            label = int(cset.labels[i])
+            per_class[label] = per_class.get(label, 0) + 1
+            indices = [round(p * stride) for p in pos]
+            columns["video_ids"].append(f"synthetic_{label}_{per_class[label] - 1}")
+            columns["frame_indices"].append(indices)
+            columns["timestamps"].append([j / median_fps for j in indices])
+            columns["fps"].append(median_fps)
+            columns["sources"].append("synthetic (no source clip)")
+            kinds["synthetic"] += 1
+            continue
+        row = cache_index[src]
+        columns["video_ids"].append(row["clip_id"])
+        columns["frame_indices"].append([row["frame_indices"][p] for p in pos])
+        columns["timestamps"].append([row["timestamps"][p] for p in pos])
+        columns["fps"].append(row["fps"])
+        columns["sources"].append(printable_name(public_path(row["path"], root)))
+        cached = store_latents(cached_latents[src, pos].float(), dtype)[0]["latents"].numpy()
+        kinds["real" if np.array_equal(cached, published[i]) else "derived"] += 1
+    columns["frame_indices"] = np.asarray(columns["frame_indices"], dtype=np.int64).reshape(m, k)
+    columns["timestamps"] = np.asarray(columns["timestamps"], dtype=np.float64).reshape(m, k)
+    text = {
+        "real": "real frames: the cached latents of the source clip `video_id` at `frame_indices`",
+        "derived": (
+            "derived from the source clip `video_id`: the method's latents (optimised from, or reconstructed from, "
+            "its cached frames at `frame_indices`), not that clip's frames themselves"
+        ),
+        "synthetic": (
+            "synthetic, with no source clip: `video_id` is synthetic_<label>_<i>; `frame_indices`, `timestamps` and "
+            f"`fps` are nominal (positions among T spread like the source's median clip, {stride:g} source frames "
+            f"apart, at its median {median_fps:g} fps)"
+        ),
+    }
+    described = "; ".join(f"{n} rows {text[kind]}" for kind, n in kinds.items() if n)
+    return columns | {"row_kinds": kinds, "rows": described}
+
+
+def _pixels_fn(args, source, enc, cache):
+    """Decodes the real clips of the cache, in its order, once (kept in the work dir for a re-run)."""
+    import torch
+
+    from compressa_hf.evaluate.runner import load_pixels
+
+    def pixels():
+        path = os.path.join(args.work_dir, f"pixels_{os.path.basename(os.path.normpath(cache.path))}.safetensors")
+        order = [row["clip_id"] for row in cache.index]
+        frames, labels, ids = load_pixels(source, args.split, enc.clip_config(), args.num_workers, path, order=order)
+        if ids != order or not torch.equal(labels, torch.tensor([row["label"] for row in cache.index])):
+            raise ValueError(
+                f"the clips decoded into {path} are not the cached ones (some unreadable now?); delete it and re-run"
+            )
+        return frames
+
+    return pixels
+
+
+def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name):
+    """`methods.compress(args.method, ...)` over the whole cached split, at the run's ratio, dtype and seed."""
+    import shutil
+
+    import torch
+
+    from compressa_hf.distill.budget import resolve_ratio
+    from compressa_hf.distill.methods import MethodContext, compress
+
+    latents, _ = cache.load_latents()
+    work = os.path.join(args.work_dir, f"checkpoints_{name}")
+    if not args.resume:  # only scorer_only checkpoints; a run without --resume starts afresh, as videocompressa's
+        shutil.rmtree(work, ignore_errors=True)
+    ctx = MethodContext(
+        latents=latents,
+        labels=torch.tensor(labels_all, dtype=torch.long),
+        num_classes=len(class_names),
+        codec=codec,
+        ratio=resolve_ratio(args.ratio, args.num_frames, args.size, cache.meta["latent_shape"]),
+        seed=vc_cfg.seed,
+        frame_size=(args.size, args.size),
+        pixels_fn=_pixels_fn(args, source, enc, cache),
+        dtype=args.dtype,
+        options=options,
+        work_dir=work,
+        device=codec.device,
+        class_names=class_names,
+    )
+    return compress(args.method, ctx), ctx, latents
+
+
 def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     import dataclasses
 
@@ -180,16 +523,17 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
 
     from compressa_hf.cache import EncodeConfig, LatentCache, cache_meta, encode_split, refuse_other_settings
     from compressa_hf.codecs import load_codec, load_default_codec
-    from compressa_hf.codecs.base import latents_to_uint8
-    from compressa_hf.distill.methods.base import choose_videos
+    from compressa_hf.distill.budget import qwen_visual_tokens
+    from compressa_hf.distill.methods.base import CompressedSet, choose_videos, store_latents
     from compressa_hf.distill.videocompressa import distill
     from compressa_hf.distributed import get_state
     from compressa_hf.io import atomic_write_json
-    from compressa_hf.publish import public_command, public_info, public_path, public_spec
-    from compressa_hf.sources import parse_source_spec, printable_name
-    from compressa_hf.store import DistilledConfig, config_name_for_ratio, write_config
+    from compressa_hf.publish import public_command, public_info, public_spec
+    from compressa_hf.sources import parse_source_spec
+    from compressa_hf.store import DistilledConfig, write_config
 
     state = get_state()
+    kind, options = method_options(args, vc_cfg)  # option errors before loading or encoding anything
     dtype = getattr(torch, args.codec_dtype)
     codec = load_default_codec(dtype=dtype) if args.codec == "default" else load_codec(args.codec, dtype=dtype)
     source = parse_source_spec(args.source)
@@ -212,9 +556,11 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     if args.cache_dir is not None:
         refuse_other_settings(args.cache_dir, cache_meta(enc, source, codec, refs))
 
+    method = {"method": args.method, "method_kind": kind, "method_options": options}
     if args.dry_run:
-        plan = plan_for(args, vc_cfg.frames_per_video, labels, class_names, codec.latent_shape(args.size, args.size))
-        text = plan.describe()
+        latent_shape = codec.latent_shape(args.size, args.size)
+        plan, text = _dry_run_plan(args, kind, vc_cfg.frames_per_video, labels, class_names, latent_shape)
+        text = f"method: {args.method} ({kind})\n{text}"
         if missing:
             text += (
                 f"\n{len(missing)} listed clips are missing and left out of the plan "
@@ -224,7 +570,8 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             text += f"\nclasses left out (no clips): {', '.join(dropped)}"
         return {
             "dry_run": True,
-            "plan": plan.to_dict(),
+            **method,
+            "plan": plan,
             "plan_text": text,
             "codec_id": codec.codec_id,
             "class_names": class_names,  # the order of the plan's videos_per_class
@@ -238,81 +585,114 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     labels_all, class_names, dropped = class_space(
         [row["label"] for row in cache.index], cache.class_names, args.drop_empty_classes
     )
-    plan = plan_for(args, vc_cfg.frames_per_video, labels_all, class_names, cache.meta["latent_shape"])
-    logger.info("budget plan:\n%s", plan.describe())
-    keep = choose_videos(labels_all, list(plan.videos_per_class), vc_cfg.seed)
+    if args.method == "videocompressa":
+        plan = plan_for(args, vc_cfg.frames_per_video, labels_all, class_names, cache.meta["latent_shape"])
+        logger.info("budget plan:\n%s", plan.describe())
+        keep = choose_videos(labels_all, list(plan.videos_per_class), vc_cfg.seed)
+        latents_all, _ = cache.load_latents()
+        latents, labels = latents_all[keep], torch.tensor(labels_all)[keep]
+        vc_cfg = dataclasses.replace(vc_cfg, frames_per_video=plan.frames_per_video)
+        method["method_options"] = asdict(vc_cfg)
+        name = config_name(args, args.ratio if args.ratio is not None else plan.achieved_ratio)
+        accelerator = Accelerator(cpu=not torch.cuda.is_available()) if state.num_processes > 1 else None
+        result = distill(
+            latents,
+            labels,
+            codec,
+            vc_cfg,
+            num_classes=len(class_names),
+            checkpoint_dir=os.path.join(args.work_dir, f"checkpoints_{name}"),
+            resume=args.resume,
+            accelerator=accelerator,
+        )
+        stored, readback = store_latents(result.latents, plan.dtype)
+        cset = CompressedSet(
+            method="videocompressa",
+            labels=labels,
+            stored=stored,
+            latents=readback,
+            source_videos=torch.tensor(keep, dtype=torch.long),
+            frame_indices=result.frame_indices,
+            budget_bytes=plan.budget_bytes,
+        )
+        assert cset.stored_bytes == plan.stored_bytes, (cset.stored_bytes, plan.stored_bytes)
+        full_bytes, ratio, plan_dict, details = plan.full_bytes, plan.ratio, plan.to_dict(), result.summary()
+        summary = {"config_name": name, **method, "plan": plan_dict, "cache": cache_summary, "distill": details}
+    else:
+        name = config_name(args, args.ratio)
+        if state.num_processes > 1:
+            logger.warning("method %s runs on the main process only; the other processes wait", args.method)
+        cset = ctx = latents_all = None
+        if state.is_main_process:
+            cset, ctx, latents_all = _run_method(
+                args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name
+            )
+            full_bytes, ratio = ctx.full_bytes, float(ctx.ratio)
+            logger.info(
+                "%s: %d rows of %d frames, %d stored bytes (budget %d)",
+                args.method,
+                cset.num_rows,
+                cset.frames_per_row,
+                cset.stored_bytes,
+                cset.budget_bytes,
+            )
+        plan_dict = cset.info.get("plan") if cset is not None else None
+        summary = {"config_name": name, **method, "plan": plan_dict, "cache": cache_summary}
+        summary["method_info"] = cset.info if cset is not None else None
 
-    latents, _ = cache.load_latents()
-    latents, labels = latents[keep], torch.tensor(labels_all)[keep]
-    vc_cfg = dataclasses.replace(vc_cfg, frames_per_video=plan.frames_per_video)
-    name = args.config_name or config_name_for_ratio(
-        args.ratio if args.ratio is not None else plan.achieved_ratio, args.split
-    )
-    accelerator = Accelerator(cpu=not torch.cuda.is_available()) if state.num_processes > 1 else None
-    result = distill(
-        latents,
-        labels,
-        codec,
-        vc_cfg,
-        num_classes=len(class_names),
-        checkpoint_dir=os.path.join(args.work_dir, f"checkpoints_{name}"),
-        resume=args.resume,
-        accelerator=accelerator,
-    )
-
-    summary = {"config_name": name, "plan": plan.to_dict(), "cache": cache_summary, "distill": result.summary()}
     if state.is_main_process:
-        kept_rows = [cache.index[i] for i in keep]
-        positions = result.frame_indices.numpy()
-        stored = (
-            latents_to_uint8(result.latents) if plan.dtype == "uint8" else result.latents.to(torch.float16)
-        ).numpy()
-        assert stored.nbytes == plan.stored_bytes, (stored.nbytes, plan.stored_bytes)
-        frame_indices = np.array([[row["frame_indices"][p] for p in pos] for row, pos in zip(kept_rows, positions)])
-        timestamps = np.array([[row["timestamps"][p] for p in pos] for row, pos in zip(kept_rows, positions)])
-        previews = _previews(stored, plan.dtype, codec) if args.preview else None
-        # Published: nothing machine-local (compressa_hf.publish); the local spec is kept beside, unpublished.
+        published, published_note = _published_latents(cset, "float16" if args.dtype == "float16" else "uint8")
         info = cache.meta["source_info"]
         root = info.get("root") or (info.get("path") if isinstance(info.get("path"), str) else None)
+        rows = row_columns(cset, published, latents_all, cache.index, root)
+        latents_dtype = "uint8" if published.dtype == np.uint8 else "float16"
+        previews = _previews(published, latents_dtype, codec) if args.preview else None
+        # Published: nothing machine-local (compressa_hf.publish); the local spec is kept beside, unpublished.
         meta = {
             "source": public_spec(args.source),
             "source_info": public_info(info),
             "split": args.split,
-            "method": "videocompressa",
+            **method,
+            "rows": rows["rows"],
+            "row_kinds": rows["row_kinds"],
             "codec_id": codec.codec_id,
             "codec_revision": getattr(codec, "revision", None),
             "latent_scaling": (
                 "uint8 = round(255 * clamp(z / 6 + 0.5, 0, 1)) (TAESD's 8-bit convention, for every codec); "
                 "z = (q / 255 - 0.5) * 6"
-                if plan.dtype == "uint8"
+                if latents_dtype == "uint8"
                 else "raw latents"
             ),
-            "frames_per_video": plan.frames_per_video,
-            "requested_ratio": plan.ratio,
-            "achieved_ratio": plan.achieved_ratio,
-            "stored_bytes": plan.stored_bytes,
-            "full_bytes": plan.full_bytes,
-            "visual_tokens_per_sample": plan.visual_tokens_per_sample,
+            "frames_per_video": cset.frames_per_row,
+            "requested_ratio": ratio,
+            "achieved_ratio": cset.stored_bytes / full_bytes * 100,
+            "stored_bytes": cset.stored_bytes,
+            "budget_bytes": cset.budget_bytes,
+            "full_bytes": full_bytes,
+            "published_note": published_note,
+            "visual_tokens_per_sample": qwen_visual_tokens(cset.frames_per_row, args.size),
             "clip": cache.meta["clip"],
             "sampling": cache.meta["sampling"],
             "seed": vc_cfg.seed,
-            "hyperparameters": asdict(vc_cfg),
             "command": public_command(command) if command else None,
             "clips_missing": cache_summary.get("clips_missing", 0),
             "clips_skipped": cache_summary.get("clips_skipped", 0),
             "dropped_classes": dropped,
         }
+        if args.method == "videocompressa":
+            meta["hyperparameters"] = method["method_options"]  # the key sets written before --method read
+            meta["achieved_ratio"] = plan.achieved_ratio
         write_config(
             args.output,
             DistilledConfig(
                 name=name,
-                video_ids=[row["clip_id"] for row in kept_rows],
-                labels=labels.tolist(),
-                latents=stored,
-                frame_indices=frame_indices,
-                timestamps=timestamps,
-                fps=[row["fps"] for row in kept_rows],
-                sources=[printable_name(public_path(row["path"], root)) for row in kept_rows],
+                video_ids=rows["video_ids"],
+                labels=cset.labels.tolist(),
+                latents=published,
+                frame_indices=rows["frame_indices"],
+                timestamps=rows["timestamps"],
+                fps=rows["fps"],
+                sources=rows["sources"],
                 class_names=class_names,
                 meta=meta,
                 previews=previews,
@@ -320,7 +700,15 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
         )
         # What `compressa show` needs to find the source frames on this machine; `push` never uploads local/.
         atomic_write_json(os.path.join(args.output, "local", f"{name}.json"), {"source": args.source})
-        summary["output"] = {"repo": args.output, "config": name, "videos": len(kept_rows)}
+        summary["output"] = {
+            "repo": args.output,
+            "config": name,
+            "videos": cset.num_rows,
+            "rows": rows["row_kinds"],
+            "stored_bytes": cset.stored_bytes,
+            "budget_bytes": cset.budget_bytes,
+            "published_latent_bytes": int(published.nbytes),
+        }
         if args.push_to_hub:
             from compressa_hf.hub import push_repo
 
