@@ -223,6 +223,27 @@ def _options_text(options: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items()) if options else "none (the method has no options)"
 
 
+def _diagnostics_text(d: dict | None) -> str | None:
+    """One line of `compressa_hf.distill.diagnostics.set_diagnostics` for the card, or None without them."""
+    if not d:
+        return None
+    parts = []
+    if d.get("drift_mean_steps") is not None:
+        parts.append(
+            f"latents moved {d['drift_mean_steps']:.2f} uint8 storage steps on average from the encoded ones "
+            f"(p99 {d['drift_p99_steps']:g}, {100 * d['drift_share_changed']:.0f} % of values changed)"
+        )
+    if d.get("decoded_psnr_db") is not None:
+        parts.append(f"decoded PSNR {d['decoded_psnr_db']:.1f} dB against the encoded frames")
+    if d.get("uniform_overlap") is not None:
+        parts.append(f"{100 * d['uniform_overlap']:.0f} % of kept frames are ones uniform sampling keeps")
+    if d.get("scorer_entropy") is not None:
+        parts.append(f"final scorer entropy {d['scorer_entropy']:.3f} of the maximum (1: indifferent)")
+    if d.get("guide_acc") is not None:
+        parts.append(f"guide accuracy in the last pass {d['guide_acc']:.2f}")
+    return "; ".join(parts) or None
+
+
 def _config_section(name: str, m: dict) -> str:
     lines = [f"## `{name}`", ""]
     facts = [
@@ -257,6 +278,7 @@ def _config_section(name: str, m: dict) -> str:
             else None,
         ),
         ("published latent bytes", m.get("published_note")),
+        ("what the method did to the kept frames", _diagnostics_text(m.get("diagnostics"))),
         (
             "preview column",
             f"{m['preview_bytes']:,} bytes of PNG strips for the dataset viewer, not counted in the ratio"

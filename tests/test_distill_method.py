@@ -20,7 +20,7 @@ SOURCE = "procedural:num_classes=3,train_per_class=4,length=16,frame_size=32"
 # coresets 2 clips per class, and LVDD 3 recompressed clips per class.
 COMMON = ["--source", SOURCE, "--size", "32", "--num_frames", "4", "--codec", "pixel", "--num_workers", "0",
           "--ratio", "1.0"]  # fmt: skip
-VIDEOCOMPRESSA_FLAGS = ["--batch_size", "4", "--guide_width", "8", "--passes", "1"]
+VIDEOCOMPRESSA_FLAGS = ["--batch_size", "4", "--guide_width", "8", "--passes", "1", "--guide_warmup_epochs", "1"]
 # Cheap options per method (a method missing here runs with its defaults); dm's come from a file in
 # `compressa evaluate --method_config` form, the others inline.
 OPTIONS = {
@@ -99,6 +99,19 @@ def test_every_method_publishes_a_set_that_reads_as_chat_samples(method, cache_d
             continue
         assert set(fi) <= set(by_id[str(vid)]["frame_indices"]) and list(fi) == sorted(fi)
         assert fps == 30.0 and ts == pytest.approx(fi / 30.0, abs=1e-6)
+
+    # What the method did to the kept frames (issue 13's diagnostics), in the metadata and on the card.
+    diag = meta["diagnostics"]
+    if kind in ("selection", "ours"):
+        assert 0 <= diag["uniform_overlap"] <= 1 and "drift_mean_steps" in diag
+        assert "**what the method did to the kept frames**" in card
+    if kind == "selection":
+        assert diag["drift_share_changed"] == 0
+    if method == "uniform":
+        assert diag["uniform_overlap"] == 1
+    if method == "videocompressa":
+        assert 0 <= diag["scorer_entropy"] <= 1 + 1e-6 and 0 <= diag["guide_acc"] <= 1
+        assert "final scorer entropy" in card
 
     # ... and they decode into Qwen-VL chat samples of K frames.
     chat = load_chat_dataset(str(out), name, cache_dir=str(tmp_path / "hf"))

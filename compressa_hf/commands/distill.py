@@ -8,7 +8,9 @@ Usage:
     compressa distill ... --resume                                                    # after a kill
     accelerate launch --multi_gpu --num_processes 2 -m compressa_hf.cli distill --source ... --ratio ... --output ...
 
-    # the set that wins `compressa evaluate` on your data, published the same way (config `<method>_ratio_<r>`):
+    # the set that wins `compressa evaluate` on your data, published the same way (config `<method>_ratio_<r>`).
+    # Measured on real clips (arid6_iid, BENCHMARKS.md "VideoCompressa's levers"): no VideoCompressa setting beat
+    # uniform frames or DM there; DM had the best mean at k1 and k2, so it is the recommendation for such data:
     compressa distill --source path/to/clips --ratio k1 --output outputs/my_distilled --method uniform
     compressa distill --source path/to/clips --ratio k1 --output outputs/my_distilled --method dm \
         --method_options iterations=500,lr=0.01
@@ -105,7 +107,13 @@ class DistillArguments:
     """
 
     source: str = field(default="procedural", metadata={"help": "Source spec."})
-    method: str = field(default="videocompressa", metadata={"help": "Method of the registry (not `full`)."})
+    method: str = field(
+        default="videocompressa",
+        metadata={
+            "help": "Method of the registry (not `full`). On real clips (arid6_iid, BENCHMARKS.md) `dm` beat "
+            "videocompressa and uniform on average; compare on your data with `compressa evaluate`."
+        },
+    )
     method_options: str | None = field(
         default=None, metadata={"help": "Options of a non-VideoCompressa method: a YAML/JSON file or key=value,..."}
     )
@@ -524,6 +532,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     from compressa_hf.cache import EncodeConfig, LatentCache, cache_meta, encode_split, refuse_other_settings
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distill.budget import qwen_visual_tokens
+    from compressa_hf.distill.diagnostics import set_diagnostics
     from compressa_hf.distill.methods.base import CompressedSet, choose_videos, store_latents
     from compressa_hf.distill.videocompressa import distill
     from compressa_hf.distributed import get_state
@@ -616,8 +625,13 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             budget_bytes=plan.budget_bytes,
         )
         assert cset.stored_bytes == plan.stored_bytes, (cset.stored_bytes, plan.stored_bytes)
+        cset.info["diagnostics"] = set_diagnostics(cset, latents_all, codec)
+        if result.history:
+            cset.info["diagnostics"]["scorer_entropy"] = result.history[-1]["scorer_entropy"]
+            cset.info["diagnostics"]["guide_acc"] = result.history[-1]["acc"]
         full_bytes, ratio, plan_dict, details = plan.full_bytes, plan.ratio, plan.to_dict(), result.summary()
         summary = {"config_name": name, **method, "plan": plan_dict, "cache": cache_summary, "distill": details}
+        summary["diagnostics"] = cset.info["diagnostics"]
     else:
         name = config_name(args, args.ratio)
         if state.num_processes > 1:
@@ -639,6 +653,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
         plan_dict = cset.info.get("plan") if cset is not None else None
         summary = {"config_name": name, **method, "plan": plan_dict, "cache": cache_summary}
         summary["method_info"] = cset.info if cset is not None else None
+        summary["diagnostics"] = cset.info.get("diagnostics") if cset is not None else None
 
     if state.is_main_process:
         published, published_note = _published_latents(cset, "float16" if args.dtype == "float16" else "uint8")
@@ -678,6 +693,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "clips_missing": cache_summary.get("clips_missing", 0),
             "clips_skipped": cache_summary.get("clips_skipped", 0),
             "dropped_classes": dropped,
+            "diagnostics": cset.info.get("diagnostics"),
         }
         if args.method == "videocompressa":
             meta["hyperparameters"] = method["method_options"]  # the key sets written before --method read
