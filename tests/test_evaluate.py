@@ -185,6 +185,9 @@ def test_evaluate_command_writes_report_and_resumes_per_cell(tmp_path, capsys):
     assert table["uniform"][k1]["status"] == table["uniform"][k4]["status"] == "ok"
     assert table["full"]["full"]["status"] == "ok"
     assert len(report["cells"]) == 2 * (2 * 2 + 1)
+    for cell in report["cells"]:  # each set's diagnostics reach its cells: uniform keeps the uniform frames unmoved
+        if cell["method"] == "uniform":
+            assert cell["diagnostics"]["uniform_overlap"] == 1 and cell["diagnostics"]["drift_share_changed"] == 0
     for name in ("report.md", "report.png"):
         assert (out / name).exists()
     assert "| uniform | selection |" in capsys.readouterr().out

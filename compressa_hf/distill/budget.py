@@ -13,6 +13,12 @@ Rules, in order:
 3. With `frames_per_video` fixed: all videos if they fit, else the largest v per class as above.
 4. The stored bytes never exceed the budget, so the achieved ratio never exceeds the requested one; a budget that
    cannot hold one frame for one video of every class is an error that says which ratio would work.
+5. `label_bytes_per_video` (default 0: hard labels, which no method in the literature counts) reserves bytes per
+   kept video for stored labels, e.g. teacher soft labels (`compressa_hf.distill.soft_labels`: C classes x 2
+   bytes at float16). K is still the one the frames alone buy (rule 2), so a soft-label set keeps the hard-label
+   set's K; the labels make room by dropping videos: each kept video costs `K * bytes_per_frame + label bytes`,
+   and when not every video fits at that K, the largest v per class that does is kept (rule 2's coreset step). The
+   reserved bytes are part of `stored_bytes` and `achieved_ratio`.
 
 Note the paper's ratios are rounded: K = 4 needs 0.5208 %, so `--ratio 0.52` yields K = 3 for every video
 (0.39 %), and `describe()` says which ratio the next K needs. Ask for the exact value (`ratio_for_frames`) to
@@ -132,8 +138,9 @@ class BudgetPlan:
     """What a ratio buys: K frames for `videos_per_class` videos per class, stored as `dtype`.
 
     `videos_per_class` follows the input's form (a list by class index, or a dict with the same keys).
-    `achieved_ratio` is `stored_bytes / full_bytes * 100`, correctly rounded from the exact fraction, and never
-    above `ratio`. `coreset` is True when some videos are dropped.
+    `stored_bytes` is the latents' bytes plus `label_bytes` (`label_bytes_per_video` reserved for each kept video,
+    0 with hard labels). `achieved_ratio` is `stored_bytes / full_bytes * 100`, correctly rounded from the exact
+    fraction, and never above `ratio`. `coreset` is True when some videos are dropped.
     """
 
     ratio: float
@@ -153,6 +160,8 @@ class BudgetPlan:
     frame_size: tuple[int, int]
     latent_shape: tuple[int, ...]
     next_frames_ratio: float | None = None
+    label_bytes_per_video: int = 0
+    label_bytes: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,6 +180,11 @@ class BudgetPlan:
             f"plan: K={self.frames_per_video} frame(s) per video for {kept}, latents {tuple(self.latent_shape)} "
             f"as {self.dtype} ({self.bytes_per_frame:,} bytes/frame)",
             f"stored {self.stored_bytes:,} bytes = {self.achieved_ratio:.4f}% (requested {self.ratio:.6g}%)",
+            *(
+                [f"labels: {self.label_bytes_per_video} bytes reserved per kept video ({self.label_bytes:,} in all)"]
+                if self.label_bytes_per_video
+                else []
+            ),
             f"Qwen2.5-VL visual tokens per sample: {self.visual_tokens_per_sample}",
         ]
         if self.next_frames_ratio is not None:
@@ -204,6 +218,7 @@ def plan_budget(
     latent_shape: Sequence[int],
     frames_per_video: int | None = None,
     dtype: str = "auto",
+    label_bytes_per_video: int = 0,
 ) -> BudgetPlan:
     """Plan K, videos per class and dtype for a storage `ratio` (percent); see the module docstring for the rules.
 
@@ -215,6 +230,7 @@ def plan_budget(
         latent_shape: (C, h, w) of one latent frame.
         frames_per_video: Fix K instead of taking the largest that fits.
         dtype: "uint8", "float16" or "auto".
+        label_bytes_per_video: Bytes reserved for the stored labels of each kept video (rule 5); 0 for hard labels.
     """
     if dtype not in (*DTYPE_BYTES, "auto"):
         raise ValueError(f"dtype must be one of {[*DTYPE_BYTES, 'auto']}, got {dtype!r}")
@@ -231,6 +247,9 @@ def plan_budget(
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if frames_per_video is not None and not 1 <= frames_per_video <= num_frames:
         raise ValueError(f"frames_per_video must be in [1, T={num_frames}], got {frames_per_video}")
+    label_bytes = int(label_bytes_per_video)
+    if label_bytes < 0:
+        raise ValueError(f"label_bytes_per_video must be >= 0, got {label_bytes_per_video}")
     h, w = _pair(frame_size)
     latent_shape = tuple(int(s) for s in latent_shape)
     num_videos = sum(counts)
@@ -238,40 +257,38 @@ def plan_budget(
     budget_bytes = math.floor(exact_ratio * full_bytes / 100)
 
     def plan_for(dt: str) -> tuple[int, int | None]:
-        """(K, videos per class cap or None for all) under dtype `dt`; K = 0 when nothing fits."""
+        """(K, videos per class cap or None for all) under dtype `dt`; the cap is 0 when nothing fits."""
         per_frame = math.prod(latent_shape) * DTYPE_BYTES[dt]
-        frames_budget = budget_bytes // per_frame
-        if frames_per_video is None:
-            k = min(num_frames, frames_budget // num_videos)
-            if k >= 1:
-                return k, None
-            k = 1
-        else:
-            k = frames_per_video
-            if k * num_videos <= frames_budget:
-                return k, None
-        return k, videos_per_class_cap(counts, frames_budget // k)
+        # K from the frames alone (rules 2-3); the labels (rule 5) only ever cost videos.
+        k = min(num_frames, budget_bytes // per_frame // num_videos) if frames_per_video is None else frames_per_video
+        k = max(k, 1)
+        per_video = k * per_frame + label_bytes
+        if num_videos * per_video <= budget_bytes:
+            return k, None
+        return k, videos_per_class_cap(counts, budget_bytes // per_video)
 
     chosen = "uint8" if dtype == "auto" else dtype
     k, cap = plan_for(chosen)
     if dtype == "auto" and cap is None and plan_for("float16") == (k, None):
         chosen = "float16"  # same K and videos at higher precision costs nothing
+    per_frame = math.prod(latent_shape) * DTYPE_BYTES[chosen]
     if cap is not None and cap < 1:
-        one_each = ratio_for_frames(k, num_frames, (h, w), latent_shape, chosen) * len(counts) / num_videos
+        one_each = Fraction(100 * len(counts) * (k * per_frame + label_bytes), full_bytes)
         ways = ["fewer frames per video"] if k > 1 else []
         ways += ["uint8 storage (--dtype uint8)"] if chosen != "uint8" else []
+        ways += ["fewer label bytes (uint8 soft labels, or hard labels)"] if label_bytes else []
+        labels = f" and its {label_bytes} label bytes" if label_bytes else ""
         raise ValueError(
-            f"ratio {float(exact_ratio):.6g}% ({budget_bytes:,} bytes) cannot hold {k} {chosen} latent frame(s) for "
-            f"one video of each of the {len(counts)} classes; the smallest ratio that can is {float(one_each):.6f}%"
-            + (f" (or use {' / '.join(ways)})" if ways else "")
+            f"ratio {float(exact_ratio):.6g}% ({budget_bytes:,} bytes) cannot hold {k} {chosen} latent "
+            f"frame(s){labels} for one video of each of the {len(counts)} classes; the smallest ratio that can is "
+            f"{math.ceil(one_each * 10**6) / 10**6:.6f}%" + (f" (or use {' / '.join(ways)})" if ways else "")
         )
     kept = counts if cap is None else [min(cap, n) for n in counts]
-    per_frame = math.prod(latent_shape) * DTYPE_BYTES[chosen]
-    stored = sum(kept) * k * per_frame
+    stored = sum(kept) * (k * per_frame + label_bytes)
     assert stored <= budget_bytes, (stored, budget_bytes)  # the rules above guarantee it
     next_ratio = None
     if cap is None and k < num_frames:
-        next_ratio = float(ratio_for_frames(k + 1, num_frames, (h, w), latent_shape, chosen))
+        next_ratio = float(Fraction(100 * num_videos * ((k + 1) * per_frame + label_bytes), full_bytes))
     return BudgetPlan(
         ratio=float(exact_ratio),
         frames_per_video=k,
@@ -290,4 +307,6 @@ def plan_budget(
         frame_size=(h, w),
         latent_shape=latent_shape,
         next_frames_ratio=next_ratio,
+        label_bytes_per_video=label_bytes,
+        label_bytes=sum(kept) * label_bytes,
     )

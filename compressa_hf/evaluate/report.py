@@ -2,7 +2,12 @@
 against stored bytes, and a significance section (chance, standard error, paired bootstrap vs the best baseline).
 
 A cell is one (method, ratio, seed, network) run, stored as a dict (see `compressa_hf.evaluate.runner`); the
-full-data reference has `ratio` None. Methods of kind "ours" and the reference are never "the best baseline".
+full-data reference has `ratio` None. Methods of kind "ours" and the reference are never "the best baseline", nor
+are the soft-label rows `<method>+soft` (`--soft_labels`): each of those is compared with its hard-label row.
+Under `--folds` a cell also has a `fold`: per seed, the cells of all folds together test every pooled clip once, so
+a seed's correctness vector is their `correct` lists in fold order, and means and stds are over folds x seeds. A
+seed counts only when every one of its cells is "ok" (a method that cannot meet the budget on one fold is not
+averaged over the others).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from compressa_hf.distill.soft_labels import SOFT_SUFFIX
 from compressa_hf.evaluate.stats import binomial_se, paired_bootstrap
 
 
@@ -32,8 +38,16 @@ def _fmt_bytes(n: float) -> str:
     return f"{n}"
 
 
+def _complete_seeds(group: list[dict]) -> dict[int, list[dict]]:
+    """seed -> its cells in fold order, for the seeds all of whose cells (one per fold) are "ok"."""
+    by_seed: dict[int, list[dict]] = defaultdict(list)
+    for c in sorted(group, key=lambda c: (c["seed"], c.get("fold", 0))):
+        by_seed[c["seed"]].append(c)
+    return {s: cs for s, cs in by_seed.items() if all(c["status"] == "ok" for c in cs)}
+
+
 def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs: list[str], meta: dict) -> dict:
-    """Aggregate cells into the report dict (means, stds, times, significance)."""
+    """Aggregate cells into the report dict (means, stds, times, significance, held-out clips per number)."""
     by = defaultdict(list)
     for c in cells:
         by[(c["arch"], c["method"], ratio_key(c["ratio"]))].append(c)
@@ -44,16 +58,23 @@ def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs:
         for method in [*methods, "full"]:
             row = {}
             for rk in [*rkeys, "full"]:
-                group = sorted(by.get((arch, method, rk), []), key=lambda c: c["seed"])
+                group = by.get((arch, method, rk), [])
                 if not group:
                     continue
-                ok = [c for c in group if c["status"] == "ok"]
+                complete = _complete_seeds(group)
+                ok = [c for seed_cells in complete.values() for c in seed_cells]
                 if not ok:
-                    row[rk] = {"status": group[0]["status"], "reason": group[0].get("reason", "")}
+                    bad = next(
+                        c for c in sorted(group, key=lambda c: (c["seed"], c.get("fold", 0))) if c["status"] != "ok"
+                    )
+                    where = f"fold {bad['fold']}: " if "fold" in bad else ""
+                    row[rk] = {"status": bad["status"], "reason": where + bad.get("reason", "")}
                     continue
                 mean, std = _mean_std([c["accuracy"] for c in ok])
                 row[rk] = {
                     "status": "ok",
+                    # Held-out clips behind each seed's number (all folds' test clips under --folds).
+                    "clips": sum(len(c["correct"]) for c in next(iter(complete.values()))),
                     "mean": mean,
                     "std": std,
                     "seeds": [c["seed"] for c in ok],
@@ -64,6 +85,8 @@ def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs:
                     "compress_s": float(np.mean([c["compress_s"] for c in ok])),
                     "train_s": float(np.mean([c["train_s"] for c in ok])),
                 }
+                if any("fold" in c for c in ok):
+                    row[rk]["folds"] = [c["fold"] for c in ok]
             if row:
                 table[method] = row
         tables[arch] = table
@@ -79,19 +102,25 @@ def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs:
                 if rk in tables[arch].get(m, {}) and tables[arch][m][rk]["status"] == "ok"
             }
             baselines = sorted(
-                (m for m in means if kinds.get(m) not in ("ours", "reference")), key=lambda m: -means[m]
+                (m for m in means if kinds.get(m) not in ("ours", "reference") and not m.endswith(SOFT_SUFFIX)),
+                key=lambda m: -means[m],
             )
             if not baselines:
                 continue
-            matrices = {
+            matrices = {  # (seeds, pooled held-out clips)
                 m: np.array(
-                    [c["correct"] for c in sorted(by[(arch, m, rk)], key=lambda c: c["seed"]) if c["status"] == "ok"]
+                    [
+                        [x for c in seed_cells for x in c["correct"]]
+                        for seed_cells in _complete_seeds(by[(arch, m, rk)]).values()
+                    ]
                 )
                 for m in means
             }
             comparisons = {}
             for m in means:
                 ref = baselines[0] if m != baselines[0] else (baselines[1] if len(baselines) > 1 else None)
+                if m.endswith(SOFT_SUFFIX):  # soft labels against the same method's hard labels
+                    ref = m[: -len(SOFT_SUFFIX)] if m[: -len(SOFT_SUFFIX)] in means else None
                 if ref is None:
                     continue
                 comparisons[m] = {"against": ref, **paired_bootstrap(matrices[m], matrices[ref]).to_dict()}
@@ -121,14 +150,7 @@ def to_markdown(report: dict) -> str:
     budgets = report.get("budget_bytes", {})
     n_test = report["test_clips"]
     chance = report["chance"]
-    lines = [
-        f"# Evaluation: {report['source']}",
-        "",
-        f"Accuracy (%) of a network trained from scratch on each compressed set and tested on {n_test} real test "
-        f"clips ({report.get('test_frames')} uniform frames each), mean +- std over seeds, last epoch. "
-        f"Train: {report.get('train_config')}.",
-        "",
-    ]
+    lines = [f"# Evaluation: {report['source']}", "", _protocol_md(report), ""]
     for arch in report["archs"]:
         table = report["tables"].get(arch, {})
         header = ["Method", "Kind", *[f"{rk} %" for rk in rkeys], "Full data", "Compress s / cell", "Train s / run"]
@@ -151,7 +173,17 @@ def to_markdown(report: dict) -> str:
             train = np.mean([e["train_s"] for e in ok]) if ok else math.nan
             kind = report["kinds"].get(method, "")
             lines.append("| " + " | ".join([method, kind, *cells, f"{comp:.1f}", f"{train:.1f}"]) + " |")
-        if budgets:
+        per_fold = report.get("protocol", {}).get("budget_bytes_per_fold")
+        if per_fold:
+            span = {rk: f"{_fmt_bytes(min(v))} - {_fmt_bytes(max(v))}" for rk, v in per_fold.items()}
+            full = report["protocol"]["full_bytes_per_fold"]
+            lines += [
+                "",
+                "Budgets (per fold's training set): "
+                + "; ".join(f"{rk} % = {span[rk]}" for rk in rkeys if rk in span)
+                + f"; full data = {_fmt_bytes(min(full))} - {_fmt_bytes(max(full))}.",
+            ]
+        elif budgets:
             lines += [
                 "",
                 "Budgets: "
@@ -162,15 +194,55 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _protocol_md(report: dict) -> str:
+    """The paragraph saying what was trained on, what was tested on and how many clips stand behind each number."""
+    protocol = report.get("protocol") or {"name": "split"}
+    n, frames, train = report["test_clips"], report.get("test_frames"), report.get("train_config")
+    if protocol["name"] == "folds":
+        k, (a, b) = protocol["folds"], protocol["splits"]
+        lo, hi = min(protocol["fold_train_clips"]), max(protocol["fold_train_clips"])
+        return (
+            f"Accuracy (%) of a network trained from scratch on each compressed set, by {k}-fold stratified "
+            f"cross-validation over the {a!r} and {b!r} splits pooled ({n} clips, fold seed {protocol['fold_seed']}): "
+            f"for each fold a network trains on the compressed set of the other {k - 1} folds "
+            f"({lo if lo == hi else f'{lo}-{hi}'} clips; budgets are per fold's "
+            f"training set) and is tested on the fold ({frames} uniform frames per clip), so every one of the {n} "
+            f"clips is tested once per seed. Mean +- std over {k} folds x seeds, last epoch. Folds suit a random split "
+            "whose scenes appear in both train and test (arid6_iid); a scene- or subject-disjoint split keeps its "
+            f"test split. Train: {train}."
+        )
+    if protocol["name"] == "validation":
+        return (
+            f"Accuracy (%) of a network trained from scratch on each compressed set of {protocol['train_clips']} "
+            f"clips of the {protocol['split']!r} split and tested on a stratified held-out "
+            f"{protocol['fraction']:g} of it ({n} clips, {frames} uniform frames each; fold seed "
+            f"{protocol['fold_seed']}), mean +- std over seeds, last epoch. The test split was not read: these "
+            f"numbers are for choosing settings, not for reporting. Train: {train}."
+        )
+    return (
+        f"Accuracy (%) of a network trained from scratch on each compressed set and tested on {n} real test "
+        f"clips ({frames} uniform frames each), mean +- std over seeds, last epoch. Train: {train}."
+    )
+
+
 def _significance_md(report: dict, arch: str, rkeys: list[str], n_test: int, chance: dict) -> list[str]:
     table = report["tables"].get(arch, {})
     accs = [e["mean"] for row in table.values() for e in row.values() if e.get("status") == "ok"]
     typical = float(np.median(accs)) if accs else 0.5
+    split = report.get("protocol", {}).get("name", "split") == "split"
+    if split:
+        clips = (
+            f"The test set has {n_test} clips, so one clip is {100 / max(n_test, 1):.1f} points and one run's accuracy"
+        )
+    else:  # folds / validation: a seed's number pools every held-out clip
+        clips = (
+            f"Each seed's number pools {n_test} held-out clips, so one clip is {100 / max(n_test, 1):.1f} points and "
+            "one seed's accuracy"
+        )
     lines = [
         f"**What the differences mean ({arch}).** Chance is {100 * chance['uniform']:.1f} % "
-        f"(always guessing the most common test class: {100 * chance['majority']:.1f} %). "
-        f"The test set has {n_test} clips, so one clip is {100 / max(n_test, 1):.1f} points and one run's accuracy "
-        f"near {100 * typical:.0f} % has a standard error of {100 * binomial_se(typical, n_test):.1f} points. "
+        f"(always guessing the most common {'test' if split else 'held-out'} class: {100 * chance['majority']:.1f} %). "
+        f"{clips} near {100 * typical:.0f} % has a standard error of {100 * binomial_se(typical, n_test):.1f} points. "
         "Below, each method against the best baseline at the same ratio (the best baseline against the runner-up): "
         "the difference in points and its 95 % paired bootstrap interval over test clips and seeds.",
         "",

@@ -8,7 +8,15 @@ latent cache is the shared one of `compressa_hf.cache`, which `compressa encode`
     work/methods/<method>/r<ratio>_s<seed>/   a method's own checkpoints (VideoCompressa resumes mid-run)
     sets/<method>/r<ratio>_s<seed>.safetensors   the compressed set of a cell (stored tensors + what trains)
     cells/<arch>/<method>/r<ratio>_s<seed>.json   one trained network's result
+    work/teachers/<arch>_s<seed>.safetensors   `--soft_labels`: the teacher of a seed (rows `<method>+soft`, whose
+                                   sets store its soft labels in the budget; `compressa_hf.distill.soft_labels`);
+                                   one per fold too under `--folds`, prefixed like the cells
     report.json, report.md, report.png
+Other protocols (see `compressa_hf.evaluate.splits`) prefix sets, cells and method folders with the part held out:
+`--folds K` pools the train and test splits (both splits' latent caches and pixels) into K stratified folds and
+names fold f's cells `f<f>_r<ratio>_s<seed>`; `--validation_fraction F` holds out a stratified F of the train split
+(`val_r<ratio>_s<seed>`) and never lists the test split. The report pools the held-out parts: per seed, one
+correctness vector over every held-out clip, each tested once.
 A finished cell is never recomputed; delete its files to redo it. The cache and settings are checked against
 `work/settings.json`, and each saved set against the method options it was made with, so a resumed run with other
 settings is refused rather than mixed.
@@ -23,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
+import numpy as np
 import torch
 
 from compressa_hf.evaluate.report import plot, ratio_key, summarise, to_markdown
@@ -55,6 +64,17 @@ class EvaluateArguments:
         method_config: YAML file of per-method options, `{method: {option: value}}`.
         device: `auto`, `cpu` or `cuda`.
         progress: Progress bars.
+        soft_labels: Also evaluate every method with teacher soft labels, as separate rows `<method>+soft` (same
+            kind): the method runs with C x itemsize bytes per kept video reserved (it keeps fewer videos), the
+            teacher's probabilities fill them, and the network trains on them (`compressa_hf.distill.soft_labels`).
+        soft_label_dtype / soft_label_temperature / soft_label_teacher: Their storage (float16 or uint8), the
+            teacher's softmax temperature, and the teacher network (trained on the full training clips per seed).
+        folds: K > 0: pool the train and test splits and run K-fold stratified cross-validation (every clip is tested
+            once per seed; budgets are per fold's training set). Right for a random split (arid6_iid, scenes
+            shared), wrong for one made scene- or subject-disjoint on purpose (keep that split's test set). 0: off.
+        validation_fraction: F > 0: train on the train split minus a stratified F of it and test on that F; the test
+            split is never read. For choosing settings (a sweep) without touching the test clips. 0: off.
+        fold_seed: Seeds the folds and the validation carve (not the methods or networks).
     """
 
     source: str = field(default="procedural", metadata={"help": "Source spec."})
@@ -77,6 +97,15 @@ class EvaluateArguments:
     method_config: str | None = field(default=None, metadata={"help": "YAML of per-method options."})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
     progress: bool = field(default=True, metadata={"help": "Progress bars."})
+    soft_labels: bool = field(default=False, metadata={"help": "Add <method>+soft rows (teacher soft labels)."})
+    soft_label_dtype: str = field(default="float16", metadata={"help": "Soft-label storage: float16 or uint8."})
+    soft_label_temperature: float = field(default=1.0, metadata={"help": "Teacher softmax temperature."})
+    soft_label_teacher: str = field(default="convnet", metadata={"help": "Teacher network (nets.NETS)."})
+    folds: int = field(default=0, metadata={"help": "K-fold cross-validation over train + test pooled (0: off)."})
+    validation_fraction: float = field(
+        default=0.0, metadata={"help": "Hold out this stratified share of the train split; never read test (0: off)."}
+    )
+    fold_seed: int = field(default=0, metadata={"help": "Seed of the folds / validation carve."})
 
     def __post_init__(self):
         from compressa_hf.distill.methods import METHODS
@@ -90,12 +119,31 @@ class EvaluateArguments:
             raise ValueError(f"unknown network(s) {bad} in --archs; known: {sorted(NETS)}")
         if self.seeds < 1:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
+        if self.soft_label_teacher not in NETS:
+            raise ValueError(f"unknown --soft_label_teacher {self.soft_label_teacher!r}; known: {sorted(NETS)}")
+        from compressa_hf.distill.soft_labels import check_options
+
+        check_options(self.soft_label_dtype, self.soft_label_temperature)
+        if self.folds < 0 or self.folds == 1:
+            raise ValueError(f"`folds` must be 0 (off) or >= 2, got {self.folds}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"`validation_fraction` must be in [0, 1) (0: off), got {self.validation_fraction}")
+        if self.folds and self.validation_fraction:
+            raise ValueError(
+                f"--folds {self.folds} and --validation_fraction {self.validation_fraction} exclude each other: folds "
+                "test on every clip, validation on part of the train split only; pass one"
+            )
         if not self.ratios.strip():
             raise ValueError("--ratios is empty; give percents (e.g. 0.5,1) or k<K> (e.g. k1,k2)")
         from compressa_hf.distill.budget import check_ratio_token
 
         for token in self.ratio_tokens:
             check_ratio_token(token)
+
+    @property
+    def protocol(self) -> str:
+        """`split` (train on the train split, test on the test split), `folds` or `validation`."""
+        return "folds" if self.folds else "validation" if self.validation_fraction else "split"
 
     @property
     def method_list(self) -> list[str]:
@@ -175,6 +223,13 @@ def _method_options(path: str | None) -> dict[str, dict]:
     return data
 
 
+def _protocol_settings(args: EvaluateArguments) -> dict:
+    """What makes a non-default protocol's cells (which clips each part trains and tests on)."""
+    if args.protocol == "folds":
+        return {"folds": args.folds, "fold_seed": args.fold_seed, "splits": [args.train_split, args.test_split]}
+    return {"validation_fraction": args.validation_fraction, "fold_seed": args.fold_seed, "split": args.train_split}
+
+
 def _check_settings(path: str, settings: dict) -> None:
     if os.path.exists(path):
         with open(path) as f:
@@ -188,13 +243,206 @@ def _check_settings(path: str, settings: dict) -> None:
         atomic_write_json(path, settings)
 
 
+@dataclass
+class _Part:
+    """One (training, held-out) partition of `_Clips`' rows; None takes every row (the default protocol).
+
+    Attributes:
+        prefix: Of its sets, cells and method folders: "" (split), "f<fold>_" (folds) or "val_" (validation).
+        fields: Added to each of its cell records, e.g. `{"fold": 2}`.
+        train: Sorted positions into the training rows (`latents`, `labels`, `train_pixels`).
+        test: Sorted positions into the held-out rows (`test_pixels`, `test_labels`).
+    """
+
+    prefix: str
+    fields: dict
+    train: np.ndarray | None = None
+    test: np.ndarray | None = None
+
+
+@dataclass
+class _Clips:
+    """What a protocol trains and tests on.
+
+    `latents` `(N, T, C, h, w)`, `labels` `(N,)` and `train_pixels` `(N, T, 3, H, W)` uint8 are the training rows;
+    `test_pixels` `(M, test_frames, 3, H, W)` uint8 and `test_labels` `(M,)` the held-out rows (for folds and
+    validation the same clips as the training rows, in the same order). `held_ids` names the held-out clips in the
+    order the report pools them (the parts' test rows one after another); None for the default protocol.
+    """
+
+    latents: torch.Tensor
+    labels: torch.Tensor
+    train_pixels: torch.Tensor
+    test_pixels: torch.Tensor
+    test_labels: torch.Tensor
+    class_names: list[str]
+    latent_shape: list[int]
+    parts: list[_Part]
+    protocol: dict
+    held_ids: list[str] | None = None
+
+
+def _take(t: torch.Tensor, idx: np.ndarray | None) -> torch.Tensor:
+    return t if idx is None else t[torch.as_tensor(idx, dtype=torch.long)]
+
+
+def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: int) -> _Clips:
+    """The latent caches (shared with `compressa encode` / `distill`; seed 0: the clips, not the methods, are
+    cached) and pixels each protocol needs, and its parts:
+
+    - split: the train split's cache and pixels (T frames, the cache's policy), the test split's pixels
+      (`test_frames` uniform); one part.
+    - folds: both splits' caches and pixels in both views, concatenated (train split first); K parts.
+    - validation: the train split's cache and pixels in both views; one part. The test split is never listed.
+    Pixel files are `work/pixels_<split>_T<frames>.safetensors` for the two views the default protocol reads, plus
+    `..._test` / `..._train` suffixed ones for the other two views when the views differ.
+    """
+    from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
+    from compressa_hf.clips import ClipConfig
+    from compressa_hf.evaluate.splits import fold_split, stratified_folds, validation_split
+
+    def cache_of(split: str):
+        enc = EncodeConfig(
+            source=args.source,
+            split=split,
+            codec=codec.codec_id,
+            num_frames=args.num_frames,
+            size=args.size,
+            policy=args.policy,
+            num_workers=args.num_workers,
+            dtype=args.codec_dtype,
+        )
+        cache = LatentCache(encode_split(enc, codec=codec, source=source, progress=args.progress)["output_dir"])
+        return enc.clip_config(), cache
+
+    clip_cfg, cache = cache_of(args.train_split)
+    test_cfg = ClipConfig(num_frames=test_frames, size=args.size, policy="uniform")
+
+    def pixel_path(split: str, training: bool) -> str:
+        # The default protocol's two views keep their names; the other two get a suffix unless both views are the
+        # same frames (uniform policy and test_frames == T), when one file serves both.
+        default = (split == args.train_split) == training
+        suffix = "" if default or clip_cfg == test_cfg else "_train" if training else "_test"
+        frames = args.num_frames if training else test_frames
+        return os.path.join(work, f"pixels_{split}_T{frames}{suffix}.safetensors")
+
+    def view(split: str, training: bool, order: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split's pixels in the training (T, the cache's policy) or test (`test_frames` uniform) view, rows in
+        the cache's `order`."""
+        path = pixel_path(split, training)
+        pixels, labels, ids = load_pixels(
+            source, split, clip_cfg if training else test_cfg, args.num_workers, path, order=order
+        )
+        if ids != order:  # a file written without an order, or a clip that decoded at T frames but not now
+            at = {c: i for i, c in enumerate(ids)}
+            missing = [c for c in order if c not in at]
+            if missing:
+                raise ValueError(
+                    f"{len(missing)} clips of the {split!r} latent cache are not in {path} (they could not be "
+                    f"decoded with {test_frames} uniform frames?), e.g. {missing[:3]}; delete it to decode again"
+                )
+            rows = torch.tensor([at[c] for c in order], dtype=torch.long)
+            pixels, labels = pixels[rows], labels[rows]
+        return pixels, labels
+
+    latents, labels = cache.load_latents()
+    class_names = cache.class_names
+    ids = [row["clip_id"] for row in cache.index]
+    train_pixels, pixel_labels = view(args.train_split, True, ids)
+    if not torch.equal(pixel_labels, labels):
+        raise AssertionError("the decoded training clips do not match the latent cache's rows")
+    common = {"latent_shape": cache.meta["latent_shape"], "class_names": class_names}
+    if args.protocol == "split":
+        test_pixels, test_labels, _ = load_pixels(
+            source, args.test_split, test_cfg, args.num_workers, pixel_path(args.test_split, False)
+        )
+        protocol = {
+            "name": "split",
+            "train_split": args.train_split,
+            "test_split": args.test_split,
+            "description": f"train on {args.train_split!r}, test on {args.test_split!r}",
+        }
+        parts = [_Part("", {})]
+        return _Clips(
+            latents, labels, train_pixels, test_pixels, test_labels, parts=parts, protocol=protocol, **common
+        )
+
+    if args.protocol == "validation":
+        test_pixels, test_labels = view(args.train_split, False, ids)
+        train, held = validation_split(labels, args.validation_fraction, args.fold_seed, class_names=class_names)
+        protocol = {
+            "name": "validation",
+            "split": args.train_split,
+            "fraction": args.validation_fraction,
+            "fold_seed": args.fold_seed,
+            "train_clips": len(train),
+            "held_out_clips": len(held),
+            "description": f"validation: a stratified {args.validation_fraction:g} of {args.train_split!r} held out "
+            f"({len(held)} clips), {args.test_split!r} never read",
+        }
+        parts = [_Part("val_", {}, train, held)]
+        held_ids = [f"{args.train_split}:{ids[i]}" for i in held]
+        return _Clips(
+            latents,
+            labels,
+            train_pixels,
+            test_pixels,
+            test_labels,
+            parts=parts,
+            protocol=protocol,
+            held_ids=held_ids,
+            **common,
+        )
+
+    # folds: both splits pooled, train split first.
+    _, test_cache = cache_of(args.test_split)
+    if test_cache.class_names != class_names:
+        raise ValueError(
+            f"--folds pools {args.train_split!r} and {args.test_split!r}, but their class lists differ "
+            f"({class_names} vs {test_cache.class_names}); folds need one label space"
+        )
+    t_latents, t_labels = test_cache.load_latents()
+    t_ids = [row["clip_id"] for row in test_cache.index]
+    t_pixels, t_pixel_labels = view(args.test_split, True, t_ids)
+    if not torch.equal(t_pixel_labels, t_labels):
+        raise AssertionError("the decoded test-split clips do not match their latent cache's rows")
+    held_views = [view(args.train_split, False, ids), view(args.test_split, False, t_ids)]
+    labels = torch.cat([labels, t_labels])
+    pool_ids = [f"{args.train_split}:{c}" for c in ids] + [f"{args.test_split}:{c}" for c in t_ids]
+    assignment = stratified_folds(labels, args.folds, args.fold_seed, class_names=class_names)
+    parts = [_Part(f"f{f}_", {"fold": f}, *fold_split(assignment, f)) for f in range(args.folds)]
+    protocol = {
+        "name": "folds",
+        "folds": args.folds,
+        "fold_seed": args.fold_seed,
+        "splits": [args.train_split, args.test_split],
+        "pooled_clips": len(labels),
+        "fold_train_clips": [len(p.train) for p in parts],
+        "fold_test_clips": [len(p.test) for p in parts],
+        "description": f"{args.folds}-fold stratified cross-validation over {args.train_split!r} + "
+        f"{args.test_split!r} ({len(labels)} clips, fold seed {args.fold_seed})",
+    }
+    return _Clips(
+        torch.cat([latents, t_latents]),
+        labels,
+        torch.cat([train_pixels, t_pixels]),
+        torch.cat([held_views[0][0], held_views[1][0]]),
+        torch.cat([held_views[0][1], held_views[1][1]]),
+        parts=parts,
+        protocol=protocol,
+        held_ids=[pool_ids[i] for p in parts for i in p.test],
+        **common,
+    )
+
+
 def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     """Run (or resume) every cell and write the report; returns the report dict."""
-    from compressa_hf.cache import EncodeConfig, LatentCache, encode_split, resolve_device
-    from compressa_hf.clips import ClipConfig
+    from compressa_hf.cache import resolve_device
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distill.methods import MethodContext, compress, get_method
     from compressa_hf.distill.methods.base import CompressedSet, parse_options
+    from compressa_hf.distill.soft_labels import SoftLabeller, base_method, soft_name
+    from compressa_hf.distill.soft_labels import targets as soft_targets
     from compressa_hf.sources import parse_source_spec
 
     device = resolve_device(args.device)
@@ -216,58 +464,48 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             "test_frames": test_frames,
             "dtype": args.dtype,
             "train_config": asdict(train_cfg),
+            # Only other protocols add this key, so runs made before it existed still resume.
+            **({"protocol": _protocol_settings(args)} if args.protocol != "split" else {}),
         },
     )
     options = _method_options(args.method_config)
     for method in args.method_list:  # option errors now, not as "n/a" cells later
         parse_options(get_method(method).Options, options.get(method), method)
 
-    # Stage 1: the latent cache of the training split, shared with `compressa encode` / `distill` (seed 0: the clips,
-    # not the methods, are being cached).
-    enc = EncodeConfig(
-        source=args.source,
-        split=args.train_split,
-        codec=codec.codec_id,
-        num_frames=args.num_frames,
-        size=args.size,
-        policy=args.policy,
-        num_workers=args.num_workers,
-        dtype=args.codec_dtype,
-    )
-    cache = LatentCache(encode_split(enc, codec=codec, source=source, progress=args.progress)["output_dir"])
-    latents, labels = cache.load_latents()
-    class_names = cache.class_names
+    # Stage 1: the latent caches and pixels of the clips (see `_load_clips`).
+    data = _load_clips(args, codec, source, work, test_frames)
+    class_names = data.class_names
     num_classes = len(class_names)
-    clip_cfg = enc.clip_config()
-    train_pixels, train_pixel_labels, _ = load_pixels(
-        source,
-        args.train_split,
-        clip_cfg,
-        args.num_workers,
-        os.path.join(work, f"pixels_{args.train_split}_T{args.num_frames}.safetensors"),
-        order=[row["clip_id"] for row in cache.index],
-    )
-    if not torch.equal(train_pixel_labels, labels):
-        raise AssertionError("the decoded training clips do not match the latent cache's rows")
-    test_cfg = ClipConfig(num_frames=test_frames, size=args.size, policy="uniform")
-    test_pixels, test_labels, _ = load_pixels(
-        source,
-        args.test_split,
-        test_cfg,
-        args.num_workers,
-        os.path.join(work, f"pixels_{args.test_split}_T{test_frames}.safetensors"),
-    )
-    ratios = resolve_ratios(args.ratio_tokens, args.num_frames, args.size, cache.meta["latent_shape"])
+    ratios = resolve_ratios(args.ratio_tokens, args.num_frames, args.size, data.latent_shape)
+    held_labels = torch.cat([_take(data.test_labels, p.test) for p in data.parts])
+    train_sizes = [len(data.labels) if p.train is None else len(p.train) for p in data.parts]
     logger.info(
-        "evaluate: %d train clips, %d test clips, %d classes; ratios %s; methods %s; archs %s; %d seeds",
-        len(labels),
-        len(test_labels),
+        "evaluate (%s): %s training clips, %d held-out clips, %d classes; ratios %s; methods %s; archs %s; %d seeds",
+        data.protocol["description"],
+        "/".join(str(n) for n in sorted(set(train_sizes))),
+        len(held_labels),
         num_classes,
         [f"{float(r):.4f}" for r in ratios],
         args.method_list,
         args.arch_list,
         args.seeds,
     )
+
+    labeller = None
+    if args.soft_labels:
+        from compressa_hf.evaluate.train import train_network
+
+        labeller = SoftLabeller(
+            os.path.join(work, "teachers"),
+            num_classes,
+            train_cfg,
+            train_network,
+            args.soft_label_teacher,
+            args.soft_label_dtype,
+            args.soft_label_temperature,
+            device,
+            args.progress,
+        )
 
     def context(ratio, seed, method) -> MethodContext:
         return MethodContext(
@@ -280,36 +518,51 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             frame_size=(args.size, args.size),
             pixels_fn=lambda: train_pixels,
             dtype=args.dtype,
-            options=options.get(method, {}),
-            work_dir=os.path.join(work, "methods", method, f"r{ratio_key(float(ratio))}_s{seed}"),
+            options=options.get(base_method(method), {}),
+            work_dir=os.path.join(work, "methods", method, f"{part.prefix}r{ratio_key(float(ratio))}_s{seed}"),
             device=device,
             progress=args.progress,
             class_names=class_names,
+            label_bytes_per_video=labeller.bytes_per_row if method != base_method(method) else 0,
         )
 
-    budgets = {ratio_key(float(r)): context(r, 0, "uniform").budget_bytes for r in ratios}
-    full_bytes = context(ratios[0], 0, "uniform").full_bytes
+    # Budgets are per part's training set (per fold); one part in the default protocol.
+    budgets: dict[str, list[int]] = {ratio_key(float(r)): [] for r in ratios}
+    full_bytes: list[int] = []
     cells: list[dict] = []
     jobs = [(m, r) for m in args.method_list for r in ratios]
     if args.full_data:
         jobs.append(("full", None))
-    total = len(jobs) * args.seeds
+    if labeller is not None:  # the same methods on teacher soft labels, as rows of their own
+        jobs += [(soft_name(m), r) for m in args.method_list for r in ratios]
+    total = len(data.parts) * len(jobs) * args.seeds
     bar = None
     if args.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="evaluate", unit="cell")
-    for seed in range(args.seeds):
+    part = None
+    for next_part, seed in [(p, s) for p in data.parts for s in range(args.seeds)]:
+        if next_part is not part:  # the part's rows, taken once for all its seeds
+            part = next_part
+            latents, labels, train_pixels = (
+                _take(t, part.train) for t in (data.latents, data.labels, data.train_pixels)
+            )
+            test_pixels, test_labels = (_take(t, part.test) for t in (data.test_pixels, data.test_labels))
+            for r in ratios:
+                budgets[ratio_key(float(r))].append(context(r, 0, "uniform").budget_bytes)
+            full_bytes.append(context(ratios[0], 0, "uniform").full_bytes)
         for method, ratio in jobs:
             rk = ratio_key(None if ratio is None else float(ratio))
-            name = f"r{rk}_s{seed}"
-            kind = get_method(method).KIND
+            name = f"{part.prefix}r{rk}_s{seed}"
+            kind = get_method(base_method(method)).KIND
             cell_paths = {a: os.path.join(out, "cells", a, method, name + ".json") for a in args.arch_list}
             todo = [a for a, p in cell_paths.items() if not os.path.exists(p)]
             if todo:
                 set_path = os.path.join(out, "sets", method, name + ".safetensors")
                 na_path = os.path.join(out, "sets", method, name + ".na.json")
-                base = {"method": method, "kind": kind, "ratio": None if ratio is None else float(ratio), "seed": seed}
+                ratio_value = None if ratio is None else float(ratio)
+                base = {"method": method, "kind": kind, "ratio": ratio_value, "seed": seed, **part.fields}
                 cset, compress_s, reason = None, 0.0, None
                 if os.path.exists(na_path):
                     with open(na_path) as f:
@@ -322,15 +575,26 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                     cset = CompressedSet.load(set_path)
                     compress_s = cset.info.get("compress_s", 0.0)
                     saved = cset.info.get("options")
-                    if saved is not None and saved != options.get(method, {}):
+                    if saved is not None and saved != options.get(base_method(method), {}):
                         raise ValueError(
-                            f"{set_path} was made with {method} options {saved}, not {options.get(method, {})}; "
-                            "use another --output or delete that method's sets and cells"
+                            f"{set_path} was made with {method} options {saved}, not "
+                            f"{options.get(base_method(method), {})}; use another --output or delete that method's "
+                            "sets and cells"
+                        )
+                    saved = cset.info.get("soft_labels", {}).get("settings")
+                    if method != base_method(method) and saved != labeller.settings:
+                        raise ValueError(
+                            f"{set_path} was made with soft-label settings {saved}, not {labeller.settings}; use "
+                            "another --output or delete that row's sets and cells"
                         )
                 else:
+                    if method != base_method(method):  # train or load the teacher outside the n/a net below
+                        labeller.teacher(seed, train_pixels, labels, part.prefix)
                     start = time.perf_counter()
                     try:
-                        cset = compress(method, context(ratio, seed, method))
+                        cset = compress(base_method(method), context(ratio, seed, method))
+                        if method != base_method(method):  # the teacher's labels, in the room the method left
+                            cset = labeller(cset, codec, cset.budget_bytes, seed, train_pixels, labels, part.prefix)
                     except ValueError as err:  # the budget cannot be met by this method at this ratio
                         reason = str(err)
                         atomic_write_json(na_path, {"reason": reason})
@@ -338,7 +602,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                     else:
                         compress_s = time.perf_counter() - start
                         cset.info["compress_s"] = compress_s
-                        cset.info["options"] = options.get(method, {})
+                        cset.info["options"] = options.get(base_method(method), {})
                         os.makedirs(os.path.dirname(set_path), exist_ok=True)
                         cset.save(set_path)
                 frames = cset.frames(codec, device=device) if cset is not None else None
@@ -356,6 +620,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             cfg=train_cfg,
                             seed=seed,
                             device=device,
+                            train_targets=soft_targets(cset),
                         )
                         record = {
                             **base,
@@ -371,11 +636,14 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             "budget_bytes": cset.budget_bytes,
                             "compress_s": compress_s,
                             "train_s": res.seconds,
+                            # drift in storage steps, decoded PSNR, overlap with uniform (distill/diagnostics.py)
+                            "diagnostics": cset.info.get("diagnostics", {}),
                         }
                         logger.info(
-                            "%s %s%% seed %d %s: %.1f %% (train %.1f %%, %d rows x %d frames, %s bytes)",
+                            "%s %s%% %sseed %d %s: %.1f %% (train %.1f %%, %d rows x %d frames, %s bytes)",
                             method,
                             rk,
+                            part.prefix,
                             seed,
                             arch,
                             100 * res.accuracy,
@@ -397,18 +665,27 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
         "source": args.source,
         "codec": codec.codec_id,
         "num_classes": num_classes,
-        "train_clips": len(labels),
-        "test_clips": len(test_labels),
+        # The smallest part's training set (folds differ by a clip or so; `protocol` lists each).
+        "train_clips": min(train_sizes),
+        # Held-out clips behind each number: every clip of the parts' test rows, each tested once per seed.
+        "test_clips": len(held_labels),
         "test_frames": test_frames,
         "num_frames": args.num_frames,
         "size": args.size,
-        "chance": chance_levels(test_labels.tolist(), num_classes),
-        "budget_bytes": budgets,
-        "full_bytes": full_bytes,
+        "chance": chance_levels(held_labels.tolist(), num_classes),
+        # The largest part's budget, which every cell respects; per fold in `protocol.budget_bytes_per_fold`.
+        "budget_bytes": {rk: max(v) for rk, v in budgets.items()},
+        "full_bytes": max(full_bytes),
         "train_config": asdict(train_cfg),
         "seeds": args.seeds,
+        "protocol": data.protocol,
     }
-    report = summarise(cells, args.method_list, [float(r) for r in ratios], args.arch_list, meta)
+    if args.protocol == "folds":
+        data.protocol.update(budget_bytes_per_fold=budgets, full_bytes_per_fold=full_bytes)
+    if data.held_ids is not None:
+        meta["held_out_ids"] = data.held_ids
+    rows = args.method_list + ([soft_name(m) for m in args.method_list] if labeller is not None else [])
+    report = summarise(cells, rows, [float(r) for r in ratios], args.arch_list, meta)
     atomic_write_json(os.path.join(out, "report.json"), report)
     atomic_write_text(os.path.join(out, "report.md"), to_markdown(report) + "\n")
     png = os.path.join(out, "report.png")

@@ -9,6 +9,8 @@ clip of 103 is one point of accuracy) and whether two methods differ by more tha
   methods: the pairing removes the shared clip difficulty) and seeds with replacement (the same seed index for
   both), and takes the difference of mean accuracies. The 2.5 / 97.5 percentiles give a 95 % interval; an interval
   that excludes 0 says the ordering would likely hold on another test set drawn like this one and other seeds.
+  Under `compressa evaluate --folds K` the clips are every clip of the pooled splits (each tested once per seed by
+  the network of its fold), which narrows the interval by about sqrt(pooled / test clips).
   numpy is enough here (scipy.stats.bootstrap resamples one axis of paired samples, not clips and seeds jointly).
 """
 

@@ -3,7 +3,11 @@
 As in the paper (and DC-bench / VDSD): SGD with lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, 100 epochs,
 the learning rate divided by 10 at half the epochs (DC-bench's `evaluate_synset`, which VDSD and VideoCompressa
 reuse); cross-entropy; the network sees each training clip's K frames and each test clip's T uniformly sampled
-frames (every network averages or pools over time, so K and T may differ). The reported number is the accuracy
+frames (every network averages or pools over time, so K and T may differ). With `train_targets` (a set's teacher
+soft labels, `compressa_hf.distill.soft_labels`) the loss is the cross-entropy to those probabilities,
+-sum_c p_c log q_c averaged over the batch: the KL divergence from the teacher to the network plus the targets' own
+entropy, a constant, so the gradients are KL's (Hinton et al.'s distillation loss at temperature 1, without the
+hard-label term, as in SRe2L / RDED's relabelled training). The reported number is the accuracy
 after the LAST epoch: no checkpoint is picked on the test set (the peer code that reports its best test epoch
 overstates every method, most of all the noisiest).
 
@@ -95,46 +99,58 @@ def predict(net: torch.nn.Module, frames: torch.Tensor, batch_size: int, device:
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
-def train_and_test(
+def check_targets(targets: torch.Tensor, rows: int, num_classes: int, atol: float = 1e-3) -> torch.Tensor:
+    """`(rows, num_classes)` class probabilities as float32; `ValueError` naming the problem otherwise.
+
+    Rows must be finite, non-negative and sum to 1 within `atol` (quantised soft labels are renormalised when they
+    are read back, so they sum to 1 within float32 rounding).
+    """
+    if targets.shape != (rows, num_classes) or not targets.is_floating_point():
+        raise ValueError(
+            f"train_targets must be float ({rows}, {num_classes}) probabilities, got {targets.dtype} "
+            f"{tuple(targets.shape)}"
+        )
+    targets = targets.float()
+    sums = targets.sum(dim=1)
+    if not torch.isfinite(targets).all() or (targets < 0).any() or ((sums - 1).abs() > atol).any():
+        worst = int((sums - 1).abs().nan_to_num(float("inf")).argmax())
+        raise ValueError(
+            f"train_targets rows must be finite, >= 0 and sum to 1; row {worst} sums to {float(sums[worst]):.6g}"
+        )
+    return targets
+
+
+def train_network(
     train_frames: torch.Tensor,
     train_labels: torch.Tensor,
-    test_frames: torch.Tensor,
-    test_labels: torch.Tensor,
     num_classes: int,
     arch: str = "convnet",
     cfg: TrainConfig | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
-) -> RunResult:
-    """Train a fresh `arch` network on `train_frames` and test it on `test_frames`.
+    train_targets: torch.Tensor | None = None,
+) -> tuple[torch.nn.Module, float, list[float]]:
+    """Train a fresh `arch` network on uint8 clips `(M, K, 3, H, W)` with the protocol of the module docstring.
 
-    Args:
-        train_frames: `(M, K, 3, H, W)` uint8 training clips (a compressed set, decoded).
-        train_labels: `(M,)` int64.
-        test_frames: `(N, T, 3, H, W)` uint8 real test clips.
-        test_labels: `(N,)` int64.
-        num_classes: Output classes.
-        arch: Network name in `compressa_hf.nets.NETS`.
-        cfg: Hyperparameters (defaults: the paper's).
-        seed: Seeds initialisation, shuffling, flips and dropout.
-        device: Where to train.
-        progress: Show a progress bar over epochs.
+    Returns the trained network (in eval mode, on `device`), the mean loss of the last epoch and each epoch's wall
+    time. `train_targets` `(M, num_classes)` class probabilities replace the hard `train_labels` in the loss (see
+    the module docstring); the labels are still checked. Arguments as in `train_and_test`, which calls it.
     """
     cfg = cfg or TrainConfig()
     if arch not in NETS:
         raise ValueError(f"unknown evaluation network {arch!r}; registered: {sorted(NETS)}")
-    for name, frames in (("train_frames", train_frames), ("test_frames", test_frames)):
-        if frames.dtype != torch.uint8 or frames.dim() != 5:
-            raise ValueError(f"{name} must be uint8 (M, T, 3, H, W), got {frames.dtype} {tuple(frames.shape)}")
-    if train_frames.shape[-2:] != test_frames.shape[-2:]:
+    if train_frames.dtype != torch.uint8 or train_frames.dim() != 5:
         raise ValueError(
-            f"training frames are {tuple(train_frames.shape[-2:])} but test frames {tuple(test_frames.shape[-2:])}"
+            f"train_frames must be uint8 (M, T, 3, H, W), got {train_frames.dtype} {tuple(train_frames.shape)}"
         )
     if len(train_frames) == 0:
         raise ValueError("no training clips")
+    if train_labels.shape != train_frames.shape[:1]:
+        raise ValueError(f"train_labels {tuple(train_labels.shape)} do not match {len(train_frames)} clips")
+    if train_targets is not None:
+        train_targets = check_targets(train_targets, len(train_frames), num_classes)
     device = torch.device(device)
-    start = time.perf_counter()
     size = tuple(train_frames.shape[-2:])
     decay_epoch = int(cfg.epochs * cfg.lr_decay_at)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
@@ -162,8 +178,8 @@ def train_and_test(
                 if cfg.flip:
                     flips = torch.rand(len(batch), generator=generator) < 0.5
                     x[flips.to(device)] = x[flips.to(device)].flip(-1)
-                y = train_labels[batch].to(device)
-                loss = F.cross_entropy(net(x), y)
+                y = (train_labels if train_targets is None else train_targets)[batch].to(device)
+                loss = F.cross_entropy(net(x), y)  # class indices, or probabilities (soft cross-entropy)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -173,15 +189,61 @@ def train_and_test(
             epoch_seconds.append(time.perf_counter() - epoch_start)
             if not torch.isfinite(torch.tensor(loss_sum)):
                 logger.warning("%s diverged at epoch %d (loss %s)", arch, epoch, loss_sum)
-        train_pred = predict(net, train_frames, cfg.test_batch_size, device)
-        test_pred = predict(net, test_frames, cfg.test_batch_size, device)
+    return net.eval(), float(loss_sum), epoch_seconds
+
+
+def train_and_test(
+    train_frames: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_frames: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    arch: str = "convnet",
+    cfg: TrainConfig | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    train_targets: torch.Tensor | None = None,
+) -> RunResult:
+    """Train a fresh `arch` network on `train_frames` and test it on `test_frames`.
+
+    Args:
+        train_frames: `(M, K, 3, H, W)` uint8 training clips (a compressed set, decoded).
+        train_labels: `(M,)` int64 (the hard labels; `train_accuracy` is measured against them).
+        test_frames: `(N, T, 3, H, W)` uint8 real test clips.
+        test_labels: `(N,)` int64.
+        num_classes: Output classes.
+        arch: Network name in `compressa_hf.nets.NETS`.
+        cfg: Hyperparameters (defaults: the paper's).
+        seed: Seeds initialisation, shuffling, flips and dropout.
+        device: Where to train.
+        progress: Show a progress bar over epochs.
+        train_targets: Optional `(M, num_classes)` class probabilities (teacher soft labels) to train on instead of
+            `train_labels`: the loss is then the cross-entropy to them (see the module docstring). None: hard labels.
+    """
+    if test_frames.dtype != torch.uint8 or test_frames.dim() != 5:
+        raise ValueError(
+            f"test_frames must be uint8 (M, T, 3, H, W), got {test_frames.dtype} {tuple(test_frames.shape)}"
+        )
+    if train_frames.shape[-2:] != test_frames.shape[-2:]:
+        raise ValueError(
+            f"training frames are {tuple(train_frames.shape[-2:])} but test frames {tuple(test_frames.shape[-2:])}"
+        )
+    cfg = cfg or TrainConfig()
+    device = torch.device(device)
+    start = time.perf_counter()
+    net, final_loss, epoch_seconds = train_network(
+        train_frames, train_labels, num_classes, arch, cfg, seed, device, progress, train_targets
+    )
+    train_pred = predict(net, train_frames, cfg.test_batch_size, device)
+    test_pred = predict(net, test_frames, cfg.test_batch_size, device)
     correct = (test_pred == test_labels.cpu()).tolist()
     return RunResult(
         accuracy=sum(correct) / max(len(correct), 1),
         correct=correct,
         predictions=test_pred.tolist(),
         train_accuracy=float((train_pred == train_labels.cpu()).float().mean()),
-        final_loss=float(loss_sum),
+        final_loss=final_loss,
         seconds=time.perf_counter() - start,
         epoch_seconds=epoch_seconds,
     )

@@ -3,14 +3,21 @@ choice of videos or frames into a set whose stored bytes fit the budget.
 
 The budget is the paper's: `budget_bytes = floor(ratio / 100 * full_bytes)`, `full_bytes` being the train split
 as uint8 clips of T x 3 x H x W. A method's `CompressedSet.stored` holds exactly the tensors it would write (no
-labels, ids or metadata, which no method in the literature counts either), `stored_bytes` is the sum of their
-`nbytes`, and `check_budget` refuses a set above the budget. Methods that store latent frames go through the
-planner (`compressa_hf.distill.budget.plan_budget`), so at one ratio they all keep the same number of frames:
+hard labels, ids or metadata, which no method in the literature counts either), `stored_bytes` is the sum of their
+`nbytes`, and `check_budget` refuses a set above the budget. Teacher soft labels are counted: with
+`MethodContext.label_bytes_per_video` > 0 every method leaves that many bytes per kept row free, and
+`compressa_hf.distill.soft_labels.relabel` then stores them as `stored["soft_labels"]`. Methods that store latent
+frames go through the planner (`compressa_hf.distill.budget.plan_budget`), so at one ratio they all keep the same
+number of frames:
 - frame methods (VideoCompressa, uniform, pixel-difference, AVS, scorer only): the planner's K frames for every
   video, or K = 1 for the same seeded random subset of videos per class when K = 1 for all does not fit;
 - whole-clip coresets (random, herding, forgetting, GraNd): all T frames of the v videos per class the budget
   holds, v chosen by each method's ranking;
 - synthesis (DM, LVDD): their own stored tensors, counted the same way.
+
+How each pays for reserved label bytes: the planner's methods (frame selection, coresets, DM, VideoCompressa) get
+them from `ctx.plan()`, which keeps K and drops videos (`budget.py`, rule 5); LVDD adds them to each recompressed
+clip's bytes before it counts how many clips per class fit.
 """
 
 from __future__ import annotations
@@ -73,6 +80,8 @@ class MethodContext:
         device: Where methods compute.
         progress: Show progress bars.
         class_names: Label names in label order, for messages; None names classes by index.
+        label_bytes_per_video: Bytes to leave free in the budget for the stored labels of each kept row (soft
+            labels: classes x itemsize); 0 for hard labels, which are not counted.
     """
 
     latents: torch.Tensor
@@ -89,6 +98,7 @@ class MethodContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool = False
     class_names: list[str] | None = None
+    label_bytes_per_video: int = 0
     _pixels: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
@@ -127,7 +137,8 @@ class MethodContext:
         return math.floor(Fraction(str(self.ratio)) * self.full_bytes / 100)
 
     def plan(self, frames_per_video: int | None = None, dtype: str | None = None) -> BudgetPlan:
-        """The budget plan of this ratio (K frames per video, videos per class, dtype)."""
+        """The budget plan of this ratio (K frames per video, videos per class, dtype), with
+        `label_bytes_per_video` reserved for each kept video."""
         return plan_budget(
             self.ratio,
             self.counts_per_class(),
@@ -136,6 +147,7 @@ class MethodContext:
             self.latent_shape,
             frames_per_video=frames_per_video,
             dtype=dtype or self.dtype,
+            label_bytes_per_video=self.label_bytes_per_video,
         )
 
     def planned_videos(self, plan: BudgetPlan) -> torch.Tensor:
@@ -193,7 +205,9 @@ class CompressedSet:
     Attributes:
         method: Registry name of the method.
         labels: `(M,)` int64 labels of the rows.
-        stored: Exactly the tensors the method would write; `stored_bytes` is the sum of their sizes.
+        stored: Exactly the tensors the method would write; `stored_bytes` is the sum of their sizes. A set
+            relabelled by a teacher (`compressa_hf.distill.soft_labels.relabel`) also stores `soft_labels` `(M, C)`
+            (float16 or uint8 probabilities), which the evaluation trains on instead of `labels`.
         latents: `(M, K, C, h, w)` float32 raw latents as read back from `stored` (decoded by the codec to train),
             or None when `pixels` is given.
         pixels: `(M, K, 3, H, W)` uint8 frames trained on directly (the full-data reference), or None.
@@ -291,7 +305,8 @@ def planned_set(
     info: dict[str, Any] | None = None,
 ) -> CompressedSet:
     """The set of a method that stores `plan`'s latent frames: `latents` `(len(videos), K, C, h, w)` rounded to the
-    plan's dtype, with its stored bytes checked to equal the plan's and to fit the budget."""
+    plan's dtype, with its stored bytes checked to equal the plan's (less the label bytes it reserves, which
+    `soft_labels.relabel` fills) and to fit the budget."""
     stored, readback = store_latents(latents, plan.dtype)
     cset = CompressedSet(
         method=method,
@@ -302,8 +317,10 @@ def planned_set(
         frame_indices=frame_indices,
         info={"plan": plan.to_dict(), **(info or {})},
     )
-    if cset.stored_bytes != plan.stored_bytes:
-        raise AssertionError(f"{method}: stored {cset.stored_bytes} bytes, the plan says {plan.stored_bytes}")
+    if cset.stored_bytes != plan.stored_bytes - plan.label_bytes:
+        raise AssertionError(
+            f"{method}: stored {cset.stored_bytes} bytes, the plan says {plan.stored_bytes - plan.label_bytes}"
+        )
     return check_budget(cset, ctx.budget_bytes)
 
 

@@ -8,7 +8,8 @@ class, chosen on their latents, each recompressed without training so that the s
    before any clip is chosen, so every clip costs the same `bytes_per_video`.
 2. Count. The same number v of clips for every class (a class with fewer keeps all), the largest v whose clips fit
    in `ctx.budget_bytes` - about 1 / keep times what the uint8 whole-clip coreset (`ctx.plan(frames_per_video=T)`)
-   keeps. A ratio too small for one clip per class is an error naming the smallest ratio that works.
+   keeps. Each clip also pays the `ctx.label_bytes_per_video` reserved for its soft labels, if any. A ratio too
+   small for one clip per class is an error naming the smallest ratio that works.
 3. Choose. Within each class, v clips by diversity over their flattened latents: a k-DPP sample (`kdpp`) or the
    clip nearest each k-means centroid (`kmeans`), seeded by the run's seed.
 4. Store. `stored` holds exactly the float16 cores / factors / components (stacked over clips); `latents` is the
@@ -282,13 +283,15 @@ def compress(ctx: MethodContext) -> CompressedSet:
         sizes = {"rank": rank}
         bytes_per_video = pca_elements(shape, rank) * STORE_BYTES
 
-    v = videos_per_class_cap(counts, ctx.budget_bytes // bytes_per_video)
+    row_bytes = bytes_per_video + ctx.label_bytes_per_video  # a clip pays for its soft labels too, if reserved
+    v = videos_per_class_cap(counts, ctx.budget_bytes // row_bytes)
     if v < 1:
-        smallest = Fraction(100 * ctx.num_classes * bytes_per_video, ctx.full_bytes)
+        smallest = Fraction(100 * ctx.num_classes * row_bytes, ctx.full_bytes)
+        labels = f" + {ctx.label_bytes_per_video} label bytes" if ctx.label_bytes_per_video else ""
         raise ValueError(
             f"lvdd: ratio {ctx.ratio}% ({ctx.budget_bytes:,} bytes) cannot hold one {opts.method}-recompressed clip "
-            f"({bytes_per_video:,} bytes at keep={opts.keep}) for each of the {ctx.num_classes} classes; the smallest "
-            f"ratio that can is {math.ceil(smallest * 10**6) / 10**6:.6f}% (or lower `keep`)"
+            f"({bytes_per_video:,} bytes at keep={opts.keep}{labels}) for each of the {ctx.num_classes} classes; "
+            f"the smallest ratio that can is {math.ceil(smallest * 10**6) / 10**6:.6f}% (or lower `keep`)"
         )
 
     keep: list[int] = []
@@ -321,6 +324,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
             "reference_dtype": reference_dtype,
             "reference_bytes_per_video": reference_bytes,
             "bytes_per_video": bytes_per_video,
+            "label_bytes_per_video": ctx.label_bytes_per_video,
             "videos_per_class": [min(v, n) for n in counts],
             "whole_clip_coreset_videos": whole_clip_videos,
             "relative_reconstruction_error": float(error),
