@@ -105,3 +105,25 @@ def test_set_hit_rates_map_saved_sets_to_source_frames(bench, tmp_path):
     rates = bench.set_hit_rates(str(tmp_path), source, 16, 16, {"methods": ["uniform"], "ratios": [2.0]})
     assert rates["uniform"]["2"] == {"frame_hit_rate": 2 / 6, "video_hit_rate": 2 / 3, "frames": 6, "videos": 3}
     assert rates["full"]["full"]["frame_hit_rate"] == 16 / 64 and rates["full"]["full"]["video_hit_rate"] == 1.0
+
+
+def test_grid_mode_end_to_end_without_av_or_diffusers(tmp_path):
+    """The grid runs where the GPU machine stands (no `av`, no `diffusers`), writes its rows and reads them back."""
+    import json
+    import subprocess
+
+    out = tmp_path / "grid.json"
+    script = (
+        "import runpy, sys; sys.modules['av'] = None; sys.modules['diffusers'] = None; "
+        f"sys.argv = ['procedural_size.py', '--grid', 'num_classes=2', 'train_per_class=2', 'test_per_class=1', "
+        f"'frame_size=16', 'num_frames=4', 'epochs=1,2', '--seeds', '2', '--codec_check', '--output', r'{out}']; "
+        "runpy.run_path(r'" + str(REPO / "bench" / "procedural_size.py") + "', run_name='__main__')"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["setting"]["epochs"] for r in rows] == [1, 2]
+    assert all(len(r["accuracy"]) == 2 and len(r["decoded"]["tae:taef2"]["accuracy"]) == 2 for r in rows)
+    assert all(r["event_share"] == 4 / 16 for r in rows)  # T = 4 of 32: an 8-frame event holds exactly 1
+    again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and again.stdout.count("(read back)") == 2, again.stdout
