@@ -119,15 +119,6 @@ BASES = {"table1": TABLE1, "smallest_full": SMALLEST_FULL, "recommended": RECOMM
 logger = logging.getLogger("procedural_size")
 
 
-def _coerce(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def setting_keys() -> dict[str, str]:
     """Every key a setting may hold -> where it goes: `source`, `clips` (T), `arch` or `train`."""
     from compressa_hf.evaluate.train import TrainConfig
@@ -141,6 +132,8 @@ def setting_keys() -> dict[str, str]:
 
 def parse_grid(items: list[str]) -> list[tuple[str, list]]:
     """`["frame_size=32,48", "epochs=40"]` -> `[("frame_size", [32, 48]), ("epochs", [40])]`; unknown keys raise."""
+    from compressa_hf.sources import _coerce  # the source specs' own value parsing (ints, floats, true/false)
+
     known = setting_keys()
     axes = []
     for item in items:

@@ -51,15 +51,30 @@ def gumbel_softmax_samples(
     Returns:
         `(B, k, T)` weights; every `[b, j]` row sums to 1.
     """
-    if logits.dim() != 2:
-        raise ValueError(f"logits must be (B, T), got shape {tuple(logits.shape)}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    return _relaxed_samples(logits, k, tau, hard, generator)
+
+
+def _relaxed_samples(
+    logits: torch.Tensor,
+    k: int,
+    tau: float,
+    hard: bool,
+    generator: torch.Generator | None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`(B, k, T)` Gumbel-Softmax samples of `logits`; sample j only over the frames where `mask[j]` `(k, T)` is True."""
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be (B, T), got shape {tuple(logits.shape)}")
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau}")
     b, t = logits.shape
     noise = sample_gumbel((b, k, t), generator).to(device=logits.device, dtype=logits.dtype)
-    soft = torch.softmax((logits.unsqueeze(1) + noise) / tau, dim=-1)
+    scores = (logits.unsqueeze(1) + noise) / tau
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    soft = torch.softmax(scores, dim=-1)
     if not hard:
         return soft
     one_hot = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
@@ -115,17 +130,7 @@ def segment_gumbel_samples(
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be (B, T), got shape {tuple(logits.shape)}")
-    if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
-    b, t = logits.shape
-    mask = segment_mask(t, k, device=logits.device)
-    noise = sample_gumbel((b, k, t), generator).to(device=logits.device, dtype=logits.dtype)
-    scores = ((logits.unsqueeze(1) + noise) / tau).masked_fill(~mask, float("-inf"))
-    soft = torch.softmax(scores, dim=-1)
-    if not hard:
-        return soft
-    one_hot = torch.zeros_like(soft).scatter_(-1, soft.argmax(dim=-1, keepdim=True), 1.0)
-    return one_hot - soft.detach() + soft
+    return _relaxed_samples(logits, k, tau, hard, generator, segment_mask(logits.shape[1], k, device=logits.device))
 
 
 def segment_argmax(logits: torch.Tensor, k: int) -> torch.Tensor:
