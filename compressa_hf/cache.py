@@ -177,19 +177,29 @@ class LatentCache:
     def class_names(self) -> list[str]:
         return self.meta["class_names"]
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """`(N,)` int64 labels in index order."""
+        return torch.tensor([row["label"] for row in self.index], dtype=torch.long)
+
+    def latents(self):
+        """All cached latents in index order as a lazy `(N, T, C, h, w)` float16 array (`compressa_hf.rows.RowConcat`)
+        whose rows are read from the shards when indexed: memory holds what is read, not the split."""
+        from compressa_hf.rows import RowConcat, safetensors_rows
+
+        if not self.index:
+            raise ValueError(f"{self.path} caches no clips")
+        names = sorted({row["shard"] for row in self.index})
+        parts = [safetensors_rows(os.path.join(self.path, "shards", name), "latents") for name in names]
+        starts = dict(zip(names, np.cumsum([0] + [len(p) for p in parts[:-1]]).tolist()))
+        return RowConcat(parts, torch.tensor([starts[row["shard"]] + row["offset"] for row in self.index]))
+
     def load_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All cached latents in index order: float16 (N, T, C, h, w) raw latents and int64 labels (N,)."""
-        from safetensors.torch import load_file
-
-        shards = {}
-        for shard in sorted({row["shard"] for row in self.index}):
-            shards[shard] = load_file(os.path.join(self.path, "shards", shard))["latents"]
         if not self.index:
             c, h, w = self.meta["latent_shape"]
             return torch.zeros(0, self.meta["clip"]["num_frames"], c, h, w, dtype=torch.float16), torch.zeros(0).long()
-        latents = torch.stack([shards[row["shard"]][row["offset"]] for row in self.index])
-        labels = torch.tensor([row["label"] for row in self.index], dtype=torch.long)
-        return latents, labels
+        return self.latents().read_all(), self.labels
 
 
 def _write_shard(path: str, latents: torch.Tensor, rows: list[dict], skipped: list[dict]) -> None:

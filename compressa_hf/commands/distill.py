@@ -598,8 +598,10 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
         plan = plan_for(args, vc_cfg.frames_per_video, labels_all, class_names, cache.meta["latent_shape"])
         logger.info("budget plan:\n%s", plan.describe())
         keep = choose_videos(labels_all, list(plan.videos_per_class), vc_cfg.seed)
-        latents_all, _ = cache.load_latents()
-        latents, labels = latents_all[keep], torch.tensor(labels_all)[keep]
+        # Lazy: rows are read from the cache's shards as the method asks for them (`--state_storage disk` keeps
+        # memory bounded by the batch; in memory the method holds its own copy of the kept videos).
+        latents_all = cache.latents()
+        latents, labels = latents_all.select(torch.tensor(keep)), torch.tensor(labels_all)[keep]
         vc_cfg = dataclasses.replace(vc_cfg, frames_per_video=plan.frames_per_video)
         method["method_options"] = asdict(vc_cfg)
         name = config_name(args, args.ratio if args.ratio is not None else plan.achieved_ratio)

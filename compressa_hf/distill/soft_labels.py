@@ -130,13 +130,16 @@ def teacher_probabilities(
     batch_size: int = 64,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """`softmax(teacher(frames) / temperature)` `(M, C)` float32 on the CPU, for uint8 clips `(M, K, 3, H, W)`."""
+    """`softmax(teacher(frames) / temperature)` `(M, C)` float32 on the CPU, for uint8 clips `(M, K, 3, H, W)` (a
+    tensor or a lazy row array of `compressa_hf.rows`, read a batch at a time)."""
     check_options("float16", temperature)
     device = torch.device(device) if device is not None else next(teacher.parameters()).device
     teacher.eval()
     out = [
-        torch.softmax(teacher(chunk.to(device).float().div_(255)).float() / temperature, dim=1).cpu()
-        for chunk in torch.split(frames, batch_size)
+        torch.softmax(
+            teacher(frames[i : i + batch_size].to(device).float().div_(255)).float() / temperature, dim=1
+        ).cpu()
+        for i in range(0, len(frames), batch_size)
     ]
     if not out:
         raise ValueError("no rows to label")

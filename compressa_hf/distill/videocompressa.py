@@ -73,6 +73,18 @@ written atomically (temporary file + fsync + os.replace) with Z, its moments and
 its stale flags, scorer/guide weights and optimiser states, the sampling generator and torch RNG states, the
 current pass's permutation and counters. `resume=True` continues from it bit-identically; `passes` may be raised
 on resume to train longer.
+
+Bounded memory (`state_storage="disk"`): Z, its moments and step counts, the stale flags and the decoded-frame cache
+are files in `checkpoint_dir/state_rank{r}/` (`compressa_hf.rows.RowFile`), read and written a batch of videos at a
+time; the latents arrive from the cache's shards the same way (`LatentCache.latents()`), so host memory is bounded
+by the batch, the codec and the networks, not by N (at 112 px and T = 16 the frame cache alone is ~11.5 GB for
+UCF101 and ~290 GB for Kinetics-400). A checkpoint then flushes the files and writes only the small state (networks,
+optimisers, RNG states, counters, the generator state that redraws the pass's permutation, the loss log): its size
+does not grow with N. Between checkpoints every overwritten row is first saved to an undo journal
+(`compressa_hf.rows.UndoJournal`); resuming rolls the files back to the last checkpoint, so a kill at any point
+resumes to the same bytes as an uninterrupted run, which are also the bytes of `state_storage="memory"`.
+`shuffle_window` draws each pass window by window over a seeded layout of the videos, so a disk-backed run reads one
+region of its files at a time (each video's T rows are one read in any case).
 """
 
 from __future__ import annotations
@@ -99,7 +111,7 @@ from compressa_hf.nets import NETS, build_net
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 # Config fields that may differ between a run and its resumption.
 RESUMABLE_FIELDS = ("passes", "checkpoint_steps")
 
@@ -165,6 +177,16 @@ class VideoCompressaConfig:
             T frames as first decoded; the guide still learns by cross-entropy, on detached frames, for the
             diagnostics) or "ce+dm" (`ce + dm_weight * dm`).
         checkpoint_steps: Also checkpoint every this many steps (0: only after each pass).
+        state_storage: Where Z, its optimiser moments and step counts, and the decoded-frame cache live: "memory"
+            (host tensors, written whole into every checkpoint) or "disk" (files in the checkpoint folder, read and
+            written a batch at a time: host memory is bounded by the batch, the codec and the networks, not by
+            the number of videos; a checkpoint is a flush plus a small state file). Both give the same bytes for
+            the same seed. "disk" needs a checkpoint folder and refuses `latent_optimizer="adam"` (dense Adam
+            moves every row at every step).
+        shuffle_window: 0 draws each pass's batches from one permutation of all the videos. N > 0 lays the videos
+            out in a seeded random order (so neighbours mix classes) and draws batches window by window: the
+            windows of N neighbouring videos in a random order, the videos of each window shuffled, so a disk-backed
+            run reads one region of its files at a time.
         seed: Seed of initialisation, shuffling and Gumbel noise.
     """
 
@@ -216,6 +238,12 @@ class VideoCompressaConfig:
     dm_batch_real: int = field(default=16, metadata={"help": "Real videos per class per step for the DM term."})
     dm_width: int = field(default=64, metadata={"help": "Channels of DM's random embedding ConvNet."})
     checkpoint_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps too (0: per pass)."})
+    state_storage: str = field(
+        default="memory", metadata={"help": "Z, moments and frame cache in memory or on disk (bounded memory)."}
+    )
+    shuffle_window: int = field(
+        default=0, metadata={"help": "Videos per shuffle window (0: one permutation of all videos per pass)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of init, shuffling and Gumbel noise."})
 
     def __post_init__(self):
@@ -245,6 +273,7 @@ class VideoCompressaConfig:
             "scorer_init": ("random", "uniform"),
             "latent_optimizer": ("lazy_adam", "adam", "sgd"),
             "objective": ("ce", "dm", "ce+dm"),
+            "state_storage": ("memory", "disk"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -254,6 +283,13 @@ class VideoCompressaConfig:
         for name in ("inner_steps", "dm_batch_real", "dm_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.shuffle_window < 0:
+            raise ValueError(f"`shuffle_window` must be >= 0, got {self.shuffle_window}")
+        if self.state_storage == "disk" and self.latent_optimizer == "adam":
+            raise ValueError(
+                "state_storage='disk' cannot run latent_optimizer='adam': dense Adam moves every latent frame at "
+                "every step, so each step would rewrite the whole state; use lazy_adam or sgd"
+            )
         if self.guide_warmup_epochs < 0:
             raise ValueError(f"`guide_warmup_epochs` must be >= 0, got {self.guide_warmup_epochs}")
         if not self.dm_weight >= 0:
@@ -283,6 +319,11 @@ class FrameScorer(nn.Module):
         return self.head(self.pool(x).flatten(1)).view(b, t)
 
 
+def _zeros(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """The in-memory allocator of optimiser state (the disk-backed one makes `RowFile`s)."""
+    return torch.zeros(shape, dtype=dtype)
+
+
 class LazyRowAdam:
     """Adam over the rows (latent frames) of a tensor, stepping only the rows given gradient.
 
@@ -293,12 +334,20 @@ class LazyRowAdam:
     row alone. The formula mirrors torch's (`denom = sqrt(v) / sqrt(1 - b2^t) + eps`, `step = lr / (1 - b1^t)`).
     """
 
-    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self,
+        param,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        alloc=None,
+    ):
+        alloc = alloc or _zeros
         self.param = param
         self.lr, self.betas, self.eps = lr, betas, eps
-        self.exp_avg = torch.zeros_like(param)
-        self.exp_avg_sq = torch.zeros_like(param)
-        self.steps = torch.zeros(param.shape[0], dtype=torch.int64)
+        self.exp_avg = alloc("exp_avg", tuple(param.shape), param.dtype)
+        self.exp_avg_sq = alloc("exp_avg_sq", tuple(param.shape), param.dtype)
+        self.steps = alloc("steps", (param.shape[0],), torch.int64)
 
     @torch.no_grad()
     def step(self, rows: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -328,7 +377,7 @@ class DenseAdam:
     """`torch.optim.Adam` over the whole `(rows, ...)` tensor: the rows not given gradient this step get a zero
     gradient, so their moments decay and their momentum keeps moving them (one step count for all rows)."""
 
-    def __init__(self, param: torch.Tensor, lr: float):
+    def __init__(self, param: torch.Tensor, lr: float, alloc=None):
         self.param = param
         self.opt = torch.optim.Adam([param], lr=lr)
 
@@ -353,7 +402,7 @@ class DenseAdam:
 class RowSGD:
     """Plain SGD on the rows given gradient: `param[rows] -= lr * grad` (no momentum, no state)."""
 
-    def __init__(self, param: torch.Tensor, lr: float):
+    def __init__(self, param, lr: float, alloc=None):
         self.param, self.lr = param, lr
 
     @torch.no_grad()
@@ -427,7 +476,9 @@ def _sync(device: torch.device) -> None:
 class _Distiller:
     """State and steps of one process's share of a VideoCompressa run."""
 
-    def __init__(self, latents, labels, codec, cfg, num_classes, device, rank, world, accelerator):
+    def __init__(
+        self, latents, labels, codec, cfg, num_classes, device, rank, world, accelerator, state_dir=None, reopen=False
+    ):
         self.cfg, self.codec, self.device, self.accelerator = cfg, codec, device, accelerator
         self.rank, self.world = rank, world
         n_all, self.T = latents.shape[:2]
@@ -435,20 +486,44 @@ class _Distiller:
         self.K = cfg.frames_per_video
         self.G = self.T if cfg.grad_frames == 0 else min(cfg.grad_frames or self.K, self.T)
         self.video_ids = torch.arange(rank, n_all, world)
+        if cfg.shuffle_window:  # local video i is the layout's i-th: neighbours in the state files mix classes
+            layout = torch.randperm(len(self.video_ids), generator=torch.Generator().manual_seed(cfg.seed + rank))
+            self.video_ids = self.video_ids[layout]
         self.n = len(self.video_ids)
         self.frame_size = (self.latent_shape[1] * codec.downscale, self.latent_shape[2] * codec.downscale)
         # Every rank must take the same number of steps (DDP); the smallest share sets it, so a rank holding one
         # more video may see one more per batch.
         self.steps_per_pass = math.ceil((n_all // world) / cfg.batch_size)
 
-        # Z as (n * T, C, h, w) rows: one row per latent frame, the unit of the lazy optimiser and of staleness.
-        # (Indexing copies, so the caller's tensor is never modified.)
-        self.z = latents[self.video_ids].detach().to("cpu", torch.float32).reshape(self.n * self.T, *self.latent_shape)
+        # Z as (n * T, C, h, w) rows: one row per latent frame, the unit of the lazy optimiser and of staleness. In
+        # memory these are tensors; on disk `RowFile`s with the same indexing, journaled for exact resumption.
         self.labels = labels[self.video_ids].to(torch.int64).cpu()
-        self.z_opt = LATENT_OPTIMIZERS[cfg.latent_optimizer](self.z, lr=cfg.lr_latents)
+        self.disk = cfg.state_storage == "disk"
+        self.state_dir, self.journal = state_dir, None
+        if self.disk:
+            if state_dir is None:
+                raise ValueError("state_storage='disk' needs a checkpoint folder to hold the state files")
+            from compressa_hf.rows import UndoJournal
+
+            os.makedirs(state_dir, exist_ok=True)
+            self.journal = UndoJournal(os.path.join(state_dir, "journal"))
+        self.reopen = reopen and self.disk  # resuming on disk: the files hold the state, nothing is refilled
+        if self.disk and not self.reopen:
+            self.journal.commit(0)  # a fresh start: whatever an earlier run journaled is void
+        rows = self.n * self.T
+        self.z = self._alloc("z", (rows, *self.latent_shape), torch.float32)
+        if not self.reopen:
+            per_chunk = max(1, cfg.decode_chunk // self.T)
+            for vids in torch.split(torch.arange(self.n), per_chunk):
+                # (indexing copies, so the caller's tensor is never modified)
+                chunk = latents[self.video_ids[vids]].detach().to("cpu", torch.float32)
+                self.z[self._rows(vids)] = chunk.reshape(len(vids) * self.T, *self.latent_shape)
+        self.z_opt = LATENT_OPTIMIZERS[cfg.latent_optimizer](self.z, lr=cfg.lr_latents, alloc=self._alloc)
         cache_dtype = getattr(torch, cfg.frame_cache_dtype)
-        self.frames = torch.zeros(self.n * self.T, 3, *self.frame_size, dtype=cache_dtype)
-        self.stale = torch.ones(self.n * self.T, dtype=torch.bool)
+        self.frames = self._alloc("frames", (rows, 3, *self.frame_size), cache_dtype)
+        self.stale = self._alloc("stale", (rows,), torch.bool)
+        if not self.reopen:
+            self._fill(self.stale, True)
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -486,6 +561,8 @@ class _Distiller:
         self.inner_done = 0
         self.global_step = 0
         self.perm: torch.Tensor | None = None
+        self.perm_state: torch.Tensor | None = None  # the generator's state when `perm` was drawn
+        self.generation = 0  # checkpoints written (the disk state's journal generation)
         self.pass_stats = self._new_pass_stats()
         self.history: list[dict] = []
         self.timings = {
@@ -503,10 +580,56 @@ class _Distiller:
         # The DM objective compares with the frames as first decoded (the cached latents), not the refined ones.
         self.ref_frames = torch.zeros(0)
         if cfg.objective != "ce":
-            self.refresh(torch.arange(self.n * self.T))
-            self.ref_frames = self.frames.clone()
+            self.ref_frames = self._alloc("ref_frames", (rows, 3, *self.frame_size), cache_dtype, journal=False)
+            if not self.reopen:
+                for vids in self._video_chunks():
+                    self.refresh(self._rows(vids))
+                    self.ref_frames[self._rows(vids)] = self.frames[self._rows(vids)]
             self.dm_net = build_net("convnet", num_classes, self.frame_size, width=cfg.dm_width).to(device)
             self.dm_net.requires_grad_(False)
+
+    # -- state arrays -------------------------------------------------------------------------------------------
+
+    def _alloc(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, journal: bool = True):
+        """A zero-filled state array: a tensor in memory, or `state_dir/<name>.bin` on disk (reopened as it is when
+        resuming)."""
+        if not self.disk:
+            return torch.zeros(shape, dtype=dtype)
+        from compressa_hf.rows import RowFile
+
+        path = os.path.join(self.state_dir, f"{name}.bin")
+        return RowFile(
+            path,
+            shape[0],
+            shape[1:],
+            dtype,
+            create=not self.reopen,
+            writable=True,
+            journal=self.journal if journal else None,
+        )
+
+    def _rows(self, vids: torch.Tensor) -> torch.Tensor:
+        """The latent-frame rows of local videos `vids`, video by video."""
+        return (vids[:, None] * self.T + torch.arange(self.T)).reshape(-1)
+
+    def _video_chunks(self) -> tuple[torch.Tensor, ...]:
+        """Local videos in chunks of about `decode_chunk` frames, for passes over all the state."""
+        return torch.split(torch.arange(self.n), max(1, self.cfg.decode_chunk // self.T))
+
+    def _fill(self, array, value) -> None:
+        for vids in self._video_chunks():
+            array[self._rows(vids)] = value
+
+    def permutation(self) -> torch.Tensor:
+        """This pass's order of the local videos (`shuffle_window`: window by window)."""
+        w = self.cfg.shuffle_window
+        if w == 0 or w >= self.n:
+            return torch.randperm(self.n, generator=self.generator)
+        starts = torch.arange(0, self.n, w)
+        order = torch.randperm(len(starts), generator=self.generator).tolist()
+        return torch.cat(
+            [int(starts[i]) + torch.randperm(min(w, self.n - int(starts[i])), generator=self.generator) for i in order]
+        )
 
     @staticmethod
     def _new_pass_stats() -> dict:
@@ -572,7 +695,7 @@ class _Distiller:
         """One step of Algorithm 1 on local videos `vids`."""
         cfg, T = self.cfg, self.T
         b = len(vids)
-        rows = (vids[:, None] * T + torch.arange(T)).reshape(-1)
+        rows = self._rows(vids)
         self.refresh(rows)
 
         start = time.perf_counter()
@@ -640,8 +763,11 @@ class _Distiller:
         for c in labels.unique().tolist():
             members = torch.nonzero(self.labels == c).flatten()
             pick = members[torch.randperm(len(members), generator=self.generator)[: cfg.dm_batch_real]]
-            rows = (pick[:, None] * T + torch.arange(T)).reshape(-1)
-            real = self.ref_frames[rows].to(self.device, torch.float32).view(len(pick), T, 3, *self.frame_size)
+            real = (
+                self.ref_frames[self._rows(pick)]
+                .to(self.device, torch.float32)
+                .view(len(pick), T, 3, *self.frame_size)
+            )
             with torch.no_grad():
                 real_mean = self.dm_net.embed(real).mean(0)
             syn_mean = self.dm_net.embed(soft_frames[labels == c]).mean(0)
@@ -661,7 +787,8 @@ class _Distiller:
         """Train the guide alone on K real cached frames per video (a random one per segment), for
         `guide_warmup_epochs` epochs, before the joint passes."""
         cfg, T = self.cfg, self.T
-        self.refresh(torch.arange(self.n * T))
+        for vids in self._video_chunks():
+            self.refresh(self._rows(vids))
         bounds = segment_bounds(T, self.K)
         correct = seen = 0
         losses = []
@@ -711,7 +838,8 @@ class _Distiller:
             bar = tqdm(total=total, initial=done, desc="videocompressa", unit="step")
         while self.passes_done < cfg.passes:
             if self.perm is None:
-                self.perm = torch.randperm(self.n, generator=self.generator)
+                self.perm_state = self.generator.get_state()  # a checkpoint redraws the permutation from it
+                self.perm = self.permutation()
                 self.step_in_pass = 0
                 self.pass_stats = self._new_pass_stats()
             batches = torch.tensor_split(self.perm, self.steps_per_pass)
@@ -763,19 +891,21 @@ class _Distiller:
     def final(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Stage 3: final decoded frames -> final scores -> top-K in time -> their optimised latents."""
         start = time.perf_counter()
-        self.refresh(torch.arange(self.n * self.T))
         scorer = self.scorer_core.eval()
-        per_chunk = max(1, self.cfg.decode_chunk // self.T)
         scores = []
-        for vids in torch.split(torch.arange(self.n), per_chunk):
-            rows = (vids[:, None] * self.T + torch.arange(self.T)).reshape(-1)
+        for vids in self._video_chunks():
+            rows = self._rows(vids)
+            self.refresh(rows)
             frames = self.frames[rows].to(self.device, torch.float32).view(len(vids), self.T, 3, *self.frame_size)
             scores.append(scorer(frames).float().cpu())
         scorer.train()
         scores = torch.cat(scores) if scores else torch.zeros(0, self.T)
         indices = self.select(scores, self.K) if self.n else torch.zeros(0, self.K, dtype=torch.int64)
-        z = self.z.view(self.n, self.T, *self.latent_shape)
-        latents = z[torch.arange(self.n)[:, None], indices].clone()
+        latents = self.z[(torch.arange(self.n)[:, None] * self.T + indices).reshape(-1)]
+        latents = latents.view(self.n, self.K, *self.latent_shape).clone()
+        if self.cfg.shuffle_window:  # back from the layout's order to the rank's video order
+            back = torch.argsort(self.video_ids)
+            indices, latents, scores = indices[back], latents[back], scores[back]
         self.timings["final_s"] += time.perf_counter() - start
         return indices, latents, scores
 
@@ -795,14 +925,18 @@ class _Distiller:
             "config": cfg,
         }
 
+    def _arrays(self) -> list:
+        arrays = [self.z, self.frames, self.stale, self.ref_frames]
+        if isinstance(self.z_opt, LazyRowAdam):
+            arrays += [self.z_opt.exp_avg, self.z_opt.exp_avg_sq, self.z_opt.steps]
+        return arrays
+
     def save(self, path: str) -> None:
+        """Checkpoint: in memory, every array goes into `path`; on disk, the files are flushed, `path` gets the small
+        state (networks, optimisers, RNGs, counters) and the journal is committed (see `compressa_hf.rows`)."""
         state = {
             "meta": self._meta(),
-            "labels": self.labels,
-            "z": self.z,
-            "z_opt": self.z_opt.state_dict(),
-            "frames": self.frames,
-            "stale": self.stale,
+            "labels_sha256": _digest(self.labels),
             "scorer": self.scorer_core.state_dict(),
             "guide": self.guide_core.state_dict(),
             "opt_scorer": self.opt_scorer.state_dict(),
@@ -815,19 +949,34 @@ class _Distiller:
             "passes": self.cfg.passes,
             "warmup_done": self.warmup_done,
             "warmup_stats": self.warmup_stats,
-            "ref_frames": self.ref_frames,
             "global_step": self.global_step,
-            "perm": self.perm,
+            "perm_state": self.perm_state if self.perm is not None else None,
             "pass_stats": self.pass_stats,
             "history": self.history,
             "timings": self.timings,
+            "generation": self.generation + 1,
         }
+        if self.disk:
+            for array in self._arrays():
+                if hasattr(array, "flush"):
+                    array.flush()
+        else:
+            state.update(
+                z=self.z,
+                z_opt=self.z_opt.state_dict(),
+                frames=self.frames,
+                stale=self.stale,
+                ref_frames=self.ref_frames,
+            )
         tmp = f"{path}.tmp"
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        self.generation += 1
+        if self.journal is not None:
+            self.journal.commit(self.generation)
 
     def load(self, path: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -838,25 +987,36 @@ class _Distiller:
             )
         diffs = [k for k in now if k != "config" and saved.get(k) != now[k]]
         diffs += [f"config.{k}" for k in now["config"] if saved["config"].get(k) != now["config"][k]]
-        if diffs or not torch.equal(state["labels"], self.labels):
-            details = ", ".join(f"{d}" for d in diffs) or "labels"
+        if state["labels_sha256"] != _digest(self.labels):
+            diffs.append("labels")
+        if diffs:
             raise ValueError(
-                f"checkpoint {path} was written for a different run (differs in: {details}); resume with the same "
-                f"data and settings (only {RESUMABLE_FIELDS} may change), or delete the checkpoint to start over"
+                f"checkpoint {path} was written for a different run (differs in: {', '.join(diffs)}); resume with the "
+                f"same data and settings (only {RESUMABLE_FIELDS} may change), or delete the checkpoint to start over"
             )
         if self.cfg.tau_final is not None and state["passes"] != self.cfg.passes:
             raise ValueError(
                 f"checkpoint {path} was written for {state['passes']} passes and tau_final anneals over all of them; "
                 f"resume with --passes {state['passes']} (or delete the checkpoint to start over)"
             )
-        self.z.copy_(state["z"])
-        self.z_opt.load_state_dict(state["z_opt"])
-        self.frames.copy_(state["frames"])
-        self.stale.copy_(state["stale"])
+        self.generation = state["generation"]
+        if self.disk:
+            restored = self.journal.rollback(self.generation)
+            logger.info("state files in %s: %d rows rolled back to the checkpoint", self.state_dir, restored)
+        else:
+            self.z.copy_(state["z"])
+            self.z_opt.load_state_dict(state["z_opt"])
+            self.frames.copy_(state["frames"])
+            self.stale.copy_(state["stale"])
+            self.ref_frames = state["ref_frames"]
         self.scorer_core.load_state_dict(state["scorer"])
         self.guide_core.load_state_dict(state["guide"])
         self.opt_scorer.load_state_dict(state["opt_scorer"])
         self.opt_guide.load_state_dict(state["opt_guide"])
+        self.perm_state, self.perm = state["perm_state"], None
+        if self.perm_state is not None:  # redraw the pass's permutation, then continue the generator where it was
+            self.generator.set_state(self.perm_state)
+            self.perm = self.permutation()
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
@@ -865,12 +1025,16 @@ class _Distiller:
         self.step_in_pass = state["step_in_pass"]
         self.warmup_done = state["warmup_done"]
         self.warmup_stats = state["warmup_stats"]
-        self.ref_frames = state["ref_frames"]
         self.global_step = state["global_step"]
-        self.perm = state["perm"]
         self.pass_stats = state["pass_stats"]
         self.history = state["history"]
         self.timings = state["timings"]
+
+
+def _digest(t: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
 
 
 def _gather(accelerator, tensor: torch.Tensor, n_all: int, world: int) -> torch.Tensor:
@@ -950,8 +1114,16 @@ def distill(
     with torch.random.fork_rng(devices=rng_devices):
         # Own RNG stream (dropout in a guide net) so results do not depend on the caller's RNG state.
         torch.manual_seed(cfg.seed + rank)
-        run = _Distiller(latents, labels, codec, cfg, num_classes, device, rank, world, accelerator)
-        if resume and checkpoint_path and os.path.exists(checkpoint_path):
+        resuming = bool(resume and checkpoint_path and os.path.exists(checkpoint_path))
+        if checkpoint_path and not resuming and cfg.state_storage == "disk" and os.path.exists(checkpoint_path):
+            os.remove(checkpoint_path)  # it describes state files about to be recreated
+        state_dir = (
+            os.path.join(os.fspath(checkpoint_dir), f"state_rank{rank}") if checkpoint_dir is not None else None
+        )
+        run = _Distiller(
+            latents, labels, codec, cfg, num_classes, device, rank, world, accelerator, state_dir, reopen=resuming
+        )
+        if resuming:
             run.load(checkpoint_path)
             logger.info("resumed from %s at pass %d, step %d", checkpoint_path, run.passes_done, run.step_in_pass)
         elif resume:

@@ -17,6 +17,14 @@ Other protocols (see `compressa_hf.evaluate.splits`) prefix sets, cells and meth
 names fold f's cells `f<f>_r<ratio>_s<seed>`; `--validation_fraction F` holds out a stratified F of the train split
 (`val_r<ratio>_s<seed>`) and never lists the test split. The report pools the held-out parts: per seed, one
 correctness vector over every held-out clip, each tested once.
+Memory: in the default protocol the latents and pixels are read from their files a batch at a time (lazy row arrays
+of `compressa_hf.rows`; the full-data reference trains through a DataLoader over them), so host memory is bounded
+by the batch and the networks; methods hold what they select (a set), and the ones that need every latent at once
+(DM, LVDD) read them whole. `--folds` and `--validation_fraction` hold their (small) pools in memory.
+Several processes (`accelerate launch --num_processes N [--num_machines M] -m compressa_hf.cli evaluate ...`, one
+work folder on a file system every machine sees): the caches are encoded rank-sharded, the main process decodes the
+pixel files while the others wait, rank r runs cells r, r + N, ... (cell order: part, seed, method, ratio), and the
+main process writes the report from every rank's cells, the same report a single process writes.
 A finished cell is never recomputed; delete its files to redo it. The cache and settings are checked against
 `work/settings.json`, and each saved set against the method options it was made with, so a resumed run with other
 settings is refused rather than mixed.
@@ -166,44 +174,57 @@ def resolve_ratios(tokens: list[str], num_frames: int, size: int, latent_shape) 
 
 
 def load_pixels(source, split: str, clip_cfg, num_workers: int, path: str, order: list[str] | None = None):
-    """Real uint8 clips `(N, T, 3, H, W)`, labels and clip ids of a split, decoded once and kept at `path`.
+    """Real uint8 clips of a split, decoded once into `path` (safetensors: `pixels` `(N, T, 3, H, W)` and `labels`),
+    their labels and clip ids.
 
-    `order` (clip ids) fixes the rows' order, e.g. that of the latent cache; clips that cannot be decoded are
-    skipped with a warning naming the file.
+    The pixels come back as a lazy `compressa_hf.rows.RowFile` over the file: rows are read when indexed, so memory
+    holds the batch a caller reads, not the split; they are written the same way, a few clips at a time. `order`
+    (clip ids) fixes the rows' order, e.g. that of the latent cache; clips that cannot be decoded are skipped with a
+    warning naming the file.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
 
-    if os.path.exists(path):
-        data = load_file(path)
-        with open(path + ".ids.json") as f:
-            ids = json.load(f)
-        return data["pixels"], data["labels"], ids
-    from compressa_hf.cache import clip_loader
+    from compressa_hf.distributed import get_state
+    from compressa_hf.rows import SafetensorsRowWriter, safetensors_rows
 
-    refs = source.list_clips(split)
-    if order is not None:
-        by_id = {r.clip_id: r for r in refs}
-        missing = [c for c in order if c not in by_id]
-        if missing:
-            raise ValueError(f"{len(missing)} cached clips are not in split {split!r} any more, e.g. {missing[:3]}")
-        refs = [by_id[c] for c in order]
-    frames, labels, ids = [], [], []
-    for batch in clip_loader(source, refs, clip_cfg, clips_per_batch=8, num_workers=num_workers):
-        for item in batch:
-            if "error" in item:
-                logger.warning("skipped %s: %s", item["path"], item["error"])
-                continue
-            frames.append(torch.from_numpy(item["frames"]).permute(0, 3, 1, 2))
-            labels.append(item["label"])
-            ids.append(item["clip_id"])
-    if not frames:
-        raise ValueError(f"no decodable clip in split {split!r} of the source")
-    pixels, labels = torch.stack(frames).contiguous(), torch.tensor(labels, dtype=torch.long)
-    atomic_write_json(path + ".ids.json", ids)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    save_file({"pixels": pixels, "labels": labels}, tmp)
-    os.replace(tmp, path)
-    return pixels, labels, ids
+    state = get_state()  # with several processes the main one decodes, the others wait and read the file
+    if not os.path.exists(path) and state.is_main_process:
+        from compressa_hf.cache import clip_loader
+
+        refs = source.list_clips(split)
+        if order is not None:
+            by_id = {r.clip_id: r for r in refs}
+            missing = [c for c in order if c not in by_id]
+            if missing:
+                raise ValueError(
+                    f"{len(missing)} cached clips are not in split {split!r} any more, e.g. {missing[:3]}"
+                )
+            refs = [by_id[c] for c in order]
+        row_shape = (clip_cfg.num_frames, 3, clip_cfg.size, clip_cfg.size)
+        writer = SafetensorsRowWriter(path, "pixels", row_shape, torch.uint8)
+        labels, ids = [], []
+        try:
+            for batch in clip_loader(source, refs, clip_cfg, clips_per_batch=8, num_workers=num_workers):
+                for item in batch:
+                    if "error" in item:
+                        logger.warning("skipped %s: %s", item["path"], item["error"])
+                        continue
+                    writer.append(torch.from_numpy(item["frames"]).permute(0, 3, 1, 2)[None])
+                    labels.append(item["label"])
+                    ids.append(item["clip_id"])
+            if not ids:
+                raise ValueError(f"no decodable clip in split {split!r} of the source")
+            atomic_write_json(path + ".ids.json", ids)
+            writer.finish({"labels": torch.tensor(labels, dtype=torch.long)})
+        except BaseException:
+            writer.abort()
+            raise
+    state.wait_for_everyone()
+    with safe_open(path, "pt") as f:
+        labels = f.get_tensor("labels")
+    with open(path + ".ids.json") as f:
+        ids = json.load(f)
+    return safetensors_rows(path, "pixels"), labels, ids
 
 
 def _method_options(path: str | None) -> dict[str, dict]:
@@ -264,7 +285,8 @@ class _Part:
 class _Clips:
     """What a protocol trains and tests on.
 
-    `latents` `(N, T, C, h, w)`, `labels` `(N,)` and `train_pixels` `(N, T, 3, H, W)` uint8 are the training rows;
+    `latents` `(N, T, C, h, w)`, `labels` `(N,)` and `train_pixels` `(N, T, 3, H, W)` uint8 are the training rows
+    (latents and pixels as lazy row arrays of `compressa_hf.rows` in the default protocol, tensors in the others);
     `test_pixels` `(M, test_frames, 3, H, W)` uint8 and `test_labels` `(M,)` the held-out rows (for folds and
     validation the same clips as the training rows, in the same order). `held_ids` names the held-out clips in the
     order the report pools them (the parts' test rows one after another); None for the default protocol.
@@ -280,6 +302,11 @@ class _Clips:
     parts: list[_Part]
     protocol: dict
     held_ids: list[str] | None = None
+
+
+def _in_memory(t) -> torch.Tensor:
+    """A lazy row array (`compressa_hf.rows`) read whole; a tensor as it is."""
+    return t if isinstance(t, torch.Tensor) else t.read_all()
 
 
 def _take(t: torch.Tensor, idx: np.ndarray | None) -> torch.Tensor:
@@ -345,7 +372,7 @@ def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: 
             pixels, labels = pixels[rows], labels[rows]
         return pixels, labels
 
-    latents, labels = cache.load_latents()
+    latents, labels = cache.latents(), cache.labels  # lazy: rows are read from the shards when a method asks
     class_names = cache.class_names
     ids = [row["clip_id"] for row in cache.index]
     train_pixels, pixel_labels = view(args.train_split, True, ids)
@@ -401,7 +428,7 @@ def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: 
             f"--folds pools {args.train_split!r} and {args.test_split!r}, but their class lists differ "
             f"({class_names} vs {test_cache.class_names}); folds need one label space"
         )
-    t_latents, t_labels = test_cache.load_latents()
+    t_latents, t_labels = test_cache.latents(), test_cache.labels
     t_ids = [row["clip_id"] for row in test_cache.index]
     t_pixels, t_pixel_labels = view(args.test_split, True, t_ids)
     if not torch.equal(t_pixel_labels, t_labels):
@@ -422,11 +449,12 @@ def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: 
         "description": f"{args.folds}-fold stratified cross-validation over {args.train_split!r} + "
         f"{args.test_split!r} ({len(labels)} clips, fold seed {args.fold_seed})",
     }
+    # Folds pool two splits into one array, in memory: a protocol for small labelled sets.
     return _Clips(
-        torch.cat([latents, t_latents]),
+        torch.cat([_in_memory(latents), _in_memory(t_latents)]),
         labels,
-        torch.cat([train_pixels, t_pixels]),
-        torch.cat([held_views[0][0], held_views[1][0]]),
+        torch.cat([_in_memory(train_pixels), _in_memory(t_pixels)]),
+        torch.cat([_in_memory(held_views[0][0]), _in_memory(held_views[1][0])]),
         torch.cat([held_views[0][1], held_views[1][1]]),
         parts=parts,
         protocol=protocol,
@@ -443,9 +471,12 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     from compressa_hf.distill.methods.base import CompressedSet, parse_options
     from compressa_hf.distill.soft_labels import SoftLabeller, base_method, soft_name
     from compressa_hf.distill.soft_labels import targets as soft_targets
+    from compressa_hf.distributed import get_state
     from compressa_hf.sources import parse_source_spec
 
-    device = resolve_device(args.device)
+    state = get_state()  # under `accelerate launch`, rank r runs cells r, r + W, ...; the main process reports
+    several = state.num_processes > 1 and args.device in ("auto", "cuda")
+    device = state.device if several else resolve_device(args.device)  # a GPU per rank
     dtype = getattr(torch, args.codec_dtype)
     codec = load_default_codec(device, dtype) if args.codec == "default" else load_codec(args.codec, device, dtype)
     source = parse_source_spec(args.source)
@@ -463,7 +494,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             "policy": args.policy,
             "test_frames": test_frames,
             "dtype": args.dtype,
-            "train_config": asdict(train_cfg),
+            # (reading ahead changes no result, so runs may resume with other `loader_workers`)
+            "train_config": {k: v for k, v in asdict(train_cfg).items() if k != "loader_workers"},
             # Only other protocols add this key, so runs made before it existed still resume.
             **({"protocol": _protocol_settings(args)} if args.protocol != "split" else {}),
         },
@@ -537,11 +569,20 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
         jobs += [(soft_name(m), r) for m in args.method_list for r in ratios]
     total = len(data.parts) * len(jobs) * args.seeds
     bar = None
-    if args.progress:
+    if args.progress and state.is_main_process:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="evaluate", unit="cell")
-    part = None
+    if state.num_processes > 1:
+        logger.info(
+            "process %d of %d runs cells %d, %d + %d, ...",
+            state.process_index,
+            state.num_processes,
+            state.process_index,
+            state.process_index,
+            state.num_processes,
+        )
+    part, cell_index, cell_files = None, -1, []
     for next_part, seed in [(p, s) for p in data.parts for s in range(args.seeds)]:
         if next_part is not part:  # the part's rows, taken once for all its seeds
             part = next_part
@@ -557,7 +598,10 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             name = f"{part.prefix}r{rk}_s{seed}"
             kind = get_method(base_method(method)).KIND
             cell_paths = {a: os.path.join(out, "cells", a, method, name + ".json") for a in args.arch_list}
-            todo = [a for a, p in cell_paths.items() if not os.path.exists(p)]
+            cell_files += [cell_paths[a] for a in args.arch_list]
+            cell_index += 1
+            mine = cell_index % state.num_processes == state.process_index
+            todo = [a for a, p in cell_paths.items() if not os.path.exists(p)] if mine else []
             if todo:
                 set_path = os.path.join(out, "sets", method, name + ".safetensors")
                 na_path = os.path.join(out, "sets", method, name + ".na.json")
@@ -653,13 +697,14 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             f"{cset.stored_bytes:,}",
                         )
                     atomic_write_json(cell_paths[arch], record)
-            for arch in args.arch_list:
-                with open(cell_paths[arch]) as f:
-                    cells.append(json.load(f))
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
+    state.wait_for_everyone()  # every rank's cells are on disk
+    for path in cell_files:
+        with open(path) as f:
+            cells.append(json.load(f))
 
     meta = {
         "source": args.source,
@@ -686,6 +731,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
         meta["held_out_ids"] = data.held_ids
     rows = args.method_list + ([soft_name(m) for m in args.method_list] if labeller is not None else [])
     report = summarise(cells, rows, [float(r) for r in ratios], args.arch_list, meta)
+    if not state.is_main_process:
+        return report
     atomic_write_json(os.path.join(out, "report.json"), report)
     atomic_write_text(os.path.join(out, "report.md"), to_markdown(report) + "\n")
     png = os.path.join(out, "report.png")

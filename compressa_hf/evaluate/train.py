@@ -44,6 +44,9 @@ class TrainConfig:
         width: Channels (or hidden units) of the evaluation networks.
         flip: Random horizontal flips of training clips (the same flip for all frames of a clip).
         test_batch_size: Test clips per forward pass.
+        loader_workers: DataLoader worker processes reading the training batches (0: read in the training process).
+            Training clips may be a lazy row array on disk (`compressa_hf.rows`), read batch by batch; workers read
+            ahead. Results do not depend on it (the batches and their order are drawn before loading).
     """
 
     epochs: int = field(default=100, metadata={"help": "Training epochs (the paper: 100)."})
@@ -55,11 +58,14 @@ class TrainConfig:
     width: int = field(default=128, metadata={"help": "Channels / hidden units of the evaluation networks."})
     flip: bool = field(default=False, metadata={"help": "Random horizontal flips of training clips."})
     test_batch_size: int = field(default=64, metadata={"help": "Test clips per forward pass."})
+    loader_workers: int = field(default=0, metadata={"help": "DataLoader workers reading training batches."})
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "width", "test_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.loader_workers < 0:
+            raise ValueError(f"`loader_workers` must be >= 0, got {self.loader_workers}")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be > 0, got {self.lr}")
 
@@ -93,10 +99,26 @@ def _to_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(net: torch.nn.Module, frames: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Class predictions for uint8 clips `(M, T, 3, H, W)`, in eval mode."""
+    """Class predictions for uint8 clips `(M, T, 3, H, W)` (a tensor or a lazy row array, read a batch at a time),
+    in eval mode."""
     net.eval()
-    out = [net(_to_float(chunk, device)).argmax(1).cpu() for chunk in torch.split(frames, batch_size)]
+    out = [
+        net(_to_float(frames[i : i + batch_size], device)).argmax(1).cpu() for i in range(0, len(frames), batch_size)
+    ]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Item i is batch i's clips, read from a tensor or a lazy row array (`compressa_hf.rows`)."""
+
+    def __init__(self, frames, batches: list[torch.Tensor]):
+        self.frames, self.batches = frames, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.frames[self.batches[i]]
 
 
 def check_targets(targets: torch.Tensor, rows: int, num_classes: int, atol: float = 1e-3) -> torch.Tensor:
@@ -173,8 +195,12 @@ def train_network(
             net.train()
             perm = torch.randperm(n, generator=generator)
             loss_sum, seen = 0.0, 0
-            for batch in torch.split(perm, cfg.batch_size):
-                x = _to_float(train_frames[batch], device)
+            batches = list(torch.split(perm, cfg.batch_size))
+            loader = torch.utils.data.DataLoader(
+                _Batches(train_frames, batches), batch_size=None, shuffle=False, num_workers=cfg.loader_workers
+            )
+            for batch, clips in zip(batches, loader):
+                x = _to_float(clips, device)
                 if cfg.flip:
                     flips = torch.rand(len(batch), generator=generator) < 0.5
                     x[flips.to(device)] = x[flips.to(device)].flip(-1)

@@ -64,7 +64,10 @@ class MethodContext:
     """Everything a method may use. Methods read; they never modify these tensors.
 
     Args:
-        latents: `(N, T, C, h, w)` raw latents of the train split (the cache, float16).
+        latents: `(N, T, C, h, w)` raw latents of the train split (the cache, float16): a tensor, or a lazy row array
+            (`compressa_hf.rows.RowConcat` over the cache's shards) that reads the rows a method indexes. Methods
+            index it (`ctx.latents[videos]`, `ctx.latents[videos[:, None], frames]`); one that needs every latent at
+            once calls `latents_tensor()`.
         labels: `(N,)` int64 class indices.
         num_classes: Number of classes.
         codec: The frozen codec the cache was encoded with (decode latents to frames for networks and scores).
@@ -72,8 +75,9 @@ class MethodContext:
         seed: Seed of every random choice the method makes.
         frame_size: `(H, W)` of the cached clips.
         pixels_fn: Returns `(N, T, 3, H, W)` uint8 real frames, the same frames the latents encode (for methods
-            that score raw video: pixel difference, AVS, the proxy training of herding/forgetting/GraNd). Called
-            at most once; None when the caller has no pixels (those methods then decode the latents).
+            that score raw video: pixel difference, AVS, the proxy training of herding/forgetting/GraNd), a tensor
+            or a lazy row array. Called at most once; None when the caller has no pixels (those methods then decode
+            the latents).
         dtype: Latent storage dtype for the planner: "uint8", "float16" or "auto".
         options: Method-specific overrides of its `Options` dataclass.
         work_dir: Folder for the method's checkpoints, or None.
@@ -100,6 +104,7 @@ class MethodContext:
     class_names: list[str] | None = None
     label_bytes_per_video: int = 0
     _pixels: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _latents_tensor: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.latents.dim() != 5:
@@ -156,18 +161,28 @@ class MethodContext:
             choose_videos(self.labels.tolist(), list(plan.videos_per_class), self.seed), dtype=torch.long
         )
 
-    def pixels(self) -> torch.Tensor:
-        """`(N, T, 3, H, W)` uint8 frames: the real ones when `pixels_fn` is set, else the decoded latents."""
+    def latents_tensor(self) -> torch.Tensor:
+        """`latents` as one in-memory tensor (read once from a lazy array)."""
+        if self._latents_tensor is None:
+            lazy = not isinstance(self.latents, torch.Tensor)
+            self._latents_tensor = self.latents.read_all() if lazy else self.latents
+        return self._latents_tensor
+
+    def pixels(self, lazy: bool = False) -> torch.Tensor:
+        """`(N, T, 3, H, W)` uint8 frames: the real ones when `pixels_fn` is set, else the decoded latents. A lazy row
+        array from `pixels_fn` is read whole unless `lazy` (full data trains on it batch by batch)."""
         if self._pixels is None:
             if self.pixels_fn is not None:
                 self._pixels = self.pixels_fn()
             else:
-                self._pixels = decode_latents(self.codec, self.latents, device=self.device)
+                self._pixels = decode_latents(self.codec, self.latents_tensor(), device=self.device)
             expected = (self.num_videos, self.num_frames, 3, *self.frame_size)
             if tuple(self._pixels.shape) != expected or self._pixels.dtype != torch.uint8:
                 raise ValueError(
                     f"pixels must be uint8 {expected}, got {self._pixels.dtype} {tuple(self._pixels.shape)}"
                 )
+        if not lazy and not isinstance(self._pixels, torch.Tensor):
+            self._pixels = self._pixels.read_all()
         return self._pixels
 
     def method_options(self, options_cls: type, method: str):

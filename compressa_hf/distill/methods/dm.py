@@ -228,7 +228,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
         opts.iterations,
     )
     latents, losses = distribution_matching(
-        ctx.latents,
+        ctx.latents_tensor(),
         ctx.labels,
         init,
         labels,

@@ -21,7 +21,7 @@ class Options:
 
 def compress(ctx: MethodContext) -> CompressedSet:
     ctx.method_options(Options, "full")
-    pixels = ctx.pixels()
+    pixels = ctx.pixels(lazy=True)  # a lazy row array stays one: training reads it batch by batch
     return CompressedSet(
         method="full",
         labels=ctx.labels.clone(),

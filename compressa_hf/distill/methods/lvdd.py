@@ -275,7 +275,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
     reference_bytes = math.prod(shape) * DTYPE_BYTES[reference_dtype]
     max_elements = math.floor(Fraction(str(opts.keep)) * reference_bytes) // STORE_BYTES
     if opts.method == "tucker":
-        ranks = tucker_ranks(shape, max_elements, mode_spectra(ctx.latents.cpu()))
+        ranks = tucker_ranks(shape, max_elements, mode_spectra(ctx.latents_tensor().cpu()))
         sizes = {"ranks": list(ranks)}
         bytes_per_video = tucker_elements(shape, ranks) * STORE_BYTES
     else:

@@ -1,0 +1,59 @@
+"""`compressa evaluate` under `accelerate launch` with two processes sharing one work folder: ranks split the cells,
+the main process reports, and the report equals one process's."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARGS = [
+    "evaluate", "--source",
+    "procedural:num_classes=3,train_per_class=4,test_per_class=2,length=8,event_length=2,frame_size=16",
+    "--codec", "pixel", "--num_frames", "4", "--size", "16", "--epochs", "2", "--width", "8", "--seeds", "2",
+    "--methods", "uniform,random_frame,random", "--ratios", "k1,k4", "--progress", "false",
+]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cells(out: Path) -> dict[str, dict]:
+    report = json.loads((out / "report.json").read_text())
+    keep = ("accuracy", "correct", "status", "rows", "stored_bytes")
+    return {
+        f"{c['method']}|{c['ratio']}|{c['seed']}|{c['arch']}": {k: c.get(k) for k in keep} for c in report["cells"]
+    }
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_cells_and_report_what_one_process_reports(tmp_path):
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    launch = [
+        # `--cpu` would start one process (accelerate's simple launcher); see compressa_hf.distributed.get_state
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+    ]  # fmt: skip
+    two = subprocess.run(
+        [*launch, "-m", "compressa_hf.cli", *ARGS, "--output", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "process 1 of 2 runs cells 1, 1 + 2" in two.stderr
+    one = subprocess.run(
+        [sys.executable, "-m", "compressa_hf.cli", *ARGS, "--output", str(tmp_path / "one")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = _cells(tmp_path / "two"), _cells(tmp_path / "one")
+    assert len(a) == 2 * (3 * 2 + 1) and a == b
+    assert (tmp_path / "two" / "report.md").exists() and (tmp_path / "two" / "report.png").exists()
