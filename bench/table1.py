@@ -119,44 +119,24 @@ def main() -> int:
             )
         results[name] = {"wall_s": wall, "report": {k: v for k, v in report.items() if k != "cells"}}
         if spec["source"].startswith("procedural"):
-            results[name]["event_hit_rate"] = event_hit_rates(spec["source"], os.path.join(args.work_dir, name))
-            print("share of kept clips whose frames include a class-event frame:", results[name]["event_hit_rate"])
+            # The source knows where its events are, so this measures the selection itself, apart from any network
+            # (the frame and video hit rates of `bench/procedural_size.py`, which reads the same run folder).
+            from procedural_size import set_hit_rates
+
+            from compressa_hf.sources import parse_source_spec
+
+            rates = set_hit_rates(
+                os.path.join(args.work_dir, name),
+                parse_source_spec(spec["source"]),
+                spec["num_frames"],
+                args.size,
+                report,
+            )
+            results[name]["event_hit_rates"] = rates
+            print("event hit rates (frame, video) per method and ratio:", json.dumps(rates))
         _print_table(name, report, wall)
     atomic_write_json(args.output, {"args": vars(args), "cpu_count": os.cpu_count(), "sets": results})
     return 0
-
-
-def event_hit_rates(source_spec: str, run_dir: str) -> dict[str, float]:
-    """Procedural set only: per frame-selection method, the share of kept clips (all seeds) that keep >= 1 event
-    frame. The source knows where its events are, so this measures the selection itself, apart from any network.
-    (Whole-clip coresets keep every frame, and DM's rows are synthetic, so neither is listed.)
-    """
-    import glob
-
-    from compressa_hf.cache import LatentCache
-    from compressa_hf.distill.methods import get_method
-    from compressa_hf.distill.methods.base import CompressedSet
-    from compressa_hf.sources import parse_source_spec
-
-    source = parse_source_spec(source_spec)
-    refs = {r.clip_id: r for r in source.list_clips("train")}
-    index = LatentCache(os.path.join(run_dir, "work", "cache_train")).index
-    events = [set(source.event_frames(refs[row["clip_id"]])) for row in index]
-    rates = {}
-    for method_dir in sorted(glob.glob(os.path.join(run_dir, "sets", "*"))):
-        if get_method(os.path.basename(method_dir)).KIND not in ("ours", "selection"):
-            continue
-        hits = []
-        for path in sorted(glob.glob(os.path.join(method_dir, "*.safetensors"))):
-            cset = CompressedSet.load(path)
-            if cset.source_videos is None or cset.frame_indices is None:
-                continue
-            for v, kept in zip(cset.source_videos.tolist(), cset.frame_indices.tolist()):
-                frames = index[v]["frame_indices"]
-                hits.append(any(frames[i] in events[v] for i in kept))
-        if hits:
-            rates[os.path.basename(method_dir)] = round(sum(hits) / len(hits), 3)
-    return rates
 
 
 def _print_table(name: str, report: dict, wall: float) -> None:
