@@ -14,6 +14,7 @@ from typing import Any
 from trl import SFTConfig
 
 from compressa_hf.chat.prompts import PromptTemplate
+from compressa_hf.qwen.families import VISION_LINEAR_MODULES as QWEN_VISION_LINEAR_MODULES
 
 #: How much of the vision side trains (`tune_vision`): with LoRA, `tower` puts adapters on the vision blocks too; with
 #: full SFT it trains every vision weight. `merger` trains the patch merger (the vision -> text projection) fully.
@@ -21,8 +22,13 @@ TUNE_VISION = ("frozen", "merger", "tower")
 
 #: Leaf names of the language model's linear layers (Qwen2 attention and MLP); `all-linear` stands for these.
 TEXT_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-#: Leaf names of the linear layers inside a Qwen2.5-VL vision block (fused `qkv`, `proj`, and the MLP).
-VISION_LINEAR_MODULES = ("qkv", "proj", "gate_proj", "up_proj", "down_proj")
+#: Leaf names of the linear layers inside a vision block of any Qwen-VL family (fused `qkv`, `proj`, and the MLP:
+#: Qwen2.5-VL's `gate/up/down_proj`, Qwen2-VL's `fc1/fc2`, Qwen3-VL's `linear_fc1/fc2`); the LoRA placement keeps the
+#: model family's own (`compressa_hf.sft.lora_target_regex`).
+VISION_LINEAR_MODULES = QWEN_VISION_LINEAR_MODULES
+
+#: How raw clips are read (`VideoDataArguments.video_reader`).
+VIDEO_READERS = ("qwen_vl_utils", "clips")
 
 _DEFAULT_PROMPT = PromptTemplate()
 
@@ -36,16 +42,27 @@ class VideoDataArguments:
             `hmdb51_full` (the raw training split), or an entry of `data_registry`. Its `eval_source` is the test
             split the evaluation reads.
         data_registry: YAML file of extra named sets (name -> repo/config or source, eval_source).
-        num_frames: T, frames sampled per raw clip (full-data training and evaluation). Distilled samples carry the
-            K frames they were stored with.
-        clip_size: Side of raw frames after resize + centre crop; distilled frames keep the size their codec decodes
-            to (112 for TAESD latents of 14 x 14).
-        sampling_policy: How raw frames are sampled (`uniform`, `gap4`; see `compressa_hf.clips.POLICIES`).
+        video_reader: How frames are taken from raw clips (full-data training and every evaluation).
+            `qwen_vl_utils` (default): as Qwen's own examples take them, by qwen-vl-utils' rules (`video_*` below;
+            `compressa_hf.qwen.video`). `clips`: T = `num_frames` uniform frames, resized and centre-cropped to
+            `clip_size` (`compressa_hf.clips`).
+        video_fps / video_nframes / video_min_frames / video_max_frames: qwen-vl-utils' frame count: `video_fps`
+            frames per second within [min, max] frames, or exactly `video_nframes` when set.
+        video_min_pixels / video_max_pixels / video_total_pixels: qwen-vl-utils' pixel bounds per frame and per
+            video; None keeps its defaults (128 to 768 visual tokens' worth per frame).
+        video_patch_size: The model's patch size for qwen-vl-utils' pixel grid: 14 (Qwen2-VL, Qwen2.5-VL) or 16
+            (Qwen3-VL). `eval_qwen.py` takes the evaluated model's.
+        num_frames: T, frames sampled per raw clip with `video_reader: clips`. Distilled samples carry the K frames
+            they were stored with.
+        clip_size: Side of raw frames after resize + centre crop (`video_reader: clips`); distilled frames keep the
+            size their codec decodes to (112 for TAESD latents of 14 x 14).
+        sampling_policy: How raw frames are sampled with `video_reader: clips` (`uniform`, `gap4`;
+            `compressa_hf.clips.POLICIES`).
         fps: Overrides the source frame rate behind the temporal positions; None uses each video's real rate, read
             from its file (raw clips) or its row's `fps` column (distilled sets).
         max_fps: Highest frame rate a video is presented to Qwen2.5-VL at (see `QwenVideoCollator`).
-        frame_size: Resize every frame to this side before the processor (rounded to 28); None keeps each video's
-            own size. Visual tokens grow with its square.
+        frame_size: Resize every frame to this side before the processor (rounded to the model's 28- or 32-pixel
+            grid); None keeps each video's own size. Visual tokens grow with its square.
         question / answer / system_prompt / humanize_class_names: The prompt (`PromptTemplate`); training and
             evaluation must use the same one.
     """
@@ -57,8 +74,33 @@ class VideoDataArguments:
     data_registry: str | None = field(
         default=None, metadata={"help": "YAML file with extra named sets (name -> repo/config or source)."}
     )
-    num_frames: int = field(default=16, metadata={"help": "T, frames per raw clip (full-data SFT and evaluation)."})
-    clip_size: int = field(default=112, metadata={"help": "Side of raw frames after resize + centre crop."})
+    video_reader: str = field(
+        default="qwen_vl_utils",
+        metadata={
+            "help": "Raw clips: qwen_vl_utils (as Qwen's examples read video) or clips (num_frames uniform frames).",
+            "choices": VIDEO_READERS,
+        },
+    )
+    video_fps: float = field(default=2.0, metadata={"help": "qwen-vl-utils: frames sampled per second of video."})
+    video_nframes: int | None = field(
+        default=None, metadata={"help": "qwen-vl-utils: exactly this many frames instead of video_fps."}
+    )
+    video_min_frames: int = field(default=4, metadata={"help": "qwen-vl-utils: fewest frames video_fps gives."})
+    video_max_frames: int = field(default=768, metadata={"help": "qwen-vl-utils: most frames video_fps gives."})
+    video_min_pixels: int | None = field(
+        default=None, metadata={"help": "qwen-vl-utils: least pixels per frame (None: 128 tokens' worth)."}
+    )
+    video_max_pixels: int | None = field(
+        default=None, metadata={"help": "qwen-vl-utils: most pixels per frame (None: 768 tokens' worth)."}
+    )
+    video_total_pixels: int | None = field(
+        default=None, metadata={"help": "qwen-vl-utils: pixel budget of a whole video (None: its default)."}
+    )
+    video_patch_size: int = field(
+        default=14, metadata={"help": "qwen-vl-utils: the model's patch size, 14 (Qwen2/2.5-VL) or 16 (Qwen3-VL)."}
+    )
+    num_frames: int = field(default=16, metadata={"help": "T, frames per raw clip with video_reader=clips."})
+    clip_size: int = field(default=112, metadata={"help": "Side of raw frames after resize + centre crop (clips)."})
     sampling_policy: str = field(default="uniform", metadata={"help": "Raw-frame sampling policy: uniform or gap4."})
     fps: float | None = field(
         default=None, metadata={"help": "Override the source frame rate; None uses each video's real rate."}
@@ -84,6 +126,9 @@ class VideoDataArguments:
     def __post_init__(self):
         if self.num_frames < 1:
             raise ValueError(f"`num_frames` must be >= 1, got {self.num_frames}")
+        if self.video_reader not in VIDEO_READERS:
+            raise ValueError(f"`video_reader` must be one of {VIDEO_READERS}, got {self.video_reader!r}")
+        self.clip_config()  # validates the reader's settings now, not after the model has loaded
         if self.max_fps is not None and self.max_fps <= 0:
             raise ValueError(f"`max_fps` must be > 0 or None, got {self.max_fps}")
         self.prompt_template()  # validates question / answer now, not after the model has loaded
@@ -93,10 +138,27 @@ class VideoDataArguments:
             question=self.question, answer=self.answer, system=self.system_prompt, humanize=self.humanize_class_names
         )
 
-    def clip_config(self):
-        from compressa_hf.clips import ClipConfig
+    def clip_config(self, patch_size: int | None = None):
+        """How raw clips are read: a `QwenVideoConfig` (`video_reader: qwen_vl_utils`) or a `ClipConfig` (`clips`).
 
-        return ClipConfig(num_frames=self.num_frames, size=self.clip_size, policy=self.sampling_policy)
+        `patch_size` overrides `video_patch_size` (the evaluation passes its model's).
+        """
+        if self.video_reader == "clips":
+            from compressa_hf.clips import ClipConfig
+
+            return ClipConfig(num_frames=self.num_frames, size=self.clip_size, policy=self.sampling_policy)
+        from compressa_hf.qwen.video import QwenVideoConfig
+
+        return QwenVideoConfig(
+            fps=self.video_fps,
+            nframes=self.video_nframes,
+            min_frames=self.video_min_frames,
+            max_frames=self.video_max_frames,
+            min_pixels=self.video_min_pixels,
+            max_pixels=self.video_max_pixels,
+            total_pixels=self.video_total_pixels,
+            image_patch_size=patch_size or self.video_patch_size,
+        )
 
     def named_set(self):
         """The `NamedSet` for `data` (environment variables expanded); raises naming the known sets."""
@@ -121,6 +183,9 @@ class SFTScriptArguments(VideoDataArguments):
             vision weight trains.
         vision_lora_target_modules: Vision-block linear layers that get adapters when `tune_vision=tower`.
         max_train_samples: Use only the first N training samples (smoke tests, quick looks).
+        streaming: Stream a distilled set (`load_chat_dataset(..., streaming=True)`): rows are read and decoded as
+            training consumes them, nothing is downloaded or prepared first. An iterable has no length, so the run
+            needs `max_steps`. Raw sets are read clip by clip on access already; streaming them is refused.
         summary_file: JSON written beside the model: the data set, samples, frames and visual tokens per sample,
             run time (what `recipes/compare_qwen.py` tabulates).
     """
@@ -137,6 +202,7 @@ class SFTScriptArguments(VideoDataArguments):
         metadata={"help": "Vision-block layers given LoRA adapters when tune_vision=tower."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N samples only."})
+    streaming: bool = field(default=False, metadata={"help": "Stream a distilled set (needs max_steps)."})
     summary_file: str = field(
         default="training_summary.json", metadata={"help": "Run summary JSON written into output_dir."}
     )
@@ -155,6 +221,20 @@ class SFTScriptArguments(VideoDataArguments):
             raise ValueError(f"`max_train_samples` must be >= 1, got {self.max_train_samples}")
 
 
+#: TRL switches that `SFTTrainer` would silently ignore for video samples (its guard reads image columns only): why each
+#: is refused.
+_REFUSED_FOR_VIDEO = {
+    "packing": "packing several videos into one sequence needs per-sample 3D (mRoPE) position ids and a "
+    "block-diagonal attention mask, which neither TRL nor QwenVideoCollator builds; set packing: false",
+    "padding_free": "a padding-free batch is one flattened sequence, which needs per-sample 3D (mRoPE) position ids "
+    "for the video tokens that neither TRL nor QwenVideoCollator builds; set padding_free: false",
+    "assistant_only_loss": "QwenVideoCollator always computes the loss on the assistant answer and its <|im_end|> "
+    "only (TRL's switch acts on its own collator, which the recipes do not use); remove the key",
+    "completion_only_loss": "QwenVideoCollator always computes the loss on the assistant answer and its <|im_end|> "
+    "only (TRL's switch acts on its own collator, which the recipes do not use); remove the key",
+}
+
+
 @dataclass
 class VideoSFTConfig(SFTConfig):
     """TRL's `SFTConfig` with the two settings video chat samples need as defaults; every other field is TRL's.
@@ -164,6 +244,18 @@ class VideoSFTConfig(SFTConfig):
             `videos`, `video_metadata`), which `Trainer` would otherwise drop for not being model inputs.
         dataset_kwargs: Must keep `skip_prepare_dataset: true`: samples are tokenised, and their frames decoded,
             on the fly by the collator; TRL's text preparation cannot read videos.
+        vision_lr: Learning rate of the vision tower's trainable parameters (its LoRA adapters with
+            `tune_vision: tower`, its weights in full SFT), the merger excepted. None: `learning_rate`.
+        merger_lr: Learning rate of the patch merger (the vision -> text projection; trained with `tune_vision: merger`
+            or `tower`). None: `learning_rate`. The language model and everything else train at `learning_rate`; the
+            schedule scales every rate alike (`compressa_hf.sft_trainer.VideoSFTTrainer`).
+        packing / padding_free / assistant_only_loss / completion_only_loss: Refused. TRL's guard covers image
+            columns only, so with video samples TRL would silently ignore them: packing and padding-free batches need
+            per-sample 3D (mRoPE) position ids that no collator here builds, and `QwenVideoCollator` always puts the
+            loss on the assistant answer and its `<|im_end|>` alone.
+        push_to_hub: `recipes/sft_qwen.py` pushes the output folder once, after the model card and training summary
+            are written (Trainer would push from `save_model`, before them); checkpoints are not pushed, so
+            `hub_strategy` must stay `every_save`.
     """
 
     remove_unused_columns: bool = field(
@@ -173,9 +265,29 @@ class VideoSFTConfig(SFTConfig):
         default_factory=lambda: {"skip_prepare_dataset": True},
         metadata={"help": "Keep {'skip_prepare_dataset': true}: the collator tokenises video samples on the fly."},
     )
+    vision_lr: float | None = field(
+        default=None, metadata={"help": "Learning rate of the vision tower (merger excepted); None: learning_rate."}
+    )
+    merger_lr: float | None = field(
+        default=None, metadata={"help": "Learning rate of the patch merger; None: learning_rate."}
+    )
 
     def __post_init__(self):
+        for key, why in _REFUSED_FOR_VIDEO.items():
+            if getattr(self, key) not in (False, None):
+                raise ValueError(
+                    f"`{key}` is not supported for video chat samples (got {getattr(self, key)!r}): {why}"
+                )
+        for key in ("vision_lr", "merger_lr"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise ValueError(f"`{key}` must be > 0 or None (= learning_rate), got {getattr(self, key)}")
         super().__post_init__()
+        strategy = getattr(self.hub_strategy, "value", self.hub_strategy)
+        if self.push_to_hub and strategy != "every_save":
+            raise ValueError(
+                f"`hub_strategy` {strategy!r} is not supported: the recipe pushes the finished output folder once, "
+                "with its model card and training summary, and no checkpoint; leave hub_strategy at every_save"
+            )
         if self.remove_unused_columns:
             raise ValueError(
                 "`remove_unused_columns` must be False for video chat samples (got True): the collator reads the "

@@ -41,33 +41,55 @@ SAMPLE_KEYS = ("messages", "videos", "video_metadata", "label", "answer", "video
 
 
 def qwen_config(config: str | os.PathLike | dict):
-    """A `Qwen2_5_VLConfig` from a dict or a JSON file, in the current layout or the flat 4.x one (`config_7b.json`)."""
-    from transformers import Qwen2_5_VLConfig
+    """The config of any Qwen-VL family (`compressa_hf.qwen.FAMILIES`) from a dict or a JSON file.
 
+    The family is the config's `model_type` (`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`); the current nested layout and the
+    flat 4.x one (`config_7b.json`) both load. Raises ValueError naming the file when `model_type` is missing or not
+    a known family.
+    """
+    from compressa_hf.qwen.families import family_of
+
+    source = "the config dict"
     if not isinstance(config, dict):
+        source = str(config)
         config = json.loads(Path(config).read_text())
-    return Qwen2_5_VLConfig.from_dict(config)
+    if "model_type" not in config:
+        raise ValueError(f"{source} has no `model_type`; add one of qwen2_vl, qwen2_5_vl, qwen3_vl")
+    return family_of(config).config_cls().from_dict(config)
 
 
 def random_qwen(config, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", seed: int = 0):
-    """A Qwen2.5-VL with random weights built directly on `device` (a 7B in bf16 takes ~16 GB there)."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    """A Qwen-VL of the config's family with random weights built directly on `device` (a 7B in bf16: ~16 GB)."""
+    from compressa_hf.qwen.families import family_of
 
+    config = qwen_config(config)
     torch.manual_seed(seed)
     with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(qwen_config(config), dtype=dtype)
+        model = family_of(config).model_cls()._from_config(config, dtype=dtype)
     return model
 
 
 def save_tiny_model(config, output_dir: str | os.PathLike, processor_dir: str | os.PathLike, seed: int = 0) -> str:
-    """Save a random Qwen2.5-VL and copy the processor files beside it: a folder `from_pretrained` loads offline."""
+    """Save a random Qwen-VL with its processor beside it: a folder `from_pretrained` loads offline.
+
+    For Qwen2.5-VL the processor files of `processor_dir` (a release's) are copied. Other families get the processor
+    `compressa_hf.qwen.build_processor` assembles from `processor_dir`'s tokenizer (Qwen2.5-VL's serves every family,
+    see `compressa_hf.qwen.families`) and the family's own image / video processor classes.
+    """
+    from compressa_hf.qwen.families import build_processor, family_of
+
     output_dir = Path(output_dir)
     missing = [f for f in PROCESSOR_FILES if not (Path(processor_dir) / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{processor_dir} lacks the processor files {missing}")
-    random_qwen(config, seed=seed).save_pretrained(output_dir)
-    for name in PROCESSOR_FILES:
-        shutil.copy(Path(processor_dir) / name, output_dir / name)
+    model = random_qwen(config, seed=seed)
+    model.save_pretrained(output_dir)
+    family = family_of(model)
+    if family.name == "qwen2_5_vl":
+        for name in PROCESSOR_FILES:
+            shutil.copy(Path(processor_dir) / name, output_dir / name)
+    else:
+        build_processor(family, processor_dir).save_pretrained(output_dir)
     return str(output_dir)
 
 
@@ -127,24 +149,35 @@ def _module_name(model, module) -> str:
 
 
 def qwen_parts(model) -> dict[str, str]:
-    """Module names of the language model, the vision tower and its merger (`model.language_model`, ...)."""
+    """Module names of the language model, the vision tower and its merger (`model.language_model`, ...).
+
+    The same for every family in `compressa_hf.qwen.FAMILIES`; `family` names it. Qwen3-VL's DeepStack mergers
+    (`visual.deepstack_merger_list`, which feed vision features into the first LLM layers) count as the tower, so
+    `tune_vision: merger` trains the final merger only.
+    """
     inner = getattr(model, "model", None)
     visual, language = getattr(inner, "visual", None), getattr(inner, "language_model", None)
     if visual is None or language is None or not hasattr(visual, "merger"):
         raise ValueError(
-            f"{type(model).__name__} does not look like Qwen2.5-VL (no model.visual.merger / model.language_model)"
+            f"{type(model).__name__} does not look like a Qwen-VL model (no model.visual.merger / model.language_model)"
         )
+    from compressa_hf.qwen.families import family_of
+
     return {
         "language": _module_name(model, language),
         "visual": _module_name(model, visual),
         "merger": _module_name(model, visual.merger),
+        "family": family_of(model).name,
     }
 
 
-def lora_target_regex(parts: dict[str, str], text_modules, vision_modules=()) -> str:
+def lora_target_regex(parts: dict[str, str], text_modules, vision_modules=(), family=None) -> str:
     """A regex (PEFT matches it against full module names) for the LLM's layers, plus vision blocks if given.
 
-    Plain leaf names would also hit the vision tower: its MLPs use the same `gate_proj` / `up_proj` / `down_proj`.
+    Plain leaf names would also hit the vision tower: Qwen2.5-VL's MLPs use the same `gate_proj` / `up_proj` /
+    `down_proj`. `vision_modules` may name the vision layers of any family (`compressa_hf.qwen.VISION_LINEAR_MODULES`);
+    with `family` given (a `QwenFamily` or name; default `parts["family"]`), only that family's are kept (Qwen2-VL's MLP is `fc1` / `fc2`,
+    Qwen3-VL's `linear_fc1` / `linear_fc2`), and none of them is an error.
     """
     # Imported here: `compressa_hf.configs` imports trl (and with it datasets), which building a random model or
     # scoring with one (the GPU benchmarks) does not need.
@@ -160,6 +193,18 @@ def lora_target_regex(parts: dict[str, str], text_modules, vision_modules=()) ->
             f"{list(TEXT_LINEAR_MODULES)} or all-linear (the vision side is set by --tune_vision)"
         )
     text = rf"{re.escape(parts['language'])}\.layers\.\d+\.(?:self_attn|mlp)\.(?:{'|'.join(text_modules)})"
+    family = family if family is not None else parts.get("family")
+    if vision_modules and family is not None:
+        from compressa_hf.qwen.families import family_of
+
+        family = family_of(family)
+        kept = [m for m in vision_modules if m in family.vision_linear_modules]
+        if not kept:
+            raise ValueError(
+                f"vision_lora_target_modules {list(vision_modules)} name no vision-block layer of {family.name}; its "
+                f"layers are {list(family.vision_linear_modules)}"
+            )
+        vision_modules = kept
     if not vision_modules:
         return text
     vision = rf"{re.escape(parts['visual'])}\.blocks\.\d+\.(?:attn|mlp)\.(?:{'|'.join(vision_modules)})"
@@ -209,6 +254,15 @@ def freeze_vision(model, tune_vision: str) -> None:
         raise ValueError(f"`tune_vision` must be frozen, merger or tower, got {tune_vision!r}")
 
 
+def parameter_part(name: str, parts: dict[str, str]) -> str:
+    """The part of the model (`qwen_parts`) a parameter name lies in: `merger`, `visual`, `language` or `other`.
+
+    Works on PEFT names too (`base_model.model.` and `modules_to_save` copies lie in their module's part).
+    """
+    bare = name.removeprefix("base_model.model.")
+    return next((k for k in ("merger", "visual", "language") if f"{parts[k]}." in f"{bare}."), "other")
+
+
 def trainable_summary(model) -> dict[str, int]:
     """Trainable and total parameter counts, and trainable ones per part (language / visual / merger / other)."""
     parts = qwen_parts(model.get_base_model() if hasattr(model, "get_base_model") else model)
@@ -219,10 +273,23 @@ def trainable_summary(model) -> dict[str, int]:
         if not p.requires_grad:
             continue
         out["trainable"] += n
-        bare = name.removeprefix("base_model.model.")
-        part = next((k for k in ("merger", "visual", "language") if f"{parts[k]}." in f"{bare}."), "other")
-        out[part] += n
+        out[parameter_part(name, parts)] += n
     return out
+
+
+def keep_used_weight_conversions(model) -> None:
+    """Keep only the checkpoint renamings that matched the loaded weights, so that saving restores the base layout.
+
+    transformers 5.x renames checkpoint keys as it loads them (Qwen2.5-VL: `model.layers.*` ->
+    `model.language_model.layers.*`, `visual.*` -> `model.visual.*`) and reverses the renamings on save. Its plain
+    loader keeps the renamings that matched a weight; its ZeRO-3 loader (`_load_state_dict_into_zero3_model`, 5.24)
+    keeps every candidate, and reversing the unused legacy ones names a ZeRO-3 full-SFT checkpoint's weights
+    `model.model.*` where the base model has `model.*`. This does what the plain loader does; on a model the plain
+    loader built it changes nothing.
+    """
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions:
+        model._weight_conversions = [c for c in conversions if c.was_used()]
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
@@ -275,26 +342,52 @@ class SkipUnreadable:
         return self.collator([None if row is None or row.get("messages") is None else row for row in rows])
 
 
-def train_chat_dataset(named, data_args, max_samples: int | None = None):
-    """Chat samples of a named set: K decoded frames per distilled row, or T frames per raw training clip."""
+def train_chat_dataset(named, data_args, max_samples: int | None = None, patch_size: int | None = None):
+    """Chat samples of a named set: K decoded frames per distilled row, or the frames of each raw training clip (read
+    at `patch_size`, the model's, for qwen-vl-utils' pixel grid; None takes `data_args.video_patch_size`). With
+    `data_args.streaming` a distilled set comes back as a `datasets.IterableDataset`.
+
+    Raises:
+        ValueError: `streaming` for a raw set (read clip by clip on access already).
+    """
     from compressa_hf.chat import load_chat_dataset, raw_chat_samples
 
     prompt = data_args.prompt_template()
+    streaming = getattr(data_args, "streaming", False)
+    if streaming and not named.distilled:
+        raise ValueError(
+            f"--streaming applies to distilled sets; {named.name!r} is a raw split, whose clips are read one by one "
+            "as training asks for them anyway: drop --streaming"
+        )
     if named.distilled:
         with zero3_init_disabled():
-            ds = load_chat_dataset(named.repo, named.config, prompt=prompt, fps=data_args.fps)
+            ds = load_chat_dataset(named.repo, named.config, prompt=prompt, fps=data_args.fps, streaming=streaming)
+        if streaming:
+            return ds if max_samples is None else ds.take(max_samples)
     else:
-        raw = raw_chat_samples(named.source, named.split, data_args.clip_config(), prompt=prompt, fps=data_args.fps)
-        ds = as_hf_dataset(raw)
+        reader = data_args.clip_config(patch_size=patch_size)
+        ds = as_hf_dataset(raw_chat_samples(named.source, named.split, reader, prompt=prompt, fps=data_args.fps))
     if max_samples is not None and max_samples < len(ds):
         ds = ds.select(range(max_samples))
     return ds
 
 
+def num_samples(dataset) -> int | None:
+    """The length of a map-style dataset; None for a streamed one."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
 def first_batch_stats(dataset, collator, video_token_id: int) -> dict:
-    """Frames, visual tokens and total tokens of the first readable sample (what one training sample costs)."""
-    for i in range(min(len(dataset), 8)):
-        row = dataset[i]
+    """Frames, visual tokens and total tokens of the first readable sample (what one training sample costs); a
+    streamed dataset is read from its start."""
+    import itertools
+
+    n = num_samples(dataset)
+    rows = (dataset[i] for i in range(min(n, 8))) if n is not None else itertools.islice(iter(dataset), 8)
+    for row in rows:
         if row is not None and row.get("messages") is not None:
             batch = collator([row])
             return {
@@ -304,6 +397,58 @@ def first_batch_stats(dataset, collator, video_token_id: int) -> dict:
                 "tokens_per_sample": int(batch["attention_mask"].sum()),
             }
     raise ValueError("none of the first 8 training samples could be read")
+
+
+# -- checks before anything loads ---------------------------------------------------------------------------------
+
+#: Attention kernels that need a package of their own: the module to import and how to install it.
+_ATTENTION_PACKAGES = {
+    "flash_attention_2": ("flash_attn", "pip install flash-attn --no-build-isolation"),
+    "flash_attention_3": ("flash_attn_interface", "build the hopper/ folder of Dao-AILab/flash-attention"),
+}
+
+
+def check_processes(training_args) -> None:
+    """Refuse a launch whose processes do not form one run: each would train alone and all would write one folder.
+
+    `accelerate launch --config_file accelerate_configs/ddp.yaml --num_processes 2` on a machine without GPUs starts
+    two processes that join no process group unless the run is told it is on the CPU (`--use_cpu true`: DDP over
+    gloo); DeepSpeed on CPU likewise reports one process on every rank.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != training_args.world_size:
+        raise RuntimeError(
+            f"accelerate launched {launched} processes, but this run sees {training_args.world_size}: each process "
+            f"would train alone and all would write {training_args.output_dir}. On a machine without GPUs add "
+            "`--use_cpu true` (DDP over gloo, e.g. accelerate launch --config_file accelerate_configs/ddp.yaml "
+            f"--num_processes {launched} --mixed_precision no recipes/sft_qwen.py ... --use_cpu true); DeepSpeed "
+            "runs on CPU with one process only"
+        )
+
+
+def check_kernels(model_args, training_args) -> None:
+    """Refuse an attention kernel or Liger that this machine cannot run, before the model loads (transformers would
+    say so only after loading it, and Liger only when training starts)."""
+    import importlib.util
+
+    attn = model_args.attn_implementation
+    if attn in _ATTENTION_PACKAGES:
+        module, install = _ATTENTION_PACKAGES[attn]
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(
+                f"attn_implementation {attn} needs the `{module}` package ({install}) and a CUDA GPU; use sdpa "
+                "(PyTorch's fused attention, nothing to install) or eager"
+            )
+        if not torch.cuda.is_available():
+            raise ValueError(f"attn_implementation {attn} runs on CUDA GPUs only and this machine has none; use sdpa")
+    if training_args.use_liger_kernel:
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ImportError(
+                "use_liger_kernel: true needs the liger-kernel package (`pip install liger-kernel`: Triton kernels "
+                "for CUDA GPUs); install it or set use_liger_kernel: false"
+            )
+        if not torch.cuda.is_available():
+            raise ValueError("use_liger_kernel: true needs a CUDA GPU (Liger's kernels are Triton); set it false")
 
 
 # -- what a run leaves behind --------------------------------------------------------------------------------------
@@ -323,9 +468,11 @@ def set_ratio(named) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def describe_data(named, num_samples: int, stats: dict) -> str:
-    """One sentence naming the training data: the distilled set and ratio, or the raw split."""
+def describe_data(named, num_samples: int | None, stats: dict) -> str:
+    """One sentence naming the training data: the distilled set and ratio, or the raw split (`num_samples` None: a
+    streamed set)."""
     frames = stats.get("frames_per_sample")
+    num_samples = "streamed" if num_samples is None else num_samples
     if named.distilled:
         ratio = set_ratio(named)
         ratio_text = f"{ratio:g} % of the training split's bytes" if ratio is not None else "an unknown ratio"
@@ -336,6 +483,25 @@ def describe_data(named, num_samples: int, stats: dict) -> str:
     return f"the full training split `{named.split}` of `{named.source}`: {num_samples} videos of {frames} frames each"
 
 
+def eval_command(model_path: str, data_args) -> str:
+    """The `recipes/eval_qwen.py` command that tests `model_path` as it was trained: its named set, the registry that
+    defines it, and every frame and prompt setting (`VideoDataArguments`) that differs from the default."""
+    import shlex
+    from dataclasses import MISSING, fields
+
+    from compressa_hf.configs import VideoDataArguments
+
+    cmd = ["accelerate", "launch", "recipes/eval_qwen.py", "--model_name_or_path", str(model_path)]
+    for f in fields(VideoDataArguments):
+        value = getattr(data_args, f.name)
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if value == default and f.name != "data":
+            continue  # a None that differs from the default is written `None`, which the parser reads back as None
+        values = value if isinstance(value, (list, tuple)) else [value]
+        cmd += [f"--{f.name}", *(str(v) for v in values)]
+    return shlex.join(cmd)
+
+
 def model_card(summary: dict, command: str) -> str:
     """README.md of a fine-tuned model: YAML header for the Hub, the data set and ratio, the command, how to evaluate."""
     import yaml
@@ -344,7 +510,7 @@ def model_card(summary: dict, command: str) -> str:
         "base_model": summary["model_name_or_path"],
         "library_name": "peft" if summary["method"] in ("lora", "qlora") else "transformers",
         "pipeline_tag": "video-text-to-text",
-        "tags": ["compressa_hf", "video-classification", "qwen2_5_vl", summary["method"]]
+        "tags": ["compressa_hf", "video-classification", summary.get("model_family", "qwen2_5_vl"), summary["method"]]
         + (["dataset-distillation"] if summary["distilled"] else []),
     }
     repo = summary.get("repo")
@@ -371,6 +537,11 @@ def model_card(summary: dict, command: str) -> str:
         f"| steps (epochs) | {summary.get('global_step')} ({summary.get('epochs')}) |",
         f"| final training loss | {summary.get('train_loss')} |",
     ]
+    if summary.get("steps_this_run") == 0:
+        lines.append(
+            f"| note | resumed from a checkpoint that had finished at step {summary.get('resumed_from_step')}: no "
+            "step ran in this run; the loss is the mean the checkpoint's log recorded |"
+        )
     lines += [f"| {k} | {v} |" for k, v in summary.get("hyperparameters", {}).items()]
     lines += [
         "",
@@ -383,7 +554,7 @@ def model_card(summary: dict, command: str) -> str:
         "Evaluate on the real test split:",
         "",
         "```bash",
-        f"accelerate launch recipes/eval_qwen.py --model_name_or_path {summary['output_dir']} --data {summary['data']}",
+        summary["eval_command"],
         "```",
         "",
     ]
@@ -391,12 +562,17 @@ def model_card(summary: dict, command: str) -> str:
 
 
 def run_summary(named, train_dataset, collator, trainer, result, model_args, script_args) -> dict:
-    """What a finished run trained on and how (`training_summary.json`; `recipes/compare_qwen.py` tabulates it)."""
+    """What a finished run trained on and how (`training_summary.json`; `recipes/compare_qwen.py` tabulates it).
+
+    `trainer` is a `compressa_hf.sft_trainer.VideoSFTTrainer`: after a resume that made no step, `train_loss` is the
+    checkpoint's logged mean loss (Trainer reports 0.0) and `steps_this_run` is 0.
+    """
     stats = first_batch_stats(train_dataset, collator, trainer.processing_class.video_token_id)
     args = trainer.args
     quantized = model_args.load_in_4bit or model_args.load_in_8bit
     method = "full" if not model_args.use_peft else "qlora" if quantized else "lora"
     processes = trainer.accelerator.num_processes
+    loss = trainer.checkpoint_train_loss if trainer.steps_this_run == 0 else result.training_loss
     return {
         "data": named.name,
         "distilled": named.distilled,
@@ -404,21 +580,26 @@ def run_summary(named, train_dataset, collator, trainer, result, model_args, scr
         "config": named.config,
         "source": named.source,
         "ratio": set_ratio(named),
-        "num_train_samples": len(train_dataset),
+        "num_train_samples": num_samples(train_dataset),
+        "streaming": num_samples(train_dataset) is None,
         **stats,
-        "data_description": describe_data(named, len(train_dataset), stats),
+        "data_description": describe_data(named, num_samples(train_dataset), stats),
         "model_name_or_path": model_args.model_name_or_path,
+        "model_family": collator.family.name,
         "output_dir": args.output_dir,
         "method": method,
         "tune_vision": script_args.tune_vision,
         "trainable_parameters": trainable_summary(trainer.model),
         "global_step": result.global_step,
+        "steps_this_run": trainer.steps_this_run,
+        "resumed_from_step": trainer.resumed_from_step,
         "epochs": round(trainer.state.epoch or 0, 3),
-        "train_loss": round(result.training_loss, 4),
+        "train_loss": round(loss, 4) if loss is not None else None,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "num_processes": processes,
         "distributed_type": trainer.accelerator.distributed_type.value,
+        "eval_command": eval_command(args.output_dir, script_args),
         "hyperparameters": {
             "learning rate": args.learning_rate,
             "batch size per device x processes x accumulation": (
@@ -428,6 +609,27 @@ def run_summary(named, train_dataset, collator, trainer, result, model_args, scr
             "bf16": args.bf16,
         },
     }
+
+
+def push_run(output_dir: str, args) -> str:
+    """Upload a finished run's folder (model, processor, card, training summary; no checkpoint) to the Hub repo that
+    `args` (`VideoSFTConfig`: `hub_model_id`, else the folder's name; `hub_token`, `hub_private_repo`,
+    `hub_revision`) names, as Trainer would; returns the repo id. Call it after `write_run_files`."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(library_name="compressa_hf")
+    repo = args.hub_model_id or Path(output_dir).absolute().name
+    repo_id = api.create_repo(repo, token=args.hub_token, private=args.hub_private_repo, exist_ok=True).repo_id
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        commit_message="compressa_hf: model, model card and training summary",
+        token=args.hub_token,
+        revision=args.hub_revision,
+        ignore_patterns=["_*", "checkpoint-*"],
+    )
+    logger.info(f"pushed {output_dir} to https://huggingface.co/{repo_id}")
+    return repo_id
 
 
 def write_run_files(output_dir: str, summary: dict, command: str, summary_file: str = "training_summary.json") -> None:

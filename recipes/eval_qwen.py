@@ -1,4 +1,4 @@
-"""Accuracy of a base or fine-tuned Qwen2.5-VL on the real test split of a named set, with the training prompt.
+"""Accuracy of a base or fine-tuned Qwen-VL (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) on the real test split of a named set.
 
 Usage:
     # zero-shot (export HMDB51_ROOT=/data/hmdb51 first: the test videos are read from it)
@@ -9,7 +9,9 @@ Usage:
         --model_name_or_path outputs/qwen2.5-vl-7b-lora-hmdb51_0.41 --data hmdb51_0.41 \
         --output_dir outputs/eval/hmdb51/lora_0.41
 
-Two readings of the same forward: `loglik` picks the class whose answer (and `<|im_end|>`) the model finds most
+The test clips are read as training read raw clips (`--video_reader`, default qwen-vl-utils' rules at the evaluated
+model's patch size), asked the training prompt, and collated with the model family's chat template. Two readings of
+the same forward: `loglik` picks the class whose answer (and `<|im_end|>`) the model finds most
 likely (constrained: always a valid class), `generate` decodes a greedy answer and matches it to a class name after
 normalisation (an answer naming no class counts wrong). Test videos are split across processes; the main process
 writes `results.json`, `results.md` and `predictions.jsonl` to `--output_dir`.
@@ -17,6 +19,7 @@ writes `results.json`, `results.md` and `predictions.jsonl` to `--output_dir`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -30,6 +33,7 @@ def make_parser():
 
 
 def main(args):
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import gather_object
 
@@ -38,20 +42,35 @@ def main(args):
     from compressa_hf.sft import torch_dtype
 
     logger = logging.getLogger(__name__)
-    accelerator = Accelerator()
+    # cpu=True on a machine without GPUs: processes started with `--multi_gpu` / ddp.yaml then form one gloo group
+    # (without it each would evaluate every clip alone and all would write one results file)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise RuntimeError(
+            f"accelerate launched {launched} processes, but they formed a group of {accelerator.num_processes}: each "
+            "would evaluate alone; launch with --multi_gpu (or accelerate_configs/ddp.yaml) and --mixed_precision no"
+        )
     named = args.named_set()
     if not named.eval_source:
         raise ValueError(f"named set {named.name!r} has no eval_source; add one to its registry entry")
     split = args.split or named.eval_split
     prompt = args.prompt_template()
-    dataset = raw_chat_samples(named.eval_source, split, args.clip_config(), prompt=prompt, fps=args.fps)
-    class_texts = dataset.class_texts
 
     model, processor = load_for_eval(
         args.model_name_or_path, torch_dtype(args.dtype), args.attn_implementation, accelerator.device
     )
     tokenizer = processor.tokenizer
     collator = QwenVideoCollator(processor, padding_side="left", frame_size=args.frame_size, max_fps=args.max_fps)
+    patch_size = processor.video_processor.patch_size
+    if args.video_reader == "qwen_vl_utils" and patch_size != args.video_patch_size and accelerator.is_main_process:
+        logger.warning(
+            f"--video_patch_size {args.video_patch_size} but {collator.family.name} has patch {patch_size}; "
+            f"qwen-vl-utils reads the test clips at the model's"
+        )
+    reader = args.clip_config(patch_size=patch_size)
+    dataset = raw_chat_samples(named.eval_source, split, reader, prompt=prompt, fps=args.fps)
+    class_texts = dataset.class_texts
     choices = choice_token_ids(tokenizer, class_texts, prompt)
 
     indices = list(range(len(dataset)))[: args.max_samples]
@@ -85,7 +104,8 @@ def main(args):
             "class_names": class_texts,
             "methods": args.methods,
             "length_normalize": args.length_normalize,
-            "num_frames": args.num_frames,
+            "model_family": collator.family.name,
+            "video_reader": {"kind": args.video_reader, **dataclasses.asdict(reader)},
             "num_processes": accelerator.num_processes,
             **summarize(records, args.methods),
         }

@@ -1,4 +1,5 @@
-"""Fine-tune Qwen2.5-VL on a distilled set (K latent keyframes per video) or on the full raw training split.
+"""Fine-tune a Qwen-VL model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) on a distilled set (K latent keyframes per video) or
+on the full raw training split.
 
 Usage:
     # LoRA on 8 GPUs, DeepSpeed ZeRO-2, the distilled HMDB51 at 0.41 %
@@ -7,14 +8,20 @@ Usage:
     # the same without a recipe file
     accelerate launch recipes/sft_qwen.py --model_name_or_path Qwen/Qwen2.5-VL-7B-Instruct --data hmdb51_0.41 \
         --use_peft --output_dir outputs/qwen2.5-vl-7b-lora-hmdb51_0.41
-    # full-data baseline (raw clips, T = 16 frames): export HMDB51_ROOT=/data/hmdb51 first
+    # a distilled set larger than the disk: stream it (an iterable has no length: give max_steps)
+    accelerate launch recipes/sft_qwen.py --config recipes/qwen2_5_vl_7b/lora/config_hmdb51_0.41.yaml \
+        --streaming true --max_steps 500
+    # full-data baseline (raw clips read as qwen-vl-utils reads them): export HMDB51_ROOT=/data/hmdb51 first
     accelerate launch --config_file accelerate_configs/zero3.yaml recipes/sft_qwen.py \
         --config recipes/qwen2_5_vl_7b/full/config_hmdb51_full.yaml
 
 Flags are the fields of `SFTScriptArguments` (data, frames, prompt, vision side), `VideoSFTConfig` (TRL's
-`SFTConfig`: optimiser, schedule, bf16, gradient checkpointing) and `trl.ModelConfig` (model, LoRA, QLoRA);
-`--config x.yaml` sets them and flags override it. Writes the adapter (LoRA) or the model, the processor, a model card
-naming the data set and ratio, and `training_summary.json` into `--output_dir`.
+`SFTConfig`: optimiser, schedule, bf16, gradient checkpointing; `vision_lr` / `merger_lr` for the vision side) and
+`trl.ModelConfig` (model, LoRA, QLoRA, `attn_implementation`); `--config x.yaml` sets them and flags override it.
+Writes the adapter (LoRA) or the model, the processor, a model card naming the data set and ratio, and
+`training_summary.json` into `--output_dir`; with `--push_to_hub true`, then pushes that folder. A run that makes no
+optimizer step fails and saves nothing (resuming a finished checkpoint is no error: the summary carries the
+checkpoint's loss and says no step ran).
 """
 
 from __future__ import annotations
@@ -36,36 +43,52 @@ def make_parser():
 def main(script_args, training_args, model_args):
     from accelerate.logging import get_logger
     from transformers import AutoProcessor
-    from trl import SFTTrainer
 
     from compressa_hf.chat import QwenVideoCollator
     from compressa_hf.sft import (
         SkipUnreadable,
+        check_kernels,
+        check_processes,
         freeze_vision,
+        keep_used_weight_conversions,
         load_model,
         lora_config,
+        num_samples,
+        push_run,
         run_summary,
         train_chat_dataset,
         trainable_summary,
         write_run_files,
     )
+    from compressa_hf.sft_trainer import VideoSFTTrainer
 
     logger = get_logger(__name__)
+    check_processes(training_args)
+    check_kernels(model_args, training_args)
+    if script_args.streaming and training_args.max_steps <= 0:
+        raise ValueError(
+            "--streaming true reads the set as an iterable, which has no length, so epochs cannot be counted: "
+            "set --max_steps (e.g. samples x epochs / (batch size x processes x accumulation))"
+        )
     named = script_args.named_set()
+    # Trainer would push from save_model, before the card and summary exist: the folder is pushed below instead.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
 
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     model = load_model(model_args)
+    keep_used_weight_conversions(model)  # a ZeRO-3 load would otherwise save `model.model.*` (see its docstring)
     if model_args.use_peft:
         peft_config = lora_config(model, model_args, script_args)
     else:
         peft_config = None
         freeze_vision(model, script_args.tune_vision)
 
-    train_dataset = train_chat_dataset(named, script_args, script_args.max_train_samples)
+    patch_size = processor.video_processor.patch_size  # raw clips on the model's own pixel grid
+    train_dataset = train_chat_dataset(named, script_args, script_args.max_train_samples, patch_size=patch_size)
     collator = QwenVideoCollator(
         processor, max_length=training_args.max_length, frame_size=script_args.frame_size, max_fps=script_args.max_fps
     )
-    trainer = SFTTrainer(
+    trainer = VideoSFTTrainer(
         model=model,
         args=training_args,
         data_collator=SkipUnreadable(collator),
@@ -74,8 +97,12 @@ def main(script_args, training_args, model_args):
         peft_config=peft_config,
     )
     params = trainable_summary(trainer.model)
-    logger.info(f"training {named.name} ({len(train_dataset)} samples); parameters: {params}", main_process_only=True)
+    samples = num_samples(train_dataset)
+    logger.info(
+        f"training {named.name} ({samples or 'streamed'} samples); parameters: {params}", main_process_only=True
+    )
 
+    # Raises NoTrainingStepError, before anything is saved, when no optimizer step ran and nothing was resumed.
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)  # the adapter or the model, and the processor
 
@@ -84,6 +111,8 @@ def main(script_args, training_args, model_args):
         command = "accelerate launch recipes/sft_qwen.py " + shlex.join(sys.argv[1:])
         write_run_files(training_args.output_dir, summary, command, script_args.summary_file)
         logger.info(f"saved to {training_args.output_dir}: {json.dumps(summary)}", main_process_only=True)
+        if push_to_hub:
+            push_run(training_args.output_dir, training_args)
 
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
         trainer.end()

@@ -204,3 +204,80 @@ def test_loglik_scoring_on_cuda_matches_cpu(processor, fp32_exact):
     gpu = score_choices(copy.deepcopy(model).to("cuda"), inputs, choices, choice_batch_size=3)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=ATOL, rtol=0)
+
+
+# -- the SFT recipe's kernel switches (`attn_implementation`, `use_liger_kernel`) ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen_dir(tmp_path_factory):
+    """The tiny model saved with the processor files, as `load_model` reads a checkpoint."""
+    need_shared(QWEN)
+    from compressa_hf.sft import save_tiny_model
+
+    return save_tiny_model(TINY_QWEN, tmp_path_factory.mktemp("tiny_qwen"), QWEN)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("attn", ["sdpa", "flash_attention_2"])
+def test_attention_kernel_from_the_recipe_trains_like_eager_on_cuda(processor, tiny_qwen_dir, attn):
+    """`attn_implementation` as `sft_qwen.py` loads it (bf16): both towers use it, the loss is within bf16's error of
+    eager attention's and every gradient is finite."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from trl import ModelConfig
+
+    from compressa_hf.chat import PromptTemplate, QwenVideoCollator
+    from compressa_hf.sft import check_kernels, load_model
+
+    if attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        pytest.skip("flash-attn is not installed on this machine (bench/gpu/prepare.sh does not carry it)")
+    prompt = PromptTemplate()
+    batch = QwenVideoCollator(processor)(_samples(3, prompt.class_texts(["Jump", "Run", "Wave"]), prompt))
+    batch = {k: v.to("cuda") if torch.is_tensor(v) else v for k, v in batch.items()}
+    losses = {}
+    for impl in ("eager", attn):
+        model_args = ModelConfig(model_name_or_path=tiny_qwen_dir, dtype="bfloat16", attn_implementation=impl)
+        check_kernels(model_args, SimpleNamespace(use_liger_kernel=False))  # the recipe's refusal lets it through
+        model = load_model(model_args).to("cuda").train()
+        config = model.config
+        assert config.text_config._attn_implementation == config.vision_config._attn_implementation == impl
+        loss = model(**batch).loss
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        losses[impl] = float(loss.detach())
+    assert losses[attn] == pytest.approx(losses["eager"], rel=2e-2)
+
+
+@pytest.mark.real_data
+def test_liger_kernel_through_the_sft_trainer_on_cuda(processor, tiny_qwen_dir, tmp_path):
+    """`use_liger_kernel` through `VideoSFTTrainer` (2 bf16 steps of full SFT): the first step's loss within bf16's
+    error of the same run without Liger, and the weights move."""
+    pytest.importorskip("liger_kernel", reason="liger-kernel is not installed on this machine (carry its wheel)")
+    from trl import ModelConfig
+
+    from compressa_hf.chat import PromptTemplate, QwenVideoCollator
+    from compressa_hf.configs import VideoSFTConfig
+    from compressa_hf.sft import SkipUnreadable, as_hf_dataset, load_model
+    from compressa_hf.sft_trainer import VideoSFTTrainer
+
+    prompt = PromptTemplate()
+    dataset = as_hf_dataset(_samples(4, prompt.class_texts(["Jump", "Run"]), prompt))
+    first_loss = {}
+    for liger in (False, True):
+        model = load_model(ModelConfig(model_name_or_path=tiny_qwen_dir, dtype="bfloat16", attn_implementation="sdpa"))
+        before = model.lm_head.weight.detach().clone()
+        args = VideoSFTConfig(
+            output_dir=str(tmp_path / str(liger)), bf16=True, max_steps=2, per_device_train_batch_size=2,
+            learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none", use_liger_kernel=liger,
+        )  # fmt: skip
+        trainer = VideoSFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=processor,
+            data_collator=SkipUnreadable(QwenVideoCollator(processor)),
+        )  # fmt: skip
+        trainer.train()
+        assert trainer.steps_this_run == 2
+        assert not torch.equal(trainer.model.lm_head.weight.detach().cpu(), before.cpu())
+        first_loss[liger] = next(e["loss"] for e in trainer.state.log_history if "loss" in e)
+    assert first_loss[True] == pytest.approx(first_loss[False], rel=2e-2)

@@ -454,11 +454,13 @@ def test_evaluation_of_the_lora_output_is_reproduced_in_process(comparison):
 
     # The adapter loads back onto its base and scores the first test clip as the script did.
     from compressa_hf.chat import raw_chat_samples
-    from compressa_hf.clips import ClipConfig
+    from compressa_hf.qwen.video import QwenVideoConfig
 
     model, processor = load_for_eval(str(out / "tiny_0.5"), torch.float32)
     prompt = PromptTemplate()
-    sample = raw_chat_samples(PROCEDURAL, "test", ClipConfig(num_frames=8, size=56))[0]
+    # the recipe's raw-video settings: 8 frames through qwen-vl-utils, pinned to 56 x 56
+    reader = QwenVideoConfig(nframes=8, min_pixels=56 * 56, max_pixels=56 * 56)
+    sample = raw_chat_samples(PROCEDURAL, "test", reader)[0]
     inputs = prompt_inputs(QwenVideoCollator(processor, padding_side="left"), [sample], "square event")
     scores = score_choices(model, inputs, choice_token_ids(processor.tokenizer, results["class_names"], prompt))
     np.testing.assert_allclose(scores[0].tolist(), records[0]["loglik_scores"], atol=2e-3)

@@ -1,4 +1,5 @@
-"""Chat samples for Qwen2.5-VL: distilled rows and raw clips -> messages + frames + metadata, and the SFT collator.
+"""Chat samples for Qwen-VL models: distilled rows and raw clips -> messages + frames + metadata, and the SFT collator
+(one for every family in `compressa_hf.qwen.FAMILIES`: Qwen2-VL, Qwen2.5-VL, Qwen3-VL; the processor names it).
 
     from compressa_hf.chat import QwenVideoCollator, load_chat_dataset
     ds = load_chat_dataset("outputs/arid6_distilled", "ratio_1.1")     # rows decode to chat samples on access

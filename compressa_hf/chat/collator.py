@@ -1,21 +1,26 @@
-"""Chat samples -> a Qwen2.5-VL training batch: video metadata, exact frame size, answer-only labels.
+"""Chat samples -> a Qwen-VL training batch: video metadata, exact frame size, answer-only labels.
 
-Video SFT of Qwen2.5-VL goes wrong silently in four places; this collator closes each:
+One collator for every family in `compressa_hf.qwen.FAMILIES` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL); the family is read
+from the processor. Video SFT goes wrong silently in four places; this collator closes each:
 
-- Temporal positions. Qwen2.5-VL spaces temporal groups (2 frames each) by
-  `int(t * tokens_per_second * second_per_grid_ts)`, and the processor derives `second_per_grid_ts` from the video
-  metadata. A video without metadata gets 24 fps, so `second_per_grid_ts` = 2/24 and consecutive groups share one
-  temporal position. The collator passes every video's metadata with `do_sample_frames=False`, refuses a sample
-  without `fps`, and presents videos at no more than `max_fps` frames per second (default 2, Qwen2.5-VL's own
-  sampling rate), at which each group gets its own temporal position.
+- Time. Qwen2.5-VL spaces temporal groups (2 frames each) by `int(t * tokens_per_second * second_per_grid_ts)`, and
+  the processor derives `second_per_grid_ts` from the video metadata. A video without metadata gets 24 fps, so
+  `second_per_grid_ts` = 2/24 and consecutive groups share one temporal position. Qwen3-VL writes a `<t.t seconds>`
+  text before each group instead, from the metadata's frame indices and fps (24 fps when missing: wrong times).
+  The collator passes every video's metadata with `do_sample_frames=False`, refuses a sample without `fps`, and
+  presents videos at no more than `max_fps` frames per second (default 2, Qwen2.5-VL's own sampling rate), at which
+  each Qwen2.5-VL group gets its own temporal position; it checks the processor kept `second_per_grid_ts` fractional
+  (a truncation to integers would collapse groups above 2 fps). Qwen2-VL places group t at t whatever the rate, and
+  Qwen3-VL's timestamps are the frames' real times (the cap does not change them).
 - `mm_token_type_ids`. The model computes 3D positions only when it receives them; the processor returns them and
   the collator keeps them.
 - Frame size. The video processor resizes every frame into its pixel bounds; with its class defaults (at least
   128 x 28 x 28 pixels) a 112x112 frame comes out 336x336, 9x the visual tokens, and a checkpoint's config may set
-  other bounds. The collator sets both bounds to the frame area, so frames keep their size (rounded to the 28-pixel
-  grid of patch 14 x merge 2) or take `frame_size` when given, whatever the processor's defaults.
-- Labels. Only the assistant answer and its `<|im_end|>` are learned (`chat_templates/qwen2_5_vl.jinja` marks them
-  for `return_assistant_tokens_mask`); everything else, padding included, is -100.
+  other bounds. The collator sets the bounds to the frames' own area (per frame for Qwen2/2.5-VL, per video for
+  Qwen3-VL, whose bounds count all frames), so frames keep their size rounded to the family's pixel grid (28 for
+  patch 14 x merge 2, 32 for Qwen3-VL's patch 16) or take `frame_size` when given, whatever the processor's defaults.
+- Labels. Only the assistant answer and its `<|im_end|>` are learned (the family's template in `chat_templates/`
+  marks them for `return_assistant_tokens_mask`); everything else, padding included, is -100.
 """
 
 from __future__ import annotations
@@ -51,24 +56,27 @@ def qwen_side(pixels: int, factor: int = 28) -> int:
 
 
 class QwenVideoCollator:
-    """Collates chat samples (`compressa_hf.chat.samples`) into a Qwen2.5-VL batch with labels.
+    """Collates chat samples (`compressa_hf.chat.samples`) into a Qwen-VL batch with labels.
 
     The batch holds `input_ids`, `attention_mask`, `mm_token_type_ids`, `pixel_values_videos`, `video_grid_thw`,
-    `second_per_grid_ts` and `labels`; pass it to the model as `model(**batch)`. None items (clips a raw dataset could
-    not decode) are dropped.
+    `labels` and, for Qwen2.5-VL, `second_per_grid_ts`; pass it to the model as `model(**batch)`. None items (clips a
+    raw dataset could not decode) are dropped.
 
     Args:
-        processor: A `Qwen2_5_VLProcessor` (tokenizer + video processor).
+        processor: A Qwen-VL processor (`Qwen2VLProcessor`, `Qwen2_5_VLProcessor`, `Qwen3VLProcessor`); its class
+            names the family (`compressa_hf.qwen.family_of`).
         max_length: Longest allowed sequence. A longer sample is an error, not a truncation: cutting it would drop
             video tokens (the processor then fails) or the answer (the sample then teaches nothing).
         padding_side: `right` for training, `left` for batched generation.
-        frame_size: Side in pixels every frame is resized to (rounded to the processor's 28-pixel grid); None keeps
-            each video's own size (also rounded).
+        frame_size: Side in pixels every frame is resized to (rounded to the family's 28- or 32-pixel grid); None
+            keeps each video's own size (also rounded).
         max_fps: Highest frame rate a video is presented at. Denser samples (16 frames of a 2-second clip) are
             presented as if taken at `max_fps`; at Qwen2.5-VL's `tokens_per_second` = 2 and temporal patch 2, any
-            rate up to 4 keeps consecutive temporal groups on distinct positions, and 2 is the rate it was trained
-            at. None presents the true rate.
-        chat_template: Template text; `chat_templates/qwen2_5_vl.jinja` when None.
+            rate up to 4 keeps consecutive temporal groups on distinct positions (`tests/test_families.py` checks
+            1, 2 and 4 against the installed transformers), and 2 is the rate it was trained at. None presents the
+            true rate. Qwen2-VL and Qwen3-VL positions do not depend on it (see the module docstring).
+        chat_template: Template text; the family's `chat_templates/<family.chat_template>.jinja` when None.
+        family: A `compressa_hf.qwen.QwenFamily` or its name; None reads it from the processor's class.
     """
 
     def __init__(
@@ -79,7 +87,10 @@ class QwenVideoCollator:
         frame_size: int | None = None,
         max_fps: float | None = 2.0,
         chat_template: str | None = None,
+        family=None,
     ):
+        from compressa_hf.qwen.families import family_of
+
         if padding_side not in ("left", "right"):
             raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}")
         if max_length is not None and max_length < 1:
@@ -90,9 +101,17 @@ class QwenVideoCollator:
             raise ValueError(f"`max_fps` must be > 0, got {max_fps}")
         self.processor, self.max_length, self.padding_side = processor, max_length, padding_side
         self.frame_size, self.max_fps = frame_size, max_fps
-        self.chat_template = chat_template or load_chat_template("qwen2_5_vl")
+        self.family = family_of(processor if family is None else family)
+        self.chat_template = chat_template or load_chat_template(self.family.chat_template)
         vp = processor.video_processor
         self.factor = vp.patch_size * vp.merge_size
+        self.temporal_patch_size = vp.temporal_patch_size
+        if self.factor != self.family.factor:
+            raise ValueError(
+                f"{type(processor).__name__} has a {self.factor}-pixel token grid (patch {vp.patch_size} x merge "
+                f"{vp.merge_size}) but family {self.family.name} uses {self.family.factor}; its preprocessor config does "
+                f"not match the model family"
+            )
         valid = getattr(getattr(vp, "valid_kwargs", None), "__annotations__", {})
         # Keep our exact bounds (no per-video budget on top) and silence the processor's warning about its default.
         self.extra_video_kwargs = {"cap_pixels_per_frame": False} if "cap_pixels_per_frame" in valid else {}
@@ -116,12 +135,72 @@ class QwenVideoCollator:
         return out
 
     def size_bounds(self, videos: list[np.ndarray]) -> dict:
-        """`size` for the video processor: min and max pixel counts that leave every frame at its target size."""
+        """`size` for the video processor: min and max pixel counts that leave every frame at its target size.
+
+        Per frame for families whose bounds measure one frame; for Qwen3-VL, whose bounds measure a whole video
+        (`round(F / 2) * 2` frames, as its `smart_resize` counts them), per video.
+        """
         if self.frame_size is not None:
-            areas = [qwen_side(self.frame_size, self.factor) ** 2]
+            areas = [qwen_side(self.frame_size, self.factor) ** 2] * len(videos)
         else:
             areas = [qwen_side(v.shape[-3], self.factor) * qwen_side(v.shape[-2], self.factor) for v in videos]
+        if self.family.size_bounds == "video":
+            tp = self.temporal_patch_size
+            areas = [a * max(tp, round(len(v) / tp) * tp) for a, v in zip(areas, videos)]
         return {"shortest_edge": min(areas), "longest_edge": max(areas)}
+
+    def check_time_scale(self, second_per_grid_ts, metadata: list[dict]) -> None:
+        """Raise if the processor truncated Qwen2.5-VL's `second_per_grid_ts` (temporal patch / presented rate).
+
+        Some transformers releases are reported to cast it to integers above 2 fps, which puts consecutive groups on
+        one temporal position; compressa_hf refuses such a batch instead of training on it.
+        """
+        if self.family.time_encoding != "mrope_seconds":
+            return
+        if second_per_grid_ts is None:
+            raise RuntimeError("the processor returned no second_per_grid_ts; Qwen2.5-VL would space groups 1 s apart")
+        got = torch.as_tensor(second_per_grid_ts, dtype=torch.float64).flatten()
+        want = torch.tensor(
+            [
+                self.temporal_patch_size * m["total_num_frames"] / (len(m["frames_indices"]) * m["fps"])
+                for m in metadata
+            ],
+            dtype=torch.float64,
+        )
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4):
+            raise RuntimeError(
+                f"the processor returned second_per_grid_ts {got.tolist()} for presented rates giving {want.tolist()}; "
+                f"this transformers version rounds it, which merges consecutive temporal groups"
+            )
+
+    def padded(self, sample: dict) -> dict:
+        """The sample with each video shorter than the family's `min_video_frames` (Qwen3-VL: 2) made that long.
+
+        The last frame and its index repeat, which is how the processor pads a video to whole temporal groups
+        anyway: a one-keyframe row gives the same tokens and the same timestamp, instead of an error from the
+        processor.
+        """
+        need = self.family.min_video_frames
+        if all(len(v) >= need for v in sample.get("videos") or []):
+            return sample
+        swap, videos, metadata = {}, [], []
+        for video, meta in zip(sample["videos"], sample["video_metadata"]):
+            if len(video) < need:
+                extra = need - len(video)
+                swap[id(video)] = np.concatenate([video, np.repeat(video[-1:], extra, axis=0)])
+                video = swap[id(video)]
+                meta = meta | {"frames_indices": list(meta["frames_indices"]) + [meta["frames_indices"][-1]] * extra}
+            videos.append(video)
+            metadata.append(meta)
+
+        def padded_block(block: dict) -> dict:
+            return block | {"video": swap[id(block["video"])]} if id(block.get("video")) in swap else block
+
+        messages = [
+            m | {"content": [padded_block(b) for b in m["content"]]} if isinstance(m.get("content"), list) else m
+            for m in sample["messages"]
+        ]
+        return sample | {"messages": messages, "videos": videos, "video_metadata": metadata}
 
     @staticmethod
     def _conversation(sample: dict) -> list[dict]:
@@ -144,7 +223,7 @@ class QwenVideoCollator:
     def __call__(self, samples: list[dict | None]) -> dict:
         from transformers import BatchFeature
 
-        samples = [s for s in samples if s is not None]
+        samples = [self.padded(s) for s in samples if s is not None]
         if not samples:
             raise ValueError("no samples to collate (every item of the batch was None: unreadable clips)")
         conversations = [self._conversation(s) for s in samples]
@@ -177,7 +256,9 @@ class QwenVideoCollator:
                 },
             },
         )
-        batch = BatchFeature(dict(batch), tensor_type="pt")
+        batch = {k: v for k, v in dict(batch).items() if k != "video_metadata"}  # Qwen3-VL hands the metadata back
+        batch = BatchFeature(batch, tensor_type="pt")
+        self.check_time_scale(batch.get("second_per_grid_ts"), metadata)
         if "mm_token_type_ids" not in batch:
             raise RuntimeError("the processor returned no mm_token_type_ids; the model would use 1D text positions")
         lengths = batch["attention_mask"].sum(1)

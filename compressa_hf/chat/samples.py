@@ -19,13 +19,16 @@ A chat sample is a plain dict (what `QwenVideoCollator` takes)::
 
 Frames are RGB uint8 at the size they were stored or sampled at (`resized_height` / `resized_width` say it, so
 qwen-vl-utils readers keep it too). Distilled rows give K frames decoded from their latents with the codec the
-dataset card names; raw clips give T frames through `clips.sample_clip`.
+dataset card names; raw clips give T frames through `clips.sample_clip` (a `ClipConfig`: T uniform frames, resized and
+centre-cropped), or the frames Qwen's own examples take through qwen-vl-utils (a `compressa_hf.qwen.video.
+QwenVideoConfig`: 2 per second, at least 4, aspect kept, Qwen's pixel bounds; `sample_qwen_clip`).
 
 Video metadata says where the frames sit in the source video, because Qwen2.5-VL's temporal positions come from it
 (`second_per_grid_ts = temporal_patch_size / (len(frames_indices) / total_num_frames * fps)`):
 
 - `fps`: the source stream's real average frame rate, as the cache read it from the file (12 for SSv2, 25 for
-  UCF101, 29.97 for much of Kinetics): a distilled row's `fps` column, the sampled clip's rate for raw clips.
+  UCF101, 29.97 for much of Kinetics): a distilled row's `fps` column, the sampled clip's rate for raw clips (for
+  qwen-vl-utils' frames too: the metadata `fetch_video` returns).
   `fps=` overrides it. Sets written before rows carried their rate fall back to the set's metadata `fps` /
   `source_info.fps`, else `DEFAULT_FPS` (30), with a warning.
 - `frames_indices`: the source frame of each frame: the distilled row's `frame_indices` column, the sampled clip's
@@ -48,9 +51,10 @@ import numpy as np
 import torch
 
 from compressa_hf.chat.prompts import PromptTemplate
-from compressa_hf.clips import ClipConfig, sample_clip
+from compressa_hf.clips import ClipConfig, SampledClip, sample_clip
 from compressa_hf.codecs import CODECS, LatentCodec, load_codec, parse_codec_spec, pinned_spec
 from compressa_hf.codecs.base import uint8_to_latents
+from compressa_hf.qwen.video import QwenVideoConfig, sample_qwen_clip
 from compressa_hf.sources import ClipReadError, VideoSource, parse_source_spec
 from compressa_hf.store import CARD_DECODE_KEYS
 
@@ -271,9 +275,12 @@ def load_chat_dataset(
     codec: LatentCodec | str | None = None,
     fps: float | None = None,
     decode_once: bool = False,
+    streaming: bool = False,
     **load_kwargs,
 ):
-    """A distilled set config as a `datasets.Dataset` whose rows read as chat samples (decoded on access).
+    """A distilled set config as a `datasets.Dataset` whose rows read as chat samples (decoded on access), or with
+    `streaming=True` a `datasets.IterableDataset` of the same samples in the same order, read and decoded as they
+    are iterated (nothing is downloaded or materialised first).
 
     Args:
         repo_or_folder: A folder written by `compressa distill` or a Hub dataset id.
@@ -287,8 +294,19 @@ def load_chat_dataset(
             on disk, instead of on every access. On a CPU a tiny VAE decodes 4 frames in ~0.1-0.3 s, which makes
             multi-epoch SFT decoder-bound; the cached frames read as fast as any uint8 column. Costs K x H x W x 3
             bytes per row of disk (not part of the distilled set or its ratio).
+        streaming: Return an `IterableDataset` (for sets larger than memory or disk; with TRL set `max_steps`, since
+            an iterable has no length). Rows are decoded in batches of `decode_batch_size` as they stream.
         **load_kwargs: Passed to `datasets.load_dataset` (e.g. `revision`, `cache_dir`).
+
+    Raises:
+        ValueError: `decode_once` with `streaming` (the decoded column is a cache on disk; a stream has none), a
+            config the set lacks, or card class names that disagree with the data's labels.
     """
+    if streaming and decode_once:
+        raise ValueError(
+            "decode_once=True caches decoded frames as a column on disk, which a streamed dataset cannot hold; "
+            "use one of decode_once or streaming"
+        )
     from compressa_hf.store import load_config
 
     meta = read_card_config(
@@ -307,17 +325,21 @@ def load_chat_dataset(
             codec.codec_id,
             card_codec,
         )
-    if split == "train":
+    if split == "train" and not streaming:
         ds = load_config(repo_or_folder, config, **load_kwargs)
     else:
         from datasets import load_dataset
 
-        ds = load_dataset(repo_or_folder, config, split=split, **load_kwargs)
+        ds = load_dataset(repo_or_folder, config, split=split, streaming=streaming, **load_kwargs)
     # The parquet's ClassLabel is the authority on label order; the card's list must agree where it has one.
     names = ds.features["label"].names
     if meta.get("class_names") and list(meta["class_names"]) != list(names):
         raise ValueError(f"{repo_or_folder}/{config}: card class_names {meta['class_names']} != data labels {names}")
     transform = distilled_chat_transform(meta | {"class_names": names}, codec, prompt=prompt, fps=fps)
+    if streaming:
+        columns = [c for c in TRANSFORM_COLUMNS if c in ds.column_names]
+        batch = transform.decode_batch_size
+        return ds.select_columns(columns).map(transform, batched=True, batch_size=batch, remove_columns=columns)
     if decode_once:
         ds = _decoded(ds, transform)
     # Only the columns the transform reads: others (a `preview` image column) would be decoded for nothing.
@@ -354,8 +376,20 @@ def _decoded(ds, transform: DistilledChatTransform):
 # -- raw clips -----------------------------------------------------------------------------------------------------
 
 
+def read_raw_clip(
+    source: VideoSource, ref, reader: ClipConfig | QwenVideoConfig, fps: float | None = None
+) -> SampledClip:
+    """One raw clip's frames: `clips.sample_clip` for a `ClipConfig`, `qwen.video.sample_qwen_clip` for a
+    `QwenVideoConfig` (whose sampling also uses the `fps` override). Raises `ClipReadError` naming the file."""
+    if isinstance(reader, QwenVideoConfig):
+        return sample_qwen_clip(source, ref, reader, fps=fps)
+    if isinstance(reader, ClipConfig):
+        return sample_clip(source, ref, reader)
+    raise TypeError(f"raw clips are read with a ClipConfig or a QwenVideoConfig, got {type(reader).__name__}")
+
+
 class RawChatDataset(torch.utils.data.Dataset):
-    """Chat samples of T frames per clip straight from a video source: the zero-shot and full-data baseline input.
+    """Chat samples of raw clips straight from a video source: the zero-shot and full-data baseline input.
 
     Same prompt, class-name handling, sample format and metadata rule as the distilled path. A clip that cannot be
     decoded comes back as None with a warning naming it (`QwenVideoCollator` drops None items), so one bad file
@@ -364,7 +398,8 @@ class RawChatDataset(torch.utils.data.Dataset):
     Args:
         source: A `VideoSource` or a source spec (`procedural:num_classes=4`, `ucf101:root=...`, a folder).
         split: Split to read.
-        clip_config: How T frames are taken (`ClipConfig()` when None).
+        clip_config: How frames are taken: a `ClipConfig` (T uniform frames, `ClipConfig()` when None) or a
+            `QwenVideoConfig` (qwen-vl-utils' rules, as Qwen's examples read video).
         prompt: Question / answer templates; `PromptTemplate()` when None.
         fps: Overrides each clip's real frame rate in the metadata; None uses the rate read from the file.
     """
@@ -373,10 +408,14 @@ class RawChatDataset(torch.utils.data.Dataset):
         self,
         source: VideoSource | str,
         split: str = "train",
-        clip_config: ClipConfig | None = None,
+        clip_config: ClipConfig | QwenVideoConfig | None = None,
         prompt: PromptTemplate | None = None,
         fps: float | None = None,
     ):
+        if clip_config is not None and not isinstance(clip_config, (ClipConfig, QwenVideoConfig)):
+            raise TypeError(
+                f"`clip_config` must be a ClipConfig or a QwenVideoConfig, got {type(clip_config).__name__}"
+            )
         self.source = parse_source_spec(source) if isinstance(source, str) else source
         self.refs = self.source.list_clips(split)
         self.clip_config = clip_config or ClipConfig()
@@ -390,7 +429,7 @@ class RawChatDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict | None:
         ref = self.refs[i]
         try:
-            clip = sample_clip(self.source, ref, self.clip_config)
+            clip = read_raw_clip(self.source, ref, self.clip_config, self.fps)
         except ClipReadError as err:
             logger.warning("skipped %s: %s", ref.path, err)
             return None
@@ -402,9 +441,13 @@ class RawChatDataset(torch.utils.data.Dataset):
 def raw_chat_samples(
     source: VideoSource | str,
     split: str = "train",
-    clip_config: ClipConfig | None = None,
+    clip_config: ClipConfig | QwenVideoConfig | None = None,
     prompt: PromptTemplate | None = None,
     fps: float | None = None,
 ) -> RawChatDataset:
-    """Chat samples with T frames per clip of a raw source (a map-style `torch` Dataset; see `RawChatDataset`)."""
+    """Chat samples of the clips of a raw source (a map-style `torch` Dataset; see `RawChatDataset`).
+
+    `clip_config=QwenVideoConfig(...)` takes frames as Qwen's examples do (qwen-vl-utils); a `ClipConfig` (default)
+    takes T uniform frames. The recipes default to the first (`VideoDataArguments.video_reader`).
+    """
     return RawChatDataset(source, split, clip_config=clip_config, prompt=prompt, fps=fps)

@@ -59,7 +59,8 @@ class EvaluateArguments:
     Args:
         source: Source spec (a `videofolder` path or `name:key=value,...`).
         output: Folder of the run (resumable; see the module docstring).
-        methods: Comma-separated method names (`compressa_hf.distill.methods.METHODS`).
+        methods: Comma-separated method names (`compressa_hf.distill.methods.METHODS`); `full` in the list means
+            `full_data` (`--methods full` trains the full-data reference alone).
         ratios: Comma-separated storage ratios in percent, or `k<K>` for exactly the ratio of K uint8 latent frames
             per video (e.g. `k1,k2`).
         seeds: Seeds 0..N-1; each seeds both the method and the network trained on its output.
@@ -119,7 +120,12 @@ class EvaluateArguments:
         from compressa_hf.distill.methods import METHODS
         from compressa_hf.nets import NETS
 
-        unknown = [m for m in self.method_list if m not in METHODS or m == "full"]
+        if "full" in self.method_list:  # `--methods full`: the full-data reference, which `full_data` controls
+            self.methods = ",".join(m for m in self.method_list if m != "full")
+            self.full_data = True
+        if not self.method_list and not self.full_data:
+            raise ValueError("nothing to evaluate: --methods is empty and --full_data false")
+        unknown = [m for m in self.method_list if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown} in --methods; known: {sorted(set(METHODS) - {'full'})}")
         bad = [a for a in self.arch_list if a not in NETS]

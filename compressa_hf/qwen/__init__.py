@@ -1,0 +1,8 @@
+"""The Qwen side of compressa_hf: model families (`families`) and raw video read as Qwen's own examples read it
+(`video`). The chat samples, collator and SFT / evaluation helpers that use them are in `compressa_hf.chat`,
+`compressa_hf.sft` and `compressa_hf.qwen_eval`.
+"""
+
+from compressa_hf.qwen.families import FAMILIES, VISION_LINEAR_MODULES, QwenFamily, build_processor, family_of
+
+__all__ = ["FAMILIES", "VISION_LINEAR_MODULES", "QwenFamily", "build_processor", "family_of"]

@@ -1,0 +1,420 @@
+"""Qwen-VL families (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): the registry, and per family the collator's token counts,
+temporal positions and label mask, a training step, and the recipes end to end.
+
+Tiny random models are built from `tests/fixtures/tiny_<family>.json` (2 text layers, hidden 128; 2 vision blocks,
+hidden 64). Every family uses the real Qwen2.5-VL tokenizer in ../shared/qwen2_5_vl: Qwen2-VL's is the same; Qwen3-VL's
+adds four tokens (`<tool_response>`, `</tool_response>`, `<think>`, `</think>`, ids 151665-151668) that no video prompt
+here uses, every other id being the same (`compressa_hf.qwen.families`). Qwen2-VL and Qwen3-VL get the processor
+`build_processor` assembles (the family's image / video processor classes at its patch size); Qwen2.5-VL the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from compressa_hf.chat import IGNORE_INDEX, PromptTemplate, QwenVideoCollator, make_chat_sample, video_metadata
+from compressa_hf.qwen import FAMILIES, VISION_LINEAR_MODULES, build_processor, family_of
+from compressa_hf.sft import lora_target_regex, qwen_config, qwen_parts, random_qwen, save_tiny_model
+from tests.conftest import QWEN, REPO, need_shared
+
+FIXTURES = REPO / "tests" / "fixtures"
+NAMES = list(FAMILIES)
+TINY = {name: FIXTURES / f"tiny_{name}.json" for name in NAMES}
+CLASS_NAMES = ["ApplyEyeMakeup", "Run"]  # answers of different lengths, so one sample of a batch is padded
+
+
+# -- the registry --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registry_matches_the_installed_transformers(name):
+    import transformers
+
+    family = FAMILIES[name]
+    config = family.config_cls()()
+    assert config.model_type == name and name in family.model_types
+    vision = config.vision_config
+    assert (vision.patch_size, vision.temporal_patch_size, vision.spatial_merge_size) == (
+        family.patch_size,
+        family.temporal_patch_size,
+        family.merge_size,
+    )
+    assert family.model_cls().config_class is family.config_cls()
+    video_processor = getattr(transformers, family.video_processor_class)
+    assert (video_processor.patch_size, video_processor.merge_size) == (family.patch_size, family.merge_size)
+    assert (REPO / "chat_templates" / f"{family.chat_template}.jinja").is_file()
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    return {name: random_qwen(TINY[name]) for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vision_block_layers_are_the_registrys(tiny_models, name):
+    model = tiny_models[name]
+    parts = qwen_parts(model)
+    assert parts["family"] == name and family_of(model) is FAMILIES[name]
+    leaves = {
+        n.rsplit(".", 1)[1]
+        for n, m in model.named_modules()
+        if n.startswith(parts["visual"] + ".blocks.0.") and isinstance(m, torch.nn.Linear)
+    }
+    assert leaves == set(FAMILIES[name].vision_linear_modules)
+    # LoRA on the tower keeps only this family's names out of the union the recipes default to.
+    regex = lora_target_regex(parts, ["q_proj"], list(VISION_LINEAR_MODULES))
+    matched = {n for n, _ in model.named_modules() if re.fullmatch(regex, n)}
+    assert {n.rsplit(".", 1)[1] for n in matched if ".visual." in n} == leaves
+    assert all(".visual." in n or n.endswith("q_proj") for n in matched)
+    other = next(m for f in FAMILIES.values() for m in f.vision_linear_modules if m not in leaves)
+    with pytest.raises(ValueError, match=other):
+        lora_target_regex(parts, ["q_proj"], [other])
+
+
+def test_family_of_reads_names_configs_files_models_and_processors(tiny_models):
+    assert family_of("qwen3_vl") is FAMILIES["qwen3_vl"]
+    assert family_of({"model_type": "qwen2_vl"}) is FAMILIES["qwen2_vl"]
+    assert family_of(TINY["qwen3_vl"]) is FAMILIES["qwen3_vl"]
+    assert family_of(str(TINY["qwen2_5_vl"])) is FAMILIES["qwen2_5_vl"]
+    assert family_of(tiny_models["qwen2_vl"].config) is FAMILIES["qwen2_vl"]
+    assert qwen_config(TINY["qwen3_vl"]).model_type == "qwen3_vl"
+    with pytest.raises(ValueError, match="llava"):
+        family_of({"model_type": "llava"})
+    with pytest.raises(ValueError, match="model_type"):
+        qwen_config({"text_config": {}})
+
+
+def test_visual_token_arithmetic():
+    assert FAMILIES["qwen2_5_vl"].visual_tokens(16, 112, 112) == 8 * 4 * 4
+    assert FAMILIES["qwen3_vl"].visual_tokens(3, 128, 96) == 2 * 4 * 3  # 3 frames fill 2 temporal groups
+    with pytest.raises(ValueError, match="grid"):
+        FAMILIES["qwen3_vl"].visual_tokens(4, 112, 112)
+
+
+# -- the collator, per family --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def processors():
+    need_shared(QWEN)
+    from transformers import AutoProcessor
+
+    out = {name: build_processor(name, QWEN) for name in NAMES if name != "qwen2_5_vl"}
+    out["qwen2_5_vl"] = AutoProcessor.from_pretrained(str(QWEN))
+    return out
+
+
+def _sample(frames: int, size: int, label: int = 0, fps: float = 30.0, step: int = 4) -> dict:
+    rng = np.random.default_rng(label)
+    video = rng.integers(0, 256, size=(frames, size, size, 3), dtype=np.uint8)
+    prompt = PromptTemplate()
+    meta = video_metadata([step * i for i in range(frames)], fps, total_num_frames=step * frames)
+    return make_chat_sample(video, label, prompt.class_texts(CLASS_NAMES), prompt, meta, f"v{label}")
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(
+    "name, frames, size, grid, tokens",
+    [
+        ("qwen2_vl", 4, 112, (2, 8, 8), 32),  # K = 4 at 112: ceil(4/2) * (112/14)^2 / 4
+        ("qwen2_vl", 16, 224, (8, 16, 16), 512),
+        ("qwen2_5_vl", 4, 112, (2, 8, 8), 32),
+        ("qwen2_5_vl", 16, 224, (8, 16, 16), 512),
+        ("qwen3_vl", 4, 112, (2, 8, 8), 32),  # 112 rounds to 128 on the 32-pixel grid: (128/16)^2 / 4 per group
+        ("qwen3_vl", 16, 224, (8, 14, 14), 392),  # 224 is on the grid: 7 x 7 tokens per group
+        ("qwen3_vl", 3, 96, (2, 6, 6), 18),  # odd count: per-video bounds count 4 frames, as Qwen3-VL does
+    ],
+)
+def test_visual_token_counts(processors, name, frames, size, grid, tokens):
+    processor = processors[name]
+    batch = QwenVideoCollator(processor)([_sample(frames, size)])
+    assert batch["video_grid_thw"].tolist() == [list(grid)]
+    assert int((batch["input_ids"] == processor.video_token_id).sum()) == tokens
+    side = grid[1] * FAMILIES[name].patch_size
+    assert FAMILIES[name].visual_tokens(frames, side, side) == tokens
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", NAMES)
+def test_videos_of_different_lengths_keep_their_size_in_one_batch(processors, name):
+    # Qwen3-VL's pixel bounds count all frames of a video: per-frame bounds would shrink the 16-frame one.
+    batch = QwenVideoCollator(processors[name])([_sample(4, 112), _sample(16, 112, label=1)])
+    # 8 patches a side: 112 / 14, and 128 / 16 (112 rounds to 128 on Qwen3-VL's 32-pixel grid)
+    assert batch["video_grid_thw"].tolist() == [[2, 8, 8], [8, 8, 8]]
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", NAMES)
+def test_a_single_keyframe_row_collates_for_every_family(processors, name):
+    # Qwen3-VL's video processor refuses fewer frames than a temporal patch; the collator repeats the frame (and its
+    # index) as the processor's own padding would, so a K = 1 row gives one group and the frame's real time.
+    sample = _sample(1, 64)
+    batch = QwenVideoCollator(processors[name])([sample, _sample(3, 64, label=1)])
+    # 64 px: 56 on the 28-pixel grid (4 patches of 14), 64 on the 32-pixel one (4 patches of 16)
+    assert batch["video_grid_thw"].tolist() == [[1, 4, 4], [2, 4, 4]]
+    assert len(sample["videos"][0]) == 1 and sample["video_metadata"][0]["frames_indices"] == [0]  # not modified
+    if name == "qwen3_vl":
+        text = processors[name].tokenizer.decode(batch["input_ids"][0])
+        assert re.findall(r"<\d+\.\d seconds>", text) == ["<0.0 seconds>"]
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("name", NAMES)
+def test_labels_cover_exactly_the_answer_and_im_end(processors, name, padding_side):
+    processor = processors[name]
+    samples = [_sample(4, 56, label=0), _sample(4, 56, label=1)]
+    batch = QwenVideoCollator(processor, padding_side=padding_side)(samples)
+    tok = processor.tokenizer
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert (batch["attention_mask"] == 0).any() and "assistant_masks" not in batch
+    for row, sample in enumerate(samples):
+        labels = batch["labels"][row]
+        assert labels[labels != IGNORE_INDEX].tolist() == tok(sample["answer"], add_special_tokens=False)[
+            "input_ids"
+        ] + [im_end]
+        positions = (labels != IGNORE_INDEX).nonzero().flatten()
+        assert positions.tolist() == list(range(int(positions[0]), int(positions[-1]) + 1))
+        ids = batch["input_ids"][row]
+        assert tok.decode(ids[positions[-1] + 1 : positions[-1] + 2]) == "\n"
+        assert tok.decode(ids[positions[0] - 3 : positions[0]]) == "<|im_start|>assistant\n"
+
+
+QWEN3_CONVERSATIONS = [
+    [
+        {"role": "user", "content": [{"type": "video", "video": "x"}, {"type": "text", "text": "What is it?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "yo yo"}]},
+    ],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {
+            "role": "assistant",
+            "content": "Calling.",
+            "tool_calls": [{"function": {"name": "look", "arguments": {"t": 1}}}],
+        },
+        {"role": "tool", "content": "done"},
+        {"role": "user", "content": [{"type": "image"}, {"type": "video"}, {"type": "text", "text": "Both?"}]},
+    ],
+]
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("conversation", QWEN3_CONVERSATIONS)
+@pytest.mark.parametrize("kwargs", [{}, {"add_generation_prompt": True}, {"add_vision_id": True}])
+def test_qwen3_template_renders_like_the_shipped_one(processors, conversation, kwargs):
+    import trl
+
+    from compressa_hf.chat import load_chat_template
+
+    # TRL keeps the Qwen3-VL checkpoints' template and checks it against the Hub every week.
+    shipped = (Path(trl.__file__).parent / "chat_templates" / "qwen3_vl.jinja").read_text()
+    processor = processors["qwen3_vl"]
+    ours = processor.apply_chat_template(conversation, chat_template=load_chat_template("qwen3_vl"), **kwargs)
+    assert ours == processor.apply_chat_template(conversation, chat_template=shipped, **kwargs)
+    assert FAMILIES["qwen2_vl"].chat_template == "qwen2_5_vl"  # Qwen2-VL ships Qwen2.5-VL's template
+
+
+def _temporal_groups(model, batch, row: int = 0) -> list[int]:
+    """The temporal position of each temporal group of the first video in `row` (one value per group)."""
+    extra = {"second_per_grid_ts": batch["second_per_grid_ts"]} if "second_per_grid_ts" in batch else {}
+    position_ids, _ = model.model.get_rope_index(
+        batch["input_ids"],
+        mm_token_type_ids=batch["mm_token_type_ids"],
+        video_grid_thw=batch["video_grid_thw"],
+        attention_mask=batch["attention_mask"],
+        **extra,
+    )
+    t, h, w = batch["video_grid_thw"][0].tolist()
+    video = batch["input_ids"][row] == model.config.video_token_id
+    temporal = position_ids[0, row][video].view(t, (h // 2) * (w // 2))
+    assert (temporal == temporal[:, :1]).all()  # one temporal position per group
+    return temporal[:, 0].tolist()
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", NAMES)
+def test_temporal_positions_per_family(processors, tiny_models, name):
+    processor, model = processors[name], tiny_models[name]
+    dense = _sample(16, 56, fps=30.0, step=4)  # 7.5 fps: Qwen2.5-VL presents it at max_fps = 2
+    sparse = _sample(16, 56, fps=1.0, step=1)  # 1 fps
+    groups = {
+        key: _temporal_groups(model, QwenVideoCollator(processor)([s])) for key, s in (("d", dense), ("s", sparse))
+    }
+    for values in groups.values():
+        assert len(values) == 8 and all(b > a for a, b in zip(values, values[1:]))
+    steps = {key: sorted({b - a for a, b in zip(v, v[1:])}) for key, v in groups.items()}
+    if name == "qwen2_vl":  # group index: the rate plays no part
+        assert steps == {"d": [1], "s": [1]}
+    elif name == "qwen2_5_vl":  # int(t * tokens_per_second (2) * 2 / rate): rate 2 (capped) -> 2, rate 1 -> 4
+        assert steps == {"d": [2], "s": [4]}
+    else:  # each group starts after the previous group's tokens and the next timestamp's text
+        text = processor.tokenizer.decode(QwenVideoCollator(processor)([dense])["input_ids"][0])
+        times = [float(t) for t in re.findall(r"<(\d+\.\d) seconds>", text)]
+        # the mean time of each group's two frames, frames 4 apart at 30 fps: (8g + 8g + 4) / 2 / 30
+        assert times == [round((8 * g + 2) / 30, 1) for g in range(8)]
+        uncapped = processor.tokenizer.decode(QwenVideoCollator(processor, max_fps=None)([dense])["input_ids"][0])
+        assert uncapped == text  # the rate cap does not change Qwen3-VL's real times
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", NAMES)
+def test_one_training_step_reaches_vision_and_language(processors, tiny_models, name):
+    model = tiny_models[name].train()
+    batch = QwenVideoCollator(processors[name])([_sample(4, 56), _sample(6, 56, label=1)])
+    model.zero_grad()
+    out = model(**batch)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert any(n.startswith("model.visual") and g.abs().sum() > 0 for n, g in grads.items())
+    assert any("language_model" in n and g.abs().sum() > 0 for n, g in grads.items())
+    model.zero_grad()
+
+
+# -- the temporal-position claim, pinned against the installed transformers ----------------------------------------
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("rate, apart", [(1.0, True), (2.0, True), (4.0, True), (8.0, False)])
+def test_qwen2_5_groups_stay_apart_up_to_4_fps(processors, tiny_models, rate, apart):
+    """`QwenVideoCollator`'s claim: any presented rate up to 4 fps keeps consecutive temporal groups apart.
+
+    Some transformers releases are reported to cast `second_per_grid_ts` to integers above 2 fps (0.5 -> 0), which
+    would merge every group; 8 fps is past the claim (interval 0.5 position) and must collide.
+    """
+    processor, model = processors["qwen2_5_vl"], tiny_models["qwen2_5_vl"]
+    sample = _sample(16, 56, fps=rate, step=1)  # consecutive frames of a clip at `rate` fps
+    batch = QwenVideoCollator(processor, max_fps=None)([sample])  # presented at its true rate
+    assert batch["second_per_grid_ts"].dtype.is_floating_point
+    assert batch["second_per_grid_ts"].tolist() == [pytest.approx(2 / rate)]
+    groups = _temporal_groups(model, batch)
+    start = groups[0]
+    assert groups == [start + int(t * 2 * 2 / rate) for t in range(8)]
+    assert all(b > a for a, b in zip(groups, groups[1:])) == apart
+    capped = _temporal_groups(model, QwenVideoCollator(processor)([sample]))  # default max_fps = 2
+    assert all(b > a for a, b in zip(capped, capped[1:]))
+
+
+@pytest.mark.real_data
+def test_a_truncated_time_scale_is_refused(processors):
+    collator = QwenVideoCollator(processors["qwen2_5_vl"], max_fps=None)
+    meta = [{"fps": 4.0, "frames_indices": list(range(16)), "total_num_frames": 16}]
+    collator.check_time_scale(torch.tensor([0.5]), meta)
+    with pytest.raises(RuntimeError, match="rounds"):
+        collator.check_time_scale(torch.tensor([0]), meta)  # what an integer cast makes of 2 / 4 fps
+    QwenVideoCollator(processors["qwen3_vl"]).check_time_scale(None, meta)  # no such tensor in Qwen3-VL
+
+
+# -- the recipes end to end, per family ----------------------------------------------------------------------------
+
+PROCEDURAL = "procedural:num_classes=2,train_per_class=4,test_per_class=2,length=32,frame_size=64"
+# Raw clips through qwen-vl-utils, pinned to 8 frames of 64 x 64: 4 groups of 4 visual tokens at patch 16 (64 px),
+# of 9 at patch 14 (64 px -> 84 on the 28-pixel grid).
+VIDEO_FLAGS = ["--video_nframes", "8", "--video_min_pixels", "4096", "--video_max_pixels", "4096"]
+
+
+@pytest.fixture(scope="module")
+def e2e_root(tmp_path_factory):
+    need_shared(QWEN)
+    root = tmp_path_factory.mktemp("families_e2e")
+    registry = root / "sets.yaml"
+    registry.write_text(yaml.safe_dump({"tiny_full": {"source": PROCEDURAL, "eval_source": PROCEDURAL}}))
+    env = os.environ | {
+        "PYTHONPATH": str(REPO),
+        "HF_HOME": str(root / "hf_home"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    return root, str(registry), env
+
+
+def _run(cmd: list, env: dict, timeout: int = 400) -> None:
+    out = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_lora_sft_and_eval_through_accelerate_launch(e2e_root, name):
+    """Two LoRA steps of `recipes/sft_qwen.py` under `accelerate launch`, then `recipes/eval_qwen.py` scores them."""
+    from safetensors.torch import load_file
+
+    root, registry, env = e2e_root
+    family = FAMILIES[name]
+    model_dir = save_tiny_model(TINY[name], root / f"tiny-{name}", QWEN)
+    out, eval_dir = root / f"lora-{name}", root / f"eval-{name}"
+    accelerate = [Path(sys.executable).parent / "accelerate", "launch", "--cpu", "--num_processes", "1"]
+    accelerate += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    flags = VIDEO_FLAGS + ["--video_patch_size", str(family.patch_size), "--data_registry", registry]
+    _run(
+        accelerate + [REPO / "recipes" / "sft_qwen.py", "--config", FIXTURES / "recipes" / "lora" / "config_tiny_full.yaml"]
+        + ["--model_name_or_path", model_dir, "--output_dir", out, "--tune_vision", "tower", *flags],
+        env,
+    )  # fmt: skip
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["global_step"] == 2 and summary["method"] == "lora"
+    side = 64 if family.factor == 32 else 84  # qwen-vl-utils' smart_resize: 64 px is 3 tokens of 28 after rounding up
+    assert (summary["frames_per_sample"], summary["frame_shape"]) == (8, [side, side])
+    assert summary["visual_tokens_per_sample"] == family.visual_tokens(8, side, side)
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    lora_b = {k: float(v.abs().sum()) for k, v in weights.items() if "lora_B" in k}
+    assert lora_b and all(v > 0 for v in lora_b.values())  # PEFT starts every lora_B at zero: both steps trained
+    assert any(".visual.blocks." in k for k in lora_b)  # tune_vision tower: the family's own vision layer names
+
+    _run(
+        accelerate + [REPO / "recipes" / "eval_qwen.py", "--model_name_or_path", out, "--data", "tiny_full"]
+        + ["--output_dir", eval_dir, "--dtype", "float32", "--max_new_tokens", "4", "--batch_size", "2", *flags],
+        env,
+    )  # fmt: skip
+    results = json.loads((eval_dir / "results.json").read_text())
+    assert results["model_family"] == name and results["num_samples"] == 4
+    assert results["video_reader"]["kind"] == "qwen_vl_utils"
+    assert results["video_reader"]["image_patch_size"] == family.patch_size
+    records = [json.loads(line) for line in (eval_dir / "predictions.jsonl").open()]
+    assert [r["index"] for r in records] == [0, 1, 2, 3]
+    assert all(len(r["loglik_scores"]) == 2 and all(np.isfinite(r["loglik_scores"])) for r in records)
+    assert results["accuracy_loglik"] == sum(r["loglik_pred"] == r["label"] for r in records) / 4
+
+
+# -- recipes per model ---------------------------------------------------------------------------------------------
+
+MODEL_RECIPES = {"qwen2_5_vl_7b": "qwen2_5_vl", "qwen3_vl_8b": "qwen3_vl"}
+RECIPE_FILES = [p for d in MODEL_RECIPES for p in sorted((REPO / "recipes" / d).glob("*/config_*.yaml"))]
+
+
+@pytest.mark.parametrize("path", RECIPE_FILES, ids=lambda p: "/".join(p.parts[-3:]))
+def test_model_recipes_name_their_family_and_read_raw_video_through_qwen_vl_utils(path, tmp_path):
+    from tests.test_recipes import load_script
+
+    model_dir, kind = path.parents[1].name, path.parent.name
+    family = FAMILIES[MODEL_RECIPES[model_dir]]
+    script_args, _, model_args = (
+        load_script("sft_qwen")
+        .make_parser()
+        .parse_args_and_config(["--config", str(path), "--output_dir", str(tmp_path), "--use_cpu", "true"])
+    )
+    assert model_args.model_name_or_path == family.example_checkpoint
+    assert script_args.video_reader == "qwen_vl_utils"
+    reader = script_args.clip_config()
+    assert (reader.image_patch_size, reader.fps, reader.max_frames) == (family.patch_size, 2.0, 16)
+    assert f"--config recipes/{model_dir}/{kind}/{path.name}" in (path.parent / "README.md").read_text()
+    # The Qwen3-VL recipes are the Qwen2.5-VL ones but for the model, the output folder and the patch size.
+    twin = REPO / "recipes" / "qwen2_5_vl_7b" / kind / path.name
+    ours, theirs = yaml.safe_load(path.read_text()), yaml.safe_load(twin.read_text())
+    assert {k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)} <= {
+        "model_name_or_path",
+        "output_dir",
+        "video_patch_size",
+    }
