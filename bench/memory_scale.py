@@ -7,8 +7,8 @@ Usage:
 Each command runs through the `compressa` CLI in a fresh process (its own peak RSS; `--num_workers 0`, so the decode
 work is inside it) on a procedural split of N clips (`procedural:num_classes=6,train_per_class=N/6`), with its own
 work folder and latent cache, in this order per N: `encode`; `distill` (VideoCompressa, `--state_storage disk`, and
-`memory` for contrast); `evaluate --methods "" --full_data true` (the full-data reference alone: pixels decoded to a
-file, then trained on batch by batch). Prints a table of peak RSS (MB) per command and N and the ratios 2N/N and 4N/N,
+`memory` for contrast); `evaluate --methods full` (the full-data reference alone: pixels decoded to a file, then
+trained on batch by batch). Prints a table of peak RSS (MB) per command and N and the ratios 2N/N and 4N/N,
 and writes them as JSON. What is bounded shows as ratios near 1; what holds the split in memory as ratios near the
 clip ratio once the split outweighs the interpreter, torch and the codec (~0.5 GB).
 
@@ -55,7 +55,7 @@ def child(args) -> None:
         ]  # fmt: skip
     else:
         argv = [
-            "evaluate", "--source", source, "--methods", "", "--full_data", "true", "--output",
+            "evaluate", "--source", source, "--methods", "full", "--output",
             os.path.join(work, "eval"), "--epochs", str(args.epochs), "--width", "32", "--batch_size", "64",
             "--seeds", "1", "--progress", "false", "--num_workers", "0", *common,
         ]  # fmt: skip
