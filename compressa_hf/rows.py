@@ -75,8 +75,8 @@ def _runs(sorted_rows: torch.Tensor) -> list[tuple[int, int]]:
 class RowFile:
     """A `(rows, *row_shape)` array of `dtype` stored at byte `offset` of `path`, read and written by rows.
 
-    Indexing follows tensors for a leading row index (int, slice, list, 1-D int or bool tensor): `f[idx]` returns a
-    new tensor `(len(idx), *row_shape)`; `f[idx] = values` writes (values broadcast to the rows; the rows of one write
+    Indexing follows tensors for a leading row index (slice, list, 1-D int or bool tensor): `f[idx]` returns a new
+    tensor `(len(idx), *row_shape)` (an int reads one row as `(1, *row_shape)`, unlike a tensor); `f[idx] = values` writes (values broadcast to the rows; the rows of one write
     must be distinct). `f[rows, cols]` with two index tensors reads single elements of the second axis (e.g. frame
     `cols[i]` of video `rows[i]`).
 

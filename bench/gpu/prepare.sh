@@ -24,6 +24,7 @@ WHEELS=(
   datasets==5.2.0    # trl's dataset type; distilled sets are read as datasets
   dill==0.4.1        # datasets' two dependencies the machine lacks
   multiprocess==0.70.19
+  liger-kernel==0.8.5  # 0.9 MB, pure Python on the machine's torch + triton: tests/test_gpu.py's Liger step
 )
 # Not carried: av (36 MB; the GPU parts generate procedural frames in numpy), diffusers (tae:taef2 is our own loader),
 # deepspeed, tensorly, dppy (no part runs ZeRO or the LVDD baseline). tests/test_gpu_dry_run.py runs the dry run with
