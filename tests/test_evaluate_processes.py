@@ -57,3 +57,15 @@ def test_two_processes_split_the_cells_and_report_what_one_process_reports(tmp_p
     a, b = _cells(tmp_path / "two"), _cells(tmp_path / "one")
     assert len(a) == 2 * (3 * 2 + 1) and a == b
     assert (tmp_path / "two" / "report.md").exists() and (tmp_path / "two" / "report.png").exists()
+
+
+def test_methods_full_means_the_full_data_reference_alone():
+    from compressa_hf.evaluate.runner import EvaluateArguments
+
+    args = EvaluateArguments(source="procedural", output="unused", methods="full")
+    assert args.method_list == [] and args.full_data
+    assert EvaluateArguments(source="procedural", output="unused", methods="uniform,full").method_list == ["uniform"]
+    with pytest.raises(ValueError, match="--full_data is false"):
+        EvaluateArguments(source="procedural", output="unused", methods="full", full_data=False)
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        EvaluateArguments(source="procedural", output="unused", methods="", full_data=False)

@@ -295,7 +295,8 @@ def load_chat_dataset(
             multi-epoch SFT decoder-bound; the cached frames read as fast as any uint8 column. Costs K x H x W x 3
             bytes per row of disk (not part of the distilled set or its ratio).
         streaming: Return an `IterableDataset` (for sets larger than memory or disk; with TRL set `max_steps`, since
-            an iterable has no length). Rows are decoded in batches of `decode_batch_size` as they stream.
+            an iterable has no length). Rows are decoded in batches of 64 (the transform's `decode_batch_size`)
+            as they stream.
         **load_kwargs: Passed to `datasets.load_dataset` (e.g. `revision`, `cache_dir`).
 
     Raises:

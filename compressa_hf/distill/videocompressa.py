@@ -826,7 +826,9 @@ class _Distiller:
         cfg = self.cfg
         is_main = self.accelerator is None or self.accelerator.is_main_process
         total = cfg.passes * self.steps_per_pass
-        done = min(total, self.passes_done * self.steps_per_pass + self.step_in_pass)
+        # (after an end-of-pass checkpoint `step_in_pass` still counts the finished pass; `perm` is None until the next)
+        in_pass = self.step_in_pass if self.perm is not None else 0
+        done = min(total, self.passes_done * self.steps_per_pass + in_pass)
         if not self.warmup_done:
             self.warmup()
             if checkpoint_path:
@@ -1115,8 +1117,14 @@ def distill(
         # Own RNG stream (dropout in a guide net) so results do not depend on the caller's RNG state.
         torch.manual_seed(cfg.seed + rank)
         resuming = bool(resume and checkpoint_path and os.path.exists(checkpoint_path))
-        if checkpoint_path and not resuming and cfg.state_storage == "disk" and os.path.exists(checkpoint_path):
-            os.remove(checkpoint_path)  # it describes state files about to be recreated
+        if checkpoint_path and not resuming and os.path.exists(checkpoint_path):
+            logger.warning(
+                "%s holds a checkpoint of an earlier run; starting over without it (resume=True / --resume continues "
+                "it)",
+                checkpoint_path,
+            )
+            if cfg.state_storage == "disk":
+                os.remove(checkpoint_path)  # it describes state files about to be recreated
         state_dir = (
             os.path.join(os.fspath(checkpoint_dir), f"state_rank{rank}") if checkpoint_dir is not None else None
         )
@@ -1125,7 +1133,13 @@ def distill(
         )
         if resuming:
             run.load(checkpoint_path)
-            logger.info("resumed from %s at pass %d, step %d", checkpoint_path, run.passes_done, run.step_in_pass)
+            in_pass = run.step_in_pass if run.perm is not None else 0
+            logger.info(
+                "resumed from %s after %d finished passes and %d steps of the next",
+                checkpoint_path,
+                run.passes_done,
+                in_pass,
+            )
         elif resume:
             logger.info("no checkpoint in %s; starting from scratch", checkpoint_dir)
         start = time.perf_counter()

@@ -121,13 +121,14 @@ class EvaluateArguments:
         from compressa_hf.nets import NETS
 
         if "full" in self.method_list:  # `--methods full`: the full-data reference, which `full_data` controls
+            if not self.full_data:
+                raise ValueError("--methods names full but --full_data is false; drop one of them")
             self.methods = ",".join(m for m in self.method_list if m != "full")
-            self.full_data = True
         if not self.method_list and not self.full_data:
             raise ValueError("nothing to evaluate: --methods is empty and --full_data false")
         unknown = [m for m in self.method_list if m not in METHODS]
         if unknown:
-            raise ValueError(f"unknown method(s) {unknown} in --methods; known: {sorted(set(METHODS) - {'full'})}")
+            raise ValueError(f"unknown method(s) {unknown} in --methods; known: {sorted(METHODS)}")
         bad = [a for a in self.arch_list if a not in NETS]
         if bad:
             raise ValueError(f"unknown network(s) {bad} in --archs; known: {sorted(NETS)}")
