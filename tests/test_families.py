@@ -339,6 +339,14 @@ def e2e_root(tmp_path_factory):
     return root, str(registry), env
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _run(cmd: list, env: dict, timeout: int = 400) -> None:
     out = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
@@ -373,13 +381,21 @@ def test_lora_sft_and_eval_through_accelerate_launch(e2e_root, name):
     assert lora_b and all(v > 0 for v in lora_b.values())  # PEFT starts every lora_B at zero: both steps trained
     assert any(".visual.blocks." in k for k in lora_b)  # tune_vision tower: the family's own vision layer names
 
+    # Qwen2.5-VL's evaluation runs on two CPU processes: they must form one group and split the clips, not each
+    # score every clip (`--multi_gpu` on a machine without GPUs: gloo; `eval_qwen.py` passes cpu=True)
+    launcher = accelerate
+    if name == "qwen2_5_vl":
+        launcher = [Path(sys.executable).parent / "accelerate", "launch", "--multi_gpu", "--num_processes", "2"]
+        launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        launcher += ["--main_process_port", str(_free_port())]
     _run(
-        accelerate + [REPO / "recipes" / "eval_qwen.py", "--model_name_or_path", out, "--data", "tiny_full"]
+        launcher + [REPO / "recipes" / "eval_qwen.py", "--model_name_or_path", out, "--data", "tiny_full"]
         + ["--output_dir", eval_dir, "--dtype", "float32", "--max_new_tokens", "4", "--batch_size", "2", *flags],
         env,
     )  # fmt: skip
     results = json.loads((eval_dir / "results.json").read_text())
     assert results["model_family"] == name and results["num_samples"] == 4
+    assert results["num_processes"] == (2 if name == "qwen2_5_vl" else 1)
     assert results["video_reader"]["kind"] == "qwen_vl_utils"
     assert results["video_reader"]["image_patch_size"] == family.patch_size
     records = [json.loads(line) for line in (eval_dir / "predictions.jsonl").open()]
