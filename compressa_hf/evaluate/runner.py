@@ -579,7 +579,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     if args.progress and state.is_main_process:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="evaluate", unit="cell")
+        own = len(range(state.process_index, total, state.num_processes))  # this rank's cells
+        bar = tqdm(total=own, desc="evaluate", unit="cell")
     if state.num_processes > 1:
         logger.info(
             "process %d of %d runs cells %d, %d + %d, ...",
@@ -704,7 +705,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             f"{cset.stored_bytes:,}",
                         )
                     atomic_write_json(cell_paths[arch], record)
-            if bar is not None:
+            if bar is not None and mine:
                 bar.update(1)
     if bar is not None:
         bar.close()
