@@ -7,7 +7,7 @@ Reads what was measured (nothing is run): the H200 figures of `bench/gpu/run.sh`
 (`bench/results/gpu_h200_2026-11-29.json`: cache pass and VideoCompressa seconds per 1000 videos at 112 px, T = 16,
 TAEF2 bf16, K = 1; the train protocol's seconds per epoch per 1000 clips), the CPU decode rate of `bench/encode.py`
 (`bench/results/encode.json`: clips per second per decode worker on arid6's 160x120 H.264), and the peak RSS of
-`bench/memory_scale.py` (`bench/results/memory_scale.json`). Sizes on disk are exact from the shapes (TAEF2: 32 x 7 x 7
+`bench/memory_scale.py` (`bench/results/memory_scale.json`). Sizes on disk are exact from the shapes (TAEF2: 32 x 14 x 14
 latents per 112 x 112 frame). Assumptions, each printed with the table:
 - the GPU work divides over the node's GPUs (cache pass: rank-sharded; VideoCompressa: data-parallel, each rank its
   share), and the per-GPU rate is the H200's; one evaluation network trains on one GPU (evaluate spreads its cells,
@@ -54,7 +54,7 @@ def project(args) -> dict:
     largest = max(r["clips"] for r in memory)
     rss = {r["command"]: r["peak_rss_main_mb"] for r in memory if r["clips"] == largest}
 
-    t, side, c, down = 16, 112, 32, 16  # T, frame side, TAEF2 channels, TAEF2 downscale
+    t, side, c, down = 16, 112, 32, 8  # T, frame side, TAEF2 channels, TAEF2 downscale
     h = side // down
     latent = c * h * h
     frame = 3 * side * side
