@@ -97,6 +97,21 @@ def test_frames_come_out_as_a_player_shows_them(tmp_path, name):
     assert "".join(_colour(p) for p in (f[4, 4], f[4, 12], f[12, 4], f[12, 12])) == expected
 
 
+def test_qwen_vl_utils_reader_gives_the_portrait_clip_upright(tmp_path):
+    """The recipes' default raw reader (qwen-vl-utils' rules, `compressa_hf.qwen.video`) decodes through the source,
+    so a phone's display matrix is applied before qwen-vl-utils keeps the aspect: portrait stays portrait."""
+    from compressa_hf.qwen.video import QwenVideoConfig
+
+    (a, b, c, d), expected = ORIENTATIONS["rotate 90 clockwise (portrait phone)"]
+    _set_tkhd_matrix(_quadrant_clip(tmp_path / "vf" / "train" / "phone" / "clip.mp4"), a, b, c, d)
+    sample = raw_chat_samples(str(tmp_path / "vf"), "train", QwenVideoConfig(nframes=2))[0]
+    f = sample["videos"][0][0]
+    h, w = f.shape[:2]
+    assert h == 2 * w  # 32 wide x 64 tall as shown, resized with its aspect onto the 28-pixel grid
+    corners = [f[h // 4, w // 4], f[h // 4, 3 * w // 4], f[3 * h // 4, w // 4], f[3 * h // 4, 3 * w // 4]]
+    assert "".join(_colour(p) for p in corners) == expected
+
+
 def test_orient_without_a_matrix_is_the_identity():
     image = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
     assert orient(image, None) is image
@@ -165,6 +180,19 @@ def test_raw_samples_carry_the_real_frame_rate_and_timestamps(tmp_path):
     _encode(source, "train", tmp_path / "cache", num_frames=4, size=32)
     row = LatentCache(tmp_path / "cache").index[0]
     assert row["fps"] == 12.0 and row["timestamps"] == pytest.approx([7 / 12, 22 / 12, 37 / 12, 52 / 12], abs=1e-3)
+
+
+def test_qwen_vl_utils_reader_samples_at_two_per_second_of_the_real_rate(tmp_path):
+    """qwen-vl-utils' 2 frames per second are counted on the clip's real 12 fps, and its metadata says 12 fps."""
+    from compressa_hf.qwen.video import QwenVideoConfig
+
+    _ssv2_at_12fps(tmp_path / "ssv2")
+    sample = raw_chat_samples(f"ssv2:root={tmp_path / 'ssv2'}", "train", QwenVideoConfig())[0]
+    (meta,) = sample["video_metadata"]
+    assert (meta["fps"], meta["total_num_frames"]) == (12.0, 60)
+    # 5 s at 2 frames per second: 10 frames spread over the 60 (a 30 fps assumption would give 4, the minimum)
+    assert meta["frames_indices"] == np.linspace(0, 59, 10).round().astype(int).tolist()
+    assert len(sample["videos"][0]) == 10
 
 
 @pytest.mark.real_data
