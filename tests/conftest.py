@@ -21,6 +21,15 @@ def _private_latent_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPRESSA_CACHE", str(tmp_path / "compressa_cache"))
 
 
+def free_port() -> int:
+    """A TCP port free on this machine now, for `accelerate launch --main_process_port`."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def need_shared(path: Path) -> None:
     """Skip a `real_data` test with a reason when ../shared (or the part it needs) is absent."""
     if not path.exists():

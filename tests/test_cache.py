@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
 from compressa_hf.clips import ClipConfig, sample_clip
 from compressa_hf.codecs.pixel import PixelCodec
 from compressa_hf.sources import build_source
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 PROC = "procedural:num_classes=3,train_per_class=4,test_per_class=2,length=24,frame_size=32"
 
@@ -105,19 +104,13 @@ def test_kill_and_resume_gives_the_same_bytes(tmp_path):
     assert not list(shards.glob("*.tmp*"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_cover_every_clip_exactly_once(tmp_path):
     env = os.environ | {"PYTHONPATH": str(REPO)}
     launch = [
         # `--cpu` would start one process (accelerate's simple launcher); see compressa_hf.distributed.get_state
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
     ]  # fmt: skip
     subprocess.run([*launch, *_cli(tmp_path / "ddp")], check=True, env=env, capture_output=True)
     subprocess.run([sys.executable, *_cli(tmp_path / "one")], check=True, env=env, capture_output=True)

@@ -14,8 +14,7 @@ import pytest
 
 from compressa_hf.distill.methods.base import choose_videos
 from compressa_hf.store import load_config, read_meta
-from tests.conftest import REPO
-from tests.test_cache import _free_port
+from tests.conftest import REPO, free_port
 
 SOURCE = "procedural:num_classes=3,train_per_class=6,length=32,frame_size=32"
 ARGS = ["--source", SOURCE, "--size", "32", "--codec", "pixel", "--num_workers", "0", "--batch_size", "4",
@@ -135,7 +134,7 @@ def test_two_processes_produce_a_set_covering_every_video(tmp_path):
     launcher = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_free_port()),
+        "--main_process_port", str(free_port()),
     ]  # fmt: skip
     _distill("--ratio", "1.0", "--output", str(tmp_path / "ddp"), launcher=launcher)
     rows = _rows(tmp_path / "ddp", "ratio_1")

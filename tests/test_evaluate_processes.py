@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = [
@@ -19,12 +20,6 @@ ARGS = [
     "--codec", "pixel", "--num_frames", "4", "--size", "16", "--epochs", "2", "--width", "8", "--seeds", "2",
     "--methods", "uniform,random_frame,random", "--ratios", "k1,k4", "--progress", "false",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cells(out: Path) -> dict[str, dict]:
@@ -41,7 +36,7 @@ def test_two_processes_split_the_cells_and_report_what_one_process_reports(tmp_p
     launch = [
         # `--cpu` would start one process (accelerate's simple launcher); see compressa_hf.distributed.get_state
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
     ]  # fmt: skip
     two = subprocess.run(
         [*launch, "-m", "compressa_hf.cli", *ARGS, "--output", str(tmp_path / "two")],

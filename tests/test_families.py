@@ -25,7 +25,7 @@ import yaml
 from compressa_hf.chat import IGNORE_INDEX, PromptTemplate, QwenVideoCollator, make_chat_sample, video_metadata
 from compressa_hf.qwen import FAMILIES, VISION_LINEAR_MODULES, build_processor, family_of
 from compressa_hf.sft import lora_target_regex, qwen_config, qwen_parts, random_qwen, save_tiny_model
-from tests.conftest import QWEN, REPO, need_shared
+from tests.conftest import QWEN, REPO, free_port, need_shared
 
 FIXTURES = REPO / "tests" / "fixtures"
 NAMES = list(FAMILIES)
@@ -339,14 +339,6 @@ def e2e_root(tmp_path_factory):
     return root, str(registry), env
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run(cmd: list, env: dict, timeout: int = 400) -> None:
     out = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
@@ -387,7 +379,7 @@ def test_lora_sft_and_eval_through_accelerate_launch(e2e_root, name):
     if name == "qwen2_5_vl":
         launcher = [Path(sys.executable).parent / "accelerate", "launch", "--multi_gpu", "--num_processes", "2"]
         launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        launcher += ["--main_process_port", str(_free_port())]
+        launcher += ["--main_process_port", str(free_port())]
     _run(
         launcher + [REPO / "recipes" / "eval_qwen.py", "--model_name_or_path", out, "--data", "tiny_full"]
         + ["--output_dir", eval_dir, "--dtype", "float32", "--max_new_tokens", "4", "--batch_size", "2", *flags],
