@@ -264,6 +264,11 @@ class RowFile:
             pass
 
 
+def in_memory(array) -> torch.Tensor:
+    """A lazy row array (`RowFile`, `RowConcat`) read whole into a tensor; a tensor as it is."""
+    return array if isinstance(array, torch.Tensor) else array.read_all()
+
+
 def safetensors_rows(path: str | os.PathLike, name: str) -> RowFile:
     """Tensor `name` of safetensors file `path` as a read-only `RowFile` over its first axis (no data is read).
 

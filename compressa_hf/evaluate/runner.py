@@ -46,6 +46,7 @@ from compressa_hf.evaluate.report import plot, ratio_key, summarise, to_markdown
 from compressa_hf.evaluate.stats import chance_levels
 from compressa_hf.evaluate.train import TrainConfig, train_and_test
 from compressa_hf.io import atomic_write_json, atomic_write_text
+from compressa_hf.rows import in_memory
 
 logger = logging.getLogger(__name__)
 
@@ -311,11 +312,6 @@ class _Clips:
     held_ids: list[str] | None = None
 
 
-def _in_memory(t) -> torch.Tensor:
-    """A lazy row array (`compressa_hf.rows`) read whole; a tensor as it is."""
-    return t if isinstance(t, torch.Tensor) else t.read_all()
-
-
 def _take(t: torch.Tensor, idx: np.ndarray | None) -> torch.Tensor:
     return t if idx is None else t[torch.as_tensor(idx, dtype=torch.long)]
 
@@ -458,10 +454,10 @@ def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: 
     }
     # Folds pool two splits into one array, in memory: a protocol for small labelled sets.
     return _Clips(
-        torch.cat([_in_memory(latents), _in_memory(t_latents)]),
+        torch.cat([in_memory(latents), in_memory(t_latents)]),
         labels,
-        torch.cat([_in_memory(train_pixels), _in_memory(t_pixels)]),
-        torch.cat([_in_memory(held_views[0][0]), _in_memory(held_views[1][0])]),
+        torch.cat([in_memory(train_pixels), in_memory(t_pixels)]),
+        torch.cat([in_memory(held_views[0][0]), in_memory(held_views[1][0])]),
         torch.cat([held_views[0][1], held_views[1][1]]),
         parts=parts,
         protocol=protocol,

@@ -164,8 +164,9 @@ class MethodContext:
     def latents_tensor(self) -> torch.Tensor:
         """`latents` as one in-memory tensor (read once from a lazy array)."""
         if self._latents_tensor is None:
-            lazy = not isinstance(self.latents, torch.Tensor)
-            self._latents_tensor = self.latents.read_all() if lazy else self.latents
+            from compressa_hf.rows import in_memory
+
+            self._latents_tensor = in_memory(self.latents)
         return self._latents_tensor
 
     def pixels(self, lazy: bool = False) -> torch.Tensor:
@@ -181,8 +182,10 @@ class MethodContext:
                 raise ValueError(
                     f"pixels must be uint8 {expected}, got {self._pixels.dtype} {tuple(self._pixels.shape)}"
                 )
-        if not lazy and not isinstance(self._pixels, torch.Tensor):
-            self._pixels = self._pixels.read_all()
+        if not lazy:
+            from compressa_hf.rows import in_memory
+
+            self._pixels = in_memory(self._pixels)
         return self._pixels
 
     def method_options(self, options_cls: type, method: str):
