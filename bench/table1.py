@@ -3,6 +3,7 @@
 Usage:
     python bench/table1.py --sets arid6_iid,procedural,arid6 --output bench/results/table1.json
     python bench/table1.py --sets procedural --seeds 1 --epochs 5        # a quick look
+    python bench/table1.py --sets arid6_iid --folds 5                     # 5-fold protocol (every clip tested)
     python bench/table1.py --sets arid6_iid --archs convnet,convnet3d,mlp,rnn,gru --methods videocompressa,uniform,\
         random,herding,dm --ratios k1 --suffix _archs --output bench/results/table1_archs.json  # Table 2
 
@@ -74,6 +75,9 @@ def main() -> int:
     parser.add_argument("--work_dir", default=os.path.join(HERE, "results", "table1_runs"))
     parser.add_argument("--output", default=os.path.join(HERE, "results", "table1.json"))
     parser.add_argument("--suffix", default="", help="appended to the copied report names (table1_<set><suffix>.md)")
+    parser.add_argument(
+        "--folds", type=int, default=0, help="K-fold protocol (`compressa evaluate --folds`); 0: the set's split"
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
@@ -87,6 +91,7 @@ def main() -> int:
     method_config = os.path.join(args.work_dir, "methods.json")  # JSON is YAML
     atomic_write_json(method_config, METHOD_CONFIG)
     results = {}
+    protocol = f"_folds{args.folds}" if args.folds else ""
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         spec = SETS[name]
         if not spec["source"].startswith("procedural") and not os.path.isdir(spec["source"]):
@@ -96,7 +101,7 @@ def main() -> int:
         report = run(
             EvaluateArguments(
                 source=spec["source"],
-                output=os.path.join(args.work_dir, name),
+                output=os.path.join(args.work_dir, name + protocol),
                 methods=args.methods or DEFAULT_METHODS,
                 ratios=args.ratios or spec["ratios"],
                 seeds=args.seeds,
@@ -108,14 +113,15 @@ def main() -> int:
                 method_config=method_config,
                 device=args.device,
                 progress=False,
+                folds=args.folds,
             ),
             TrainConfig(epochs=args.epochs, batch_size=args.batch_size, width=args.width),
         )
         wall = time.perf_counter() - start
         for ext in ("md", "png", "json"):
             shutil.copyfile(
-                os.path.join(args.work_dir, name, f"report.{ext}"),
-                os.path.join(HERE, "results", f"table1_{name}{args.suffix}.{ext}"),
+                os.path.join(args.work_dir, name + protocol, f"report.{ext}"),
+                os.path.join(HERE, "results", f"table1_{name}{protocol}{args.suffix}.{ext}"),
             )
         results[name] = {"wall_s": wall, "report": {k: v for k, v in report.items() if k != "cells"}}
         if spec["source"].startswith("procedural"):
@@ -126,7 +132,7 @@ def main() -> int:
             from compressa_hf.sources import parse_source_spec
 
             rates = set_hit_rates(
-                os.path.join(args.work_dir, name),
+                os.path.join(args.work_dir, name + protocol),
                 parse_source_spec(spec["source"]),
                 spec["num_frames"],
                 args.size,
