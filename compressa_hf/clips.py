@@ -43,7 +43,9 @@ def uniform_indices(
     if len(times) != num_available or duration is None or not duration > 0:
         raise ValueError(f"need {num_available} frame times and a duration > 0, got {len(times)} and {duration}")
     centres = [times[0] + (i + 0.5) * duration / num_frames for i in range(num_frames)]
-    return [max(0, bisect.bisect_right(times, c) - 1) for c in centres]
+    # Times are kept to the microsecond: a frame that starts within one of a centre starts at it (float rounding
+    # must not move a frame that the index rule, in exact arithmetic, keeps).
+    return [max(0, bisect.bisect_right(times, c + 1e-6) - 1) for c in centres]
 
 
 def fixed_gap_indices(
