@@ -149,7 +149,7 @@ def test_a_non_utf8_container_tag_does_not_cost_the_clip(tmp_path):
     assert (summary["clips_cached"], summary["clips_skipped"]) == (2, 0)
 
 
-# -- time: real frame rates, timestamps from the first frame, windows -------------------------------------------------
+# -- time: real frame rates, timestamps on the container's timeline, windows, edit lists, frame sizes -----------------
 
 
 def _ssv2_at_12fps(root) -> None:
