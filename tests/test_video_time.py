@@ -39,10 +39,11 @@ def _frame_number(image: np.ndarray) -> int:
     return round((float(image.mean()) - GREY0) / GREY_STEP)
 
 
-def vfr_clip(path, container: str = "mp4") -> str:
-    """The variable-rate clip (H.264, no B-frames), in an mp4 (1/16000 s ticks) or a Matroska file (1 ms ticks)."""
+def vfr_clip(path, container: str = "mp4", bframes: int = 0) -> str:
+    """The variable-rate clip (H.264), in an mp4 (1/16000 s ticks) or a Matroska file (1 ms ticks); with B-frames,
+    packets come in decoding order, not presentation order."""
     return write_video(
-        path, _grey_frames(len(VFR_MS)), fps=30, codec="libx264", options={"bf": "0", "crf": "0"},
+        path, _grey_frames(len(VFR_MS)), fps=30, codec="libx264", options={"bf": str(bframes), "crf": "0"},
         pts=VFR_MS, time_base=Fraction(1, 1000), container_format="matroska" if container == "mkv" else None,
     )  # fmt: skip
 
@@ -55,12 +56,27 @@ def _shown_at(times: list[float], t: float) -> int:
 # -- probe and the time-uniform policy -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("container", ["mp4", "mkv"])
-def test_probe_measures_a_variable_rate(tmp_path, container):
-    info = probe(vfr_clip(tmp_path / f"vfr.{container}", container))
+@pytest.mark.parametrize("container, bframes", [("mp4", 0), ("mkv", 0), ("mp4", 2)])
+def test_probe_measures_a_variable_rate(tmp_path, container, bframes):
+    path = vfr_clip(tmp_path / f"vfr.{container}", container, bframes)
+    info = probe(path)
     assert info.num_frames == 40 and info.variable_rate and info.start == 0.0
     assert list(info.times) == pytest.approx(VFR_TIMES, abs=1e-4)
     assert info.duration == pytest.approx(VFR_DURATION, abs=1e-3) and info.fps == pytest.approx(40 / VFR_DURATION)
+    # the decoder numbers the frames as the probe does, in presentation order
+    from compressa_hf.decode import read_frames
+
+    got = [(i, _frame_number(f), t) for i, f, t in read_frames(path, [0, 16, 29, 30, 39])]
+    assert [(i, n) for i, n, _ in got] == [(0, 0), (16, 16), (29, 29), (30, 30), (39, 39)]
+    assert [t for *_, t in got] == pytest.approx([VFR_TIMES[i] for i in (0, 16, 29, 30, 39)], abs=1e-4)
+
+
+def test_a_window_of_a_variable_rate_clip_starts_at_its_first_frame(tmp_path):
+    info = probe(vfr_clip(tmp_path / "vfr.mp4"), 0.5, 8.0)
+    # frames 15..29 (0.5-0.97 s) and the 9 later ones before 8.0 s; the last is held for the 0.8 s before it
+    assert (info.num_frames, info.start) == (24, 0.5) and info.duration == pytest.approx(7.4 + 0.8 - 0.5, abs=1e-3)
+    meta = video_metadata([0, 15, 23], info.fps, timestamps=[0.5, 1.0, 7.4], start=0.5, duration=info.duration)
+    assert meta == {"fps": 1000.0, "frames_indices": [0, 500, 6900], "total_num_frames": 7700}
 
 
 def test_uniform_takes_the_frame_shown_at_each_segment_centre(tmp_path):
