@@ -160,7 +160,7 @@ EVEN_TOLERANCE = 0.25
 RATE_TOLERANCE = 0.05
 
 
-def _timeline(pts: list[int], time_base: Fraction, origin: int, declared: float | None) -> tuple[float | None, ...]:
+def _timeline(pts: list[int], time_base: Fraction, origin: int, declared: float | None) -> tuple:
     """(fps, start, times or None) of a clip from its frames' pts (any order; all known).
 
     Evenly spaced frames keep the declared rate (the same values as before variable rates were measured) unless it
@@ -169,19 +169,19 @@ def _timeline(pts: list[int], time_base: Fraction, origin: int, declared: float 
     durations are often missing or wrong, e.g. 1920 s per frame in some WebRTC recordings).
     """
     ticks = sorted(pts)
-    times = [float((p - origin) * time_base) for p in ticks]
-    n = len(times)
+    n, tick = len(ticks), float(time_base)
+    start = round((ticks[0] - origin) * tick, 6) if ticks else None  # to the microsecond, as frame timestamps
     if n < 2 or ticks[-1] == ticks[0]:
-        return declared, (times[0] if times else None), None
-    step = Fraction(ticks[-1] - ticks[0], n - 1)  # mean gap in pts ticks
+        return declared, start, None
+    step = (ticks[-1] - ticks[0]) / (n - 1)  # mean gap in pts ticks
     worst = max(abs(p - ticks[0] - j * step) for j, p in enumerate(ticks))
     if worst <= EVEN_TOLERANCE * step + 1:  # + 1: the pts themselves are rounded to a tick
-        measured = float(1 / (step * time_base))
+        measured = 1 / (step * tick)
         if declared is None or abs(declared / measured - 1) > RATE_TOLERANCE:
-            return measured, times[0], None
-        return declared, times[0], None
-    duration = float((ticks[-1] - ticks[0] + ticks[-1] - ticks[-2]) * time_base)
-    return n / duration, times[0], tuple(round(t, 6) for t in times)
+            return measured, start, None
+        return declared, start, None
+    duration = (ticks[-1] - ticks[0] + ticks[-1] - ticks[-2]) * tick
+    return n / duration, start, tuple(round((p - origin) * tick, 6) for p in ticks)
 
 
 def _seconds_to_pts(seconds: float, stream, origin: int) -> int:
