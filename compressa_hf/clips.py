@@ -32,11 +32,11 @@ def uniform_indices(
 
     That is the frame shown at the centre of each of `num_frames` equal segments in time when the frames are evenly
     spaced (`times=None`): index `int((i + 0.5) * num_available / num_frames)`, computed by index so that no timestamp
-    rounding can move it. For a variable-rate clip, `times` (each frame's
-    presentation time, ascending) and `duration` (from the first frame to the end of the last) give the segments in
-    seconds, and the frame shown at each centre is the last one that starts at or before it: the index rule is the
-    same rule on an even grid. Where the clip holds a frame longer than a segment, that frame is shown at two centres
-    and kept twice, as a player (or `ffmpeg -vf fps`) would show it.
+    rounding can move it. For a variable-rate clip, `times` (each frame's presentation time, ascending) and `duration`
+    (from the first frame to the end of the last) give the segments in seconds, and the frame shown at each centre is
+    the last one that starts at or before it: the index rule is the same rule on an even grid. Where the clip holds a
+    frame longer than a segment, that frame is shown at two centres and kept twice, as a player (or `ffmpeg -vf fps`)
+    would show it.
     """
     if times is None:
         return [int((i + 0.5) * num_available / num_frames) for i in range(num_frames)]
@@ -49,7 +49,12 @@ def uniform_indices(
 
 
 def fixed_gap_indices(
-    num_available: int, num_frames: int, rng: np.random.Generator, gap: int = 4, times=None, duration=None
+    num_available: int,
+    num_frames: int,
+    rng: np.random.Generator,
+    gap: int = 4,
+    times: Sequence[float] | None = None,
+    duration: float | None = None,
 ) -> list[int]:
     """Every `gap`-th frame by index from a random start (VDSD); uniform by index when the clip is too short.
 
