@@ -5,8 +5,9 @@ Layout of a cache folder::
     meta.json                      codec, clip sampling, source, class names, latent shape (written first)
     shards/shard-00000.safetensors `latents` (n, T, C, h, w) float16 raw latents; the shard's index rows and
                                    skipped clips as JSON in the safetensors metadata
-    index.jsonl                    one row per cached clip: clip_id, label, path, frame_indices, timestamps (s from
-                                   the stream's first frame), fps (the stream's real rate), shard, offset, ...
+    index.jsonl                    one row per cached clip: clip_id, label, path, frame_indices, timestamps (s on
+                                   the container's timeline), fps (the clip's real rate), num_source_frames, shard,
+                                   offset, ...; and `start` for a variable-rate clip (see `clips.SampledClip`)
     skipped.jsonl                  clips that could not be decoded: clip_id, path, reason
     summary.json                   counts, bytes and timings of the last pass
 
@@ -414,6 +415,8 @@ def _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar):
                         "shard": shard_name(k),
                         "offset": len(rows),
                     }
+                    # Only variable-rate clips carry their start: every other row keeps the bytes it had before.
+                    | ({"start": item["start"]} if item["start"] is not None else {})
                 )
                 stats["short_clips"] += item["filled"] > 0
                 stats["filled_frames"] += item["filled"]
@@ -453,6 +456,8 @@ def _merge_index(
         "clips_skipped": len(skipped),  # unreadable + missing
         "clips_missing": len(missing),
         "short_clips": sum(r["filled"] > 0 for r in rows),
+        # sampled by time, not by index (`clips.uniform_indices`), and described to Qwen by their real times
+        "variable_rate_clips": sum("start" in r for r in rows),
         "shards": num_shards,
         "shard_bytes": shard_bytes,
         "latent_shape": meta["latent_shape"],

@@ -1,14 +1,26 @@
 """Frame decoding for file-backed sources with PyAV (its wheels carry FFmpeg; torchcodec needs a system FFmpeg).
 
-Two calls per clip: `probe` demuxes packets without decoding (cheap) and returns the frame count and real frame
-rate, so that a sampling policy can pick indices first; then `read_frames` decodes once and keeps only the wanted
-frames. Peak memory is the kept frames, never the whole clip. What a player would do, this module does too:
+Two calls per clip: `probe` demuxes packets without decoding (cheap) and returns the frame count, the real frame
+rate and, for a clip whose frames are not evenly spaced in time, every frame's presentation time, so that a sampling
+policy can pick indices first; then `read_frames` decodes once and keeps only the wanted frames. Both count the same
+frames: the ones a player shows. Peak memory is the kept frames, never the whole clip. What a player would do, this
+module does too:
 
 - **Orientation.** A phone clip stores landscape pixels and a display matrix saying how to show them. Frames come
   out as displayed: the matrix's rotation (multiples of 90 degrees) and mirroring are applied (`orient`).
-- **Time.** Time is measured from the stream's first frame, not from absolute pts: a stream that starts at 2 s (a
-  remuxed download) has its 3-5 s window at the same frames as one that starts at 0, as `ffmpeg -ss 3 -t 2` cuts
-  it. Every frame comes with its timestamp in seconds from that first frame.
+- **Time.** One timeline: the container's, in seconds from its start (FFmpeg's `AVFormatContext.start_time`, the
+  earliest stream's first timestamp), which is what `ffmpeg -ss 3 -t 2` cuts by and what a player's clock shows. A
+  file whose video starts at 2 s (a remuxed download) has its 3-5 s window at the same frames as one that starts at
+  0; a file whose audio starts 1 s before its video has its 3-5 s window at video 3-5 s, not 4-6 s. Every frame
+  comes with its timestamp on that timeline.
+- **Variable frame rate.** Frames are not always evenly spaced (phone recordings, screen captures, re-muxed web
+  video). `probe` measures the spacing: for evenly spaced frames (within a quarter of a frame interval of an even
+  grid) the rate is the stream's declared rate and frame i is at `start + i / fps`; otherwise `VideoInfo.times` holds
+  every frame's time and the rate is the clip's real average (`num_frames / duration`).
+- **Edit lists.** Pictures an mp4 stores before its edit list's start (`ffmpeg -ss X -c copy` output, flagged
+  discard) are not shown by a player and not counted or returned here.
+- **Frame size changes mid-stream** (browser / WebRTC recordings): every frame comes out at the size of the clip's
+  first frame, scaled with FFmpeg's own scaler (bicubic) as `ffmpeg` does when it meets a new size.
 - **Long files.** A window deep into an untrimmed file is reached by seeking to the keyframe before it, so its
   cost does not grow with its position (`bench/seek.py`).
 - **Metadata is not data.** Container tags that are not valid UTF-8 (many HMDB51 .avi files carry Latin-1 ones)
@@ -45,12 +57,30 @@ class VideoInfo:
     """What `probe` learns about a clip without decoding it.
 
     Args:
-        num_frames: Frames in the window (the whole stream when no window is given).
-        fps: The stream's average frame rate in frames per second (FFmpeg's `avg_frame_rate`, else its guess).
+        num_frames: Frames a player shows in the window (the whole stream when no window is given).
+        fps: Frames per second. For evenly spaced frames, the stream's declared rate (FFmpeg's `avg_frame_rate`, else
+            its guess; the measured spacing where the declaration is more than 5 % off); for a variable-rate clip,
+            its real average `num_frames / duration`. Either way `num_frames / fps` is the clip's duration.
+        start: Seconds on the container's timeline at which the clip's first frame is shown (None: not known, as for
+            sources that do not decode files).
+        times: For a variable-rate clip only, every frame's presentation time in seconds on that timeline, in
+            presentation order; None when frame i is shown at `start + i / fps`.
     """
 
     num_frames: int
     fps: float
+    start: float | None = None
+    times: tuple[float, ...] | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds the clip's frames are shown, from its first frame to the end of its last one."""
+        return self.num_frames / self.fps
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the clip's frames are unevenly spaced in time (`times` says where each one is)."""
+        return self.times is not None
 
 
 def _name(video: Video, name: str | None) -> str:
@@ -109,12 +139,49 @@ def _frame_rate(stream) -> float | None:
 
 
 def _origin(container, stream) -> int:
-    """The pts (in `stream.time_base`) of the stream's first frame: time 0 of every window and timestamp."""
-    if stream.start_time is not None:
-        return int(stream.start_time)
+    """Time 0 of every window and timestamp, as a pts in `stream.time_base`: the container's start.
+
+    That is the earliest stream's first timestamp (FFmpeg's `AVFormatContext.start_time`), by which `ffmpeg -ss`
+    measures and a player's clock counts: a download whose audio starts before its video has its annotated window on
+    that timeline, not on the video's own (fflewddur/archivo#16, microsoft/FFmpegInterop#262). A container that
+    states no start falls back to the video stream's.
+    """
     if container.start_time is not None:  # microseconds
         return int(Fraction(container.start_time, 1_000_000) / stream.time_base)
+    if stream.start_time is not None:
+        return int(stream.start_time)
     return 0
+
+
+#: Frames within this fraction of a frame interval of an even grid count as evenly spaced (timestamps rounded to a
+#: millisecond, as Matroska / WebM store them, move a 30 fps frame by up to 1/66 of an interval).
+EVEN_TOLERANCE = 0.25
+#: A declared rate further than this (relative) from the measured spacing of evenly spaced frames is not believed.
+RATE_TOLERANCE = 0.05
+
+
+def _timeline(pts: list[int], time_base: Fraction, origin: int, declared: float | None) -> tuple:
+    """(fps, start, times or None) of a clip from its frames' pts (any order; all known).
+
+    Evenly spaced frames keep the declared rate (the same values as before variable rates were measured) unless it
+    is more than `RATE_TOLERANCE` off the spacing. Unevenly spaced ones get their real average rate over their span:
+    from the first frame to the end of the last, which is shown for as long as the gap before it (container frame
+    durations are often missing or wrong, e.g. 1920 s per frame in some WebRTC recordings).
+    """
+    ticks = sorted(pts)
+    n, tick = len(ticks), float(time_base)
+    start = round((ticks[0] - origin) * tick, 6) if ticks else None  # to the microsecond, as frame timestamps
+    if n < 2 or ticks[-1] == ticks[0]:
+        return declared, start, None
+    step = (ticks[-1] - ticks[0]) / (n - 1)  # mean gap in pts ticks
+    worst = max(abs(p - ticks[0] - j * step) for j, p in enumerate(ticks))
+    if worst <= EVEN_TOLERANCE * step + 1:  # + 1: the pts themselves are rounded to a tick
+        measured = 1 / (step * tick)
+        if declared is None or abs(declared / measured - 1) > RATE_TOLERANCE:
+            return measured, start, None
+        return declared, start, None
+    duration = (ticks[-1] - ticks[0] + ticks[-1] - ticks[-2]) * tick
+    return n / duration, start, tuple(round((p - origin) * tick, 6) for p in ticks)
 
 
 def _seconds_to_pts(seconds: float, stream, origin: int) -> int:
@@ -163,10 +230,11 @@ def _describe_window(start_sec: float | None, end_sec: float | None) -> str:
 def probe(
     video: Video, start_sec: float | None = None, end_sec: float | None = None, name: str | None = None
 ) -> VideoInfo:
-    """Frame count (inside the optional window, seconds from the stream's first frame) and frame rate.
+    """Frames a player shows (inside the optional window, seconds on the container's timeline), rate and times.
 
-    Counts packets, decoding nothing; a window seeks to the keyframe before its start first. `name` is how errors
-    refer to an in-memory video (e.g. its dataset row). Raises `ClipReadError` when there is no frame.
+    Counts packets, decoding nothing: the packets an edit list marks as discarded are not counted, as the decoder
+    drops them. A window seeks to the keyframe before its start first. `name` is how errors refer to an in-memory
+    video (e.g. its dataset row). Raises `ClipReadError` when there is no frame.
     """
     path = _name(video, name)
     try:
@@ -187,12 +255,14 @@ def _probe(video: Video, path: str, start_sec: float | None, end_sec: float | No
         origin = _origin(container, stream)
         window = _window(stream, origin, start_sec, end_sec)
         seek = seek and window.lo is not None and window.lo > origin
-        n, first, lo_pts, hi_pts = 0, True, None, None
+        n, first, timed = 0, True, []
         try:
             if seek:
                 _seek_before(container, stream, window.lo)
             for packet in container.demux(stream):
                 if packet.size == 0:  # flush packet
+                    continue
+                if getattr(packet, "is_discard", False):  # before an edit list's start: decoded, never shown
                     continue
                 pts = packet.pts if packet.pts is not None else packet.dts
                 if first and seek and pts is not None and pts > window.lo:
@@ -201,21 +271,22 @@ def _probe(video: Video, path: str, start_sec: float | None, end_sec: float | No
                 if window.contains(pts):
                     n += 1
                     if pts is not None:
-                        lo_pts = pts if lo_pts is None else min(lo_pts, pts)
-                        hi_pts = pts if hi_pts is None else max(hi_pts, pts)
+                        timed.append(pts)
                 elif window.past(packet.dts):  # dts never decreases and pts >= dts: nothing later is inside
                     break
         except av.error.FFmpegError as err:
             raise ClipReadError(f"corrupt stream in {path}: {err}") from err
-        fps = _frame_rate(stream)
-        if fps is None and n > 1 and hi_pts is not None and hi_pts > lo_pts:
-            fps = (n - 1) / float((hi_pts - lo_pts) * stream.time_base)
+        time_base, declared = stream.time_base, _frame_rate(stream)
     if n == 0:
         raise ClipReadError(f"no frames in {path}{_describe_window(start_sec, end_sec)}")
+    if len(timed) == n:
+        fps, start, times = _timeline(timed, time_base, origin, declared)
+    else:  # frames without timestamps: no spacing to measure, frame i is where the declared rate puts it
+        fps, start, times = declared, None, None
     if fps is None:
         logger.warning("%s declares no frame rate and has too few timed frames to measure one; assuming 30", path)
         fps = 30.0
-    return VideoInfo(num_frames=n, fps=float(fps))
+    return VideoInfo(num_frames=n, fps=float(fps), start=start, times=times)
 
 
 def _display_matrix(frame) -> np.ndarray | None:
@@ -259,6 +330,17 @@ def orient(image: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a frame, scaled to `size` (width, height) when it has another size.
+
+    FFmpeg's own scaler, bicubic, is what `ffmpeg` inserts when a stream changes size mid-way (its filter graph keeps
+    the first frame's size); a player shows such a clip at one size too (FFMediaToolkit#105, OGVKit#132).
+    """
+    if (frame.width, frame.height) == size:
+        return frame.to_ndarray(format="rgb24")
+    return frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="BICUBIC").to_ndarray()
+
+
 def read_frames(
     video: Video,
     indices: list[int],
@@ -266,11 +348,12 @@ def read_frames(
     end_sec: float | None = None,
     name: str | None = None,
 ) -> Iterator[tuple[int, np.ndarray, float]]:
-    """Yield `(index, HxWx3 uint8 RGB as displayed, seconds from the stream's first frame)` per wanted index.
+    """Yield `(index, HxWx3 uint8 RGB as displayed, seconds on the container's timeline)` per wanted index.
 
     Frames are numbered in presentation order inside the window, exactly as `probe` counts them. A window seeks to
-    the keyframe before its start. Indices past the last decodable frame are not yielded; the caller decides how
-    to fill them.
+    the keyframe before its start. Every frame has the size of the window's first frame (a stream whose size changes
+    is scaled back to it, as `ffmpeg` does). Indices past the last decodable frame are not yielded; the caller
+    decides how to fill them.
     """
 
     wanted = sorted(set(indices))
@@ -293,7 +376,7 @@ def _decode(video: Video, path: str, wanted: list[int], start_sec, end_sec, seek
         time_base = float(stream.time_base)
         fps = _frame_rate(stream) or 30.0
         seek = seek and window.lo is not None and window.lo > origin
-        i, w, first = 0, 0, True
+        i, w, first, size = 0, 0, True, None
         try:
             if seek:
                 _seek_before(container, stream, window.lo)
@@ -306,9 +389,10 @@ def _decode(video: Video, path: str, wanted: list[int], start_sec, end_sec, seek
                     if window.past(pts):
                         break
                     continue
+                size = size or (frame.width, frame.height)
                 if i == wanted[w]:
                     seconds = (pts - origin) * time_base if pts is not None else (start_sec or 0) + i / fps
-                    yield i, orient(frame.to_ndarray(format="rgb24"), _display_matrix(frame)), round(seconds, 6)
+                    yield i, orient(_rgb(frame, size), _display_matrix(frame)), round(seconds, 6)
                     w += 1
                     if w == len(wanted):
                         break

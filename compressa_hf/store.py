@@ -4,7 +4,7 @@ Layout (one repo holds every ratio of a source, e.g. `compressa_hf/hmdb51_distil
 
     README.md                                 card: YAML `configs` (one per ratio) + a section per config
     data/<config>/train-<digest>-00000-of-00001.parquet  video_id, label (ClassLabel), latents (K x C x h x w),
-                                              frame_indices, timestamps, fps, source
+                                              frame_indices, timestamps, fps, source (+ start: variable-rate clips)
     meta/<config>.json                        what the card says about the config, machine-readable
 
 `datasets.load_dataset(DIR, "ratio_0.41")` loads a config. A config is written into a temp folder and renamed into
@@ -53,10 +53,13 @@ class DistilledConfig:
         video_ids / labels / sources: One entry per kept video.
         latents: (N, K, C, h, w), `uint8` (TAESD scaling, see `codecs.base`) or `float16` raw latents.
         frame_indices: (N, K) source-frame index of each kept latent frame, ascending.
-        timestamps: (N, K) seconds of each kept frame from the first frame of its source stream.
-        fps: (N,) the real average frame rate of each video's source stream.
+        timestamps: (N, K) seconds of each kept frame on its source file's timeline (from the container's start).
+        fps: (N,) the real frame rate of each video's source clip (`clips.SampledClip.fps`).
             Rows a method synthesised without a source clip carry nominal indices, timestamps and fps instead (the
             caller says how in `meta["rows"]`, which the card prints), so they still read as Qwen-VL videos.
+        starts: (N,) for a video from a variable-rate clip, the second (on the same timeline) at which the clip's
+            first frame is shown, else None; None for the whole set when no video is variable-rate, so that a set
+            of constant-rate clips has no `start` column and the bytes it always had.
         class_names: Label names in label order.
         meta: Card facts: source, split, method (+ `method_kind`, `method_options`), codec_id, latent scaling,
             ratio numbers (`stored_bytes`, `budget_bytes`; `published_note` when the rows' latents are not the
@@ -76,6 +79,7 @@ class DistilledConfig:
     class_names: list[str]
     meta: dict
     previews: list[bytes] | None = None
+    starts: list[float | None] | None = None
 
     def __post_init__(self):
         if not _CONFIG_NAME.match(self.name):
@@ -94,6 +98,8 @@ class DistilledConfig:
         bad = [v for v, f in zip(self.video_ids, self.fps) if not f > 0]
         if bad:
             raise ValueError(f"config {self.name}: fps must be > 0 for every video; not for {bad[:3]}")
+        if self.starts is not None and len(self.starts) != n:
+            raise ValueError(f"config {self.name}: {len(self.starts)} starts for {n} videos")
         if self.previews is not None and len(self.previews) != n:
             raise ValueError(f"config {self.name}: {len(self.previews)} previews for {n} videos")
         if self.latents.ndim != 5:
@@ -114,6 +120,8 @@ def _features(cfg: DistilledConfig):
         "fps": Value("float64"),
         "source": Value("string"),
     }
+    if cfg.starts is not None:
+        features["start"] = Value("float64")
     if cfg.previews is not None:
         features["preview"] = Image()
     return Features(features)
@@ -147,6 +155,8 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
             "fps": [float(f) for f in cfg.fps],
             "source": list(cfg.sources),
         }
+        if cfg.starts is not None:
+            columns["start"] = [None if x is None else float(x) for x in cfg.starts]
         if cfg.previews is not None:
             columns["preview"] = [{"bytes": png, "path": None} for png in cfg.previews]
         ds = Dataset.from_dict(columns, features=_features(cfg))

@@ -2,8 +2,9 @@
 value a player or the official tools would give.
 
 Kinds: display-matrix orientation, non-UTF-8 container tags, true frame rates and timestamps, streams that do not
-start at 0, windows deep into long files, file and class names that are not plain ASCII or not UTF-8, and `datasets`
-folders whose only "labels" are their split folders.
+start at 0 (the video's own offset, or audio that starts first), windows deep into long files, edit lists that hide
+stored pictures, frame sizes that change mid-stream, file and class names that are not plain ASCII or not UTF-8, and
+`datasets` folders whose only "labels" are their split folders. Variable frame rates: `tests/test_video_time.py`.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def test_a_non_utf8_container_tag_does_not_cost_the_clip(tmp_path):
     assert (summary["clips_cached"], summary["clips_skipped"]) == (2, 0)
 
 
-# -- time: real frame rates, timestamps from the first frame, windows -------------------------------------------------
+# -- time: real frame rates, timestamps on the container's timeline, windows, edit lists, frame sizes -----------------
 
 
 def _ssv2_at_12fps(root) -> None:
@@ -271,6 +272,161 @@ def test_a_deep_window_seeks_and_gives_the_frames_a_full_decode_gives(tmp_path, 
     assert [_frame_number(f) for _, f, _ in seeked] == [i % 256 for i in range(310, 330)]  # 8 bits shown
     assert [(i, t) for i, _, t in seeked] == [(i, t) for i, _, t in from_start]
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(seeked, from_start))
+
+
+def _kinetics_audio_led(root) -> None:
+    """Untrimmed downloads at 10 fps with audio from 0 s: one's video starts at 1 s, the other's at 0; both 3-5 s.
+
+    Muxed downloads often start their streams apart (fflewddur/archivo#16, microsoft/FFmpegInterop#262).
+    """
+    import av
+
+    for vid, first in (("avoffset_clip", 10), ("zero_clip", 0)):
+        path = root / "train" / f"{vid}.mkv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w") as c:
+            audio = c.add_stream("flac", rate=8000)
+            audio.layout = "mono"
+            video = c.add_stream("libx264", rate=10, options={"bf": "0", "crf": "12"})
+            video.width, video.height, video.pix_fmt = 64, 32, "yuv420p"
+            video.codec_context.time_base = Fraction(1, 10)
+            silence = av.AudioFrame.from_ndarray(np.zeros((1, 80_000), np.int16), format="s16", layout="mono")
+            silence.sample_rate, silence.pts, silence.time_base = 8000, 0, Fraction(1, 8000)
+            for packet in [*audio.encode(silence), *audio.encode()]:
+                c.mux(packet)
+            for i, image in enumerate(_binary_frames(80)):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts, frame.time_base = first + i, Fraction(1, 10)
+                for packet in video.encode(frame):
+                    c.mux(packet)
+            for packet in video.encode():
+                c.mux(packet)
+    (root / "annotations").mkdir()
+    (root / "annotations" / "train.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\njuggling balls,avoffset_clip,3,5,train\n"
+        '"passing American football (in game)",zero_clip,3,5,train\n'
+    )
+
+
+def test_annotated_windows_are_on_the_containers_timeline_when_audio_leads(tmp_path):
+    """`ffmpeg -ss 3 -t 2` measures from the container's start (its earliest stream, the audio here): video 3.0-4.9 s
+    is picture 20..39 of the file whose video starts at 1 s, not the video stream's own 3-5 s (pictures 30..49)."""
+    _kinetics_audio_led(tmp_path / "k400")
+    src = build_source("kinetics400", root=str(tmp_path / "k400"))
+    expected = {"avoffset_clip": range(20, 40), "zero_clip": range(30, 50)}
+    for ref in src.list_clips("train"):
+        assert [_frame_number(f) for f in _frames_at(ref)] == list(expected[ref.clip_id.split("_0")[0]])
+        clip = sample_clip(src, ref, ClipConfig(num_frames=20, size=32))
+        assert clip.frame_indices == list(range(20)) and clip.num_source_frames == 20 and clip.fps == 10.0
+        assert clip.timestamps == pytest.approx([3.0 + 0.1 * i for i in range(20)])  # on the file's timeline
+
+
+def _edit_list_clip(path) -> str:
+    """An mp4 whose edit list starts after its first 5 stored pictures, as `ffmpeg -ss X -i in.mp4 -c copy` writes:
+    40 pictures stored (picture i shows i in binary), the first 5 flagged discard, 35 shown at 25 fps
+    (meta-pytorch/torchcodec#1502, PyAV-Org/PyAV#976)."""
+    import av
+
+    path = str(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with av.open(path, "w") as c:
+        stream = c.add_stream("libx264", rate=25, options={"bf": "0", "crf": "12", "g": "50"})
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+
+        def mux(packets):
+            for packet in packets:  # the first 5 pictures land before time 0: before the edit
+                packet.pts, packet.dts = packet.pts - 5, packet.dts - 5
+                c.mux(packet)
+
+        for i, image in enumerate(_binary_frames(40)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            mux(stream.encode(frame))
+        mux(stream.encode())
+    return path
+
+
+def test_an_edit_list_hides_pictures_from_the_count_and_the_samples(tmp_path):
+    from compressa_hf.qwen.video import QwenVideoConfig, sample_qwen_clip
+
+    path = _edit_list_clip(tmp_path / "vf" / "train" / "cut" / "trimmed_copy.mp4")
+    assert (probe(path).num_frames, probe(path).fps) == (35, 25.0)
+    src = parse_source_spec(str(tmp_path / "vf"))
+    (ref,) = src.list_clips("train")
+    clip = sample_clip(src, ref, ClipConfig(num_frames=8, size=32))
+    assert (clip.num_source_frames, clip.filled) == (35, 0)
+    pictures = [_frame_number(f) for _, f, _ in read_frames(path, clip.frame_indices)]
+    assert pictures == [7, 11, 15, 20, 24, 29, 33, 37]  # not [7, 12, ..., 37, 37] with one filled
+    assert clip.timestamps == pytest.approx([(p - 5) / 25 for p in pictures])  # the shown pictures' own times
+
+    # qwen-vl-utils' rules over the 35 shown frames: 1.4 s -> its minimum of 4 frames, none repeated
+    qwen = sample_qwen_clip(src, ref, QwenVideoConfig())
+    assert (qwen.num_source_frames, qwen.filled, qwen.frame_indices) == (35, 0, [0, 11, 23, 34])
+    assert [_frame_number(f) for _, f, _ in read_frames(path, qwen.frame_indices)] == [5, 16, 28, 39]
+
+
+def _resolution_change(root) -> None:
+    """A Matroska H.264 clip whose frame size changes mid-stream, as browser / WebRTC recordings do
+    (radek-k/FFMediaToolkit#105, bvibber/OGVKit#132): 20 red frames at 64x48, then 20 blue ones at 96x64."""
+    import io
+
+    import av
+
+    packets = []
+    for width, height, colour in ((64, 48, RED), (96, 64, BLUE)):
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt, codec.time_base = width, height, "yuv420p", Fraction(1, 25)
+        codec.options = {"bf": "0"}
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), colour, np.uint8), format="rgb24")
+            frame.pts = i
+            packets += [bytes(p) for p in codec.encode(frame)]
+        packets += [bytes(p) for p in codec.encode(None)]
+    stream = io.BytesIO(b"".join(packets))
+    for split in ("train", "test"):
+        path = root / split / "call" / "webrtc_recording.mkv"
+        path.parent.mkdir(parents=True)
+        stream.seek(0)
+        with av.open(stream, format="h264") as src, av.open(str(path), "w") as out:
+            template = src.streams.video[0]
+            target = out.add_stream_from_template(template)
+            target.time_base = Fraction(1, 25)
+            for k, packet in enumerate(p for p in src.demux(template) if p.size):
+                packet.stream, packet.pts, packet.dts, packet.time_base = target, k, k, Fraction(1, 25)
+                out.mux(packet)
+
+
+def test_a_frame_size_change_mid_stream_is_scaled_to_the_first_size(tmp_path):
+    from compressa_hf.qwen.video import QwenVideoConfig
+
+    _resolution_change(tmp_path / "vf")
+    path = str(tmp_path / "vf" / "train" / "call" / "webrtc_recording.mkv")
+    frames = [f for _, f, _ in read_frames(path, list(range(40)))]
+    assert {f.shape for f in frames} == {(48, 64, 3)}  # what ffmpeg makes of it: the first frame's size
+    assert [_colour(f[24, 32]) for f in frames] == ["R"] * 20 + ["B"] * 20
+
+    summary = _encode(str(tmp_path / "vf"), "train", tmp_path / "cache", num_frames=8, size=16)
+    assert (summary["clips_cached"], summary["clips_skipped"]) == (1, 0)
+    (sample,) = raw_chat_samples(str(tmp_path / "vf"), "train", QwenVideoConfig(nframes=4))
+    assert sample is not None and len(sample["videos"][0]) == 4
+
+
+def test_the_raw_reader_skips_a_clip_that_breaks_in_an_unforeseen_way(tmp_path, monkeypatch, caplog):
+    """An error no reader anticipated (a bare ValueError from deep inside a decoder) costs the clip, not the run."""
+    from compressa_hf.chat import samples
+
+    write_video(tmp_path / "vf" / "train" / "a" / "clip.mp4", _binary_frames(8))
+    dataset = raw_chat_samples(str(tmp_path / "vf"), "train", ClipConfig(num_frames=4, size=16))
+    assert dataset[0] is not None
+
+    def broken(*args, **kwargs):
+        raise ValueError("all input arrays must have the same shape")
+
+    monkeypatch.setattr(samples, "read_raw_clip", broken)
+    with caplog.at_level("WARNING"):
+        assert dataset[0] is None
+    assert "clip.mp4" in caplog.text and "ValueError" in caplog.text and "same shape" in caplog.text
 
 
 # -- names ---------------------------------------------------------------------------------------------------------

@@ -23,19 +23,28 @@ dataset card names; raw clips give T frames through `clips.sample_clip` (a `Clip
 centre-cropped), or the frames Qwen's own examples take through qwen-vl-utils (a `compressa_hf.qwen.video.
 QwenVideoConfig`: 2 per second, at least 4, aspect kept, Qwen's pixel bounds; `sample_qwen_clip`).
 
-Video metadata says where the frames sit in the source video, because Qwen2.5-VL's temporal positions come from it
-(`second_per_grid_ts = temporal_patch_size / (len(frames_indices) / total_num_frames * fps)`):
+Video metadata says where the frames sit in time in the source video, because every family's notion of time comes
+from it: Qwen2.5-VL spaces its temporal positions by `second_per_grid_ts = temporal_patch_size / sampled_fps` with
+`sampled_fps = len(frames_indices) / total_num_frames * fps` (one spacing per video), Qwen3-VL writes `<t seconds>`
+before each pair of frames with `t` the pair's mean of `frames_indices / fps`, Qwen2-VL uses neither. So the metadata
+holds the frames' real times in the form `frames_indices / fps` and the real duration as `total_num_frames / fps`:
 
-- `fps`: the source stream's real average frame rate, as the cache read it from the file (12 for SSv2, 25 for
-  UCF101, 29.97 for much of Kinetics): a distilled row's `fps` column, the sampled clip's rate for raw clips (for
-  qwen-vl-utils' frames too: the metadata `fetch_video` returns).
-  `fps=` overrides it. Sets written before rows carried their rate fall back to the set's metadata `fps` /
-  `source_info.fps`, else `DEFAULT_FPS` (30), with a warning.
-- `frames_indices`: the source frame of each frame: the distilled row's `frame_indices` column, the sampled clip's
-  indices for raw clips.
-- `total_num_frames`: the source frames the video stands for: the clip's frame count for raw clips; for distilled
+- Evenly spaced frames (nearly all dataset video): `fps` is the clip's frame rate as the cache read it from the file
+  (12 for SSv2, 25 for UCF101, 29.97 for much of Kinetics): a distilled row's `fps` column, the sampled clip's rate
+  for raw clips (for qwen-vl-utils' frames too: the metadata `fetch_video` returns). `fps=` overrides it. Sets written
+  before rows carried their rate fall back to the set's metadata `fps` / `source_info.fps`, else `DEFAULT_FPS` (30),
+  with a warning. `frames_indices` is the source frame of each frame (frame i is shown `i / fps` after the clip's
+  first): the distilled row's `frame_indices` column, the sampled clip's indices for raw clips.
+  `total_num_frames` is the source frames the video stands for: the clip's frame count for raw clips; for distilled
   rows, which do not store it, the span of the kept frames' `timestamps` (else of their indices) extended by one
   mean gap, in frames (`span * fps * K / (K - 1)`, which gives back N for K uniform samples of N frames).
+- A variable-rate clip (one whose row or sampled clip has a `start`): no frame rate turns its indices into times, so
+  it is described as the constant-rate stream a player's display is at millisecond resolution: `fps` is
+  `TIME_GRID_FPS` (1000), `frames_indices` each frame's real time after the clip's first frame in milliseconds
+  (`timestamps - start`), `total_num_frames` its real duration in milliseconds (raw clips; distilled rows: the span
+  rule above, in milliseconds). Qwen3-VL then writes each pair's real time, and Qwen2.5-VL spaces its groups by
+  the real duration over the frame count, which is the real spacing when the frames are evenly spaced in time (the
+  `uniform` policy and the qwen-vl-utils reader space them so).
 
 These are the facts; the collator decides how Qwen sees them (it caps the presented frame rate so consecutive frame
 pairs always get distinct temporal positions, see `collator.QwenVideoCollator`).
@@ -67,7 +76,10 @@ DEFAULT_FPS = 30.0
 CARD_KEYS = CARD_DECODE_KEYS
 
 #: Columns of a distilled row that `DistilledChatTransform` reads.
-TRANSFORM_COLUMNS = ("video_id", "label", "latents", "frames", "frame_indices", "timestamps", "fps")
+TRANSFORM_COLUMNS = ("video_id", "label", "latents", "frames", "frame_indices", "timestamps", "fps", "start")
+
+#: The rate at which a variable-rate clip is described to Qwen: its frames on a millisecond grid.
+TIME_GRID_FPS = 1000.0
 
 
 def video_metadata(
@@ -75,11 +87,22 @@ def video_metadata(
     fps: float,
     total_num_frames: int | None = None,
     timestamps: Sequence[float] | None = None,
+    start: float | None = None,
+    duration: float | None = None,
 ) -> dict:
     """The `video_metadata` entry of one video (see the module docstring).
 
     `total_num_frames=None` estimates it from the span of `timestamps` (seconds) when given, else of the indices.
+    A `start` (seconds on the timestamps' timeline at which a variable-rate clip's first frame is shown) describes the
+    frames by their `timestamps` on a millisecond grid instead; `duration` (seconds) is then the clip's real length,
+    None for the span estimate.
     """
+    if start is not None:
+        if timestamps is None or len(timestamps) != len(frame_indices):
+            raise ValueError(f"a variable-rate clip needs one timestamp per frame, got {timestamps}")
+        grid = [round((t - start) * TIME_GRID_FPS) for t in timestamps]
+        total = None if duration is None else max(round(duration * TIME_GRID_FPS), max(grid) + 1)
+        return video_metadata(grid, TIME_GRID_FPS, total)
     indices = [int(i) for i in frame_indices]
     if not indices:
         raise ValueError("a video needs at least one frame index")
@@ -205,7 +228,10 @@ class DistilledChatTransform:
     def _metadata(self, batch: dict[str, list], i: int) -> dict:
         """Row i's video metadata from its own frame rate and timestamps (or the fallback for older sets)."""
         if self.fps is None and "fps" in batch:
-            return video_metadata(batch["frame_indices"][i], batch["fps"][i], timestamps=batch["timestamps"][i])
+            start = batch["start"][i] if "start" in batch else None  # variable-rate clips only
+            return video_metadata(
+                batch["frame_indices"][i], batch["fps"][i], timestamps=batch["timestamps"][i], start=start
+            )
         if self.fps is None and not self._warned:
             logger.warning(
                 "this distilled set has no per-row `fps` column (written before compressa_hf recorded real frame "
@@ -393,8 +419,8 @@ class RawChatDataset(torch.utils.data.Dataset):
     """Chat samples of raw clips straight from a video source: the zero-shot and full-data baseline input.
 
     Same prompt, class-name handling, sample format and metadata rule as the distilled path. A clip that cannot be
-    decoded comes back as None with a warning naming it (`QwenVideoCollator` drops None items), so one bad file
-    never stops a run.
+    decoded, for whatever reason, comes back as None with a warning naming it and the reason (`QwenVideoCollator`
+    drops None items), so one bad file never stops a run.
 
     Args:
         source: A `VideoSource` or a source spec (`procedural:num_classes=4`, `ucf101:root=...`, a folder).
@@ -434,8 +460,17 @@ class RawChatDataset(torch.utils.data.Dataset):
         except ClipReadError as err:
             logger.warning("skipped %s: %s", ref.path, err)
             return None
-        fps = self.fps if self.fps is not None else clip.fps
-        metadata = video_metadata(clip.frame_indices, fps, total_num_frames=max(clip.num_source_frames, 1))
+        except Exception as err:  # noqa: BLE001 - a clip that breaks a decoder in an unforeseen way is one clip
+            logger.debug("unexpected error on %s", ref.path, exc_info=True)
+            logger.warning("skipped %s: %s while reading it: %s", ref.path, type(err).__name__, err)
+            return None
+        if self.fps is None and clip.start is not None:  # a variable-rate clip: its real times and duration
+            metadata = video_metadata(
+                clip.frame_indices, clip.fps, timestamps=clip.timestamps, start=clip.start, duration=clip.duration
+            )
+        else:
+            fps = self.fps if self.fps is not None else clip.fps
+            metadata = video_metadata(clip.frame_indices, fps, total_num_frames=max(clip.num_source_frames, 1))
         return make_chat_sample(clip.frames, ref.label, self.class_texts, self.prompt, metadata, ref.clip_id)
 
 

@@ -405,7 +405,7 @@ def _nominal_position(cache_index: list[dict], num_frames: int) -> tuple[float, 
 
 
 def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[dict], root) -> dict:
-    """The rows' columns (video ids, source frame indices, timestamps, fps, sources) and what the rows are.
+    """The rows' columns (video ids, source frame indices, timestamps, fps, sources, starts) and what the rows are.
 
     A row with a source clip (`source_videos >= 0`) takes its id, the source indices and timestamps of its
     `frame_indices` (positions among the T cached frames) and its fps from the cache index; it is "real" when its
@@ -430,7 +430,7 @@ def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[d
         positions = torch.tensor(uniform_indices(num_frames, k)).expand(m, k)
     stride, median_fps = _nominal_position(cache_index, num_frames)
     dtype = "uint8" if published.dtype == np.uint8 else "float16"
-    columns = {"video_ids": [], "frame_indices": [], "timestamps": [], "fps": [], "sources": []}
+    columns = {"video_ids": [], "frame_indices": [], "timestamps": [], "fps": [], "sources": [], "starts": []}
     kinds = {"real": 0, "derived": 0, "synthetic": 0}
     per_class: dict[int, int] = {}
     for i in range(m):
@@ -443,6 +443,7 @@ def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[d
             columns["frame_indices"].append(indices)
             columns["timestamps"].append([j / median_fps for j in indices])
             columns["fps"].append(median_fps)
+            columns["starts"].append(None)
             columns["sources"].append("synthetic (no source clip)")
             kinds["synthetic"] += 1
             continue
@@ -451,11 +452,14 @@ def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[d
         columns["frame_indices"].append([row["frame_indices"][p] for p in pos])
         columns["timestamps"].append([row["timestamps"][p] for p in pos])
         columns["fps"].append(row["fps"])
+        columns["starts"].append(row.get("start"))  # variable-rate clips only (`cache.py`)
         columns["sources"].append(printable_name(public_path(row["path"], root)))
         cached = store_latents(cached_latents[src, pos].float(), dtype)[0]["latents"].numpy()
         kinds["real" if np.array_equal(cached, published[i]) else "derived"] += 1
     columns["frame_indices"] = np.asarray(columns["frame_indices"], dtype=np.int64).reshape(m, k)
     columns["timestamps"] = np.asarray(columns["timestamps"], dtype=np.float64).reshape(m, k)
+    if all(start is None for start in columns["starts"]):
+        columns["starts"] = None  # no `start` column: constant-rate sets keep their bytes
     text = {
         "real": "real frames: the cached latents of the source clip `video_id` at `frame_indices`",
         "derived": (
@@ -530,6 +534,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     from accelerate import Accelerator
 
     from compressa_hf.cache import EncodeConfig, LatentCache, cache_meta, encode_split, refuse_other_settings
+    from compressa_hf.clips import describe_policy
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distill.budget import qwen_visual_tokens
     from compressa_hf.distill.diagnostics import set_diagnostics
@@ -689,7 +694,11 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "published_note": published_note,
             "visual_tokens_per_sample": qwen_visual_tokens(cset.frames_per_row, args.size),
             "clip": cache.meta["clip"],
-            "sampling": cache.meta["sampling"],
+            "sampling": (
+                describe_policy(cache.meta["clip"]["policy"], variable_rate=True)
+                if rows["starts"] is not None  # the set holds a variable-rate clip: say how it was sampled
+                else cache.meta["sampling"]
+            ),
             "seed": vc_cfg.seed,
             "command": public_command(command) if command else None,
             "clips_missing": cache_summary.get("clips_missing", 0),
@@ -714,6 +723,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
                 class_names=class_names,
                 meta=meta,
                 previews=previews,
+                starts=rows["starts"],
             ),
         )
         # What `compressa show` needs to find the source frames on this machine; `push` never uploads local/.

@@ -16,10 +16,16 @@ chosen and sized by qwen-vl-utils' rules; `tests/test_qwen_video.py` checks the 
 (decord backend) on the same MPEG-4 and H.264 files: same indices, metadata and size, and the same pixels, bit for
 bit. The rule for the pixel bounds mirrors `fetch_video`'s lines (qwen-vl-utils 0.0.14); that test is what catches a
 qwen-vl-utils release that changes them.
+
+Where `fetch_video` is wrong, this reader is not: it counts only the frames a player shows (an mp4's edit list can
+hide stored pictures, which decord counts and then repeats), and for a variable-rate clip it counts 2 frames per
+second of the real duration and spreads them evenly in time, not in index (`qwen_frame_indices`).
 """
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,17 +122,32 @@ def qwen_frame_size(num_frames: int, height: int, width: int, element: dict, ima
     return qv.smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
 
 
-def qwen_frame_indices(num_frames: int, fps: float, config: QwenVideoConfig) -> list[int]:
+def qwen_frame_indices(
+    num_frames: int, fps: float, config: QwenVideoConfig, times: Sequence[float] | None = None
+) -> list[int]:
     """The source frames qwen-vl-utils keeps of a clip of `num_frames` frames at `fps`.
 
-    `smart_nframes` decides how many; they are spread as its decord and torchcodec readers spread them. Raises
+    `smart_nframes` decides how many (from the duration `num_frames / fps`); they are spread as its decord and
+    torchcodec readers spread them, evenly over the frame indices, which for evenly spaced frames is evenly over time.
+    For a variable-rate clip, `times` (each frame's presentation time, ascending) moves them to the frames nearest to
+    the same count of evenly spaced times from the first frame to the last, so that they are evenly spaced in time
+    as qwen-vl-utils means them to be; a frame held longer than the sampling step is then kept more than once. Raises
     ValueError (qwen-vl-utils') when the clip has fewer frames than it asks for (`nframes` above the clip's length,
     or a clip of one frame).
     """
     from qwen_vl_utils import vision_process as qv
 
     count = qv.smart_nframes(config.element(None), total_frames=num_frames, video_fps=fps)
-    return torch.linspace(0, num_frames - 1, count).round().long().tolist()
+    if times is None:
+        return torch.linspace(0, num_frames - 1, count).round().long().tolist()
+    if len(times) != num_frames:
+        raise ValueError(f"{len(times)} frame times for {num_frames} frames")
+    targets = torch.linspace(times[0], times[-1], count, dtype=torch.float64).tolist()
+    out = []
+    for target in targets:
+        after = min(bisect.bisect_left(times, target), num_frames - 1)
+        out.append(after - 1 if after > 0 and target - times[after - 1] <= times[after] - target else after)
+    return out
 
 
 def resize_bicubic(frames: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -153,15 +174,18 @@ def sample_qwen_clip(
     Returns:
         A `SampledClip` whose `frames` are uint8 (F, H', W', 3), F even, H' and W' on the model's pixel grid, and whose
         `frame_indices`, `fps` and `num_source_frames` are the `frames_indices`, `fps` and `total_num_frames` of the
-        metadata `fetch_video` returns.
+        metadata `fetch_video` returns for evenly spaced frames. For a variable-rate clip `fps` is its real average
+        rate (the count is 2 per second of its real duration), the frames are evenly spaced in time, and `start` /
+        `timestamps` say when each one is (`chat.samples.video_metadata` turns them into Qwen's metadata).
 
     Raises:
         ClipReadError: naming the file, when the clip cannot be decoded or is too short for the settings.
     """
     info = source.probe(ref)
     rate = float(fps) if fps is not None else info.fps
+    times = info.times if fps is None else None  # an explicit rate says the frames are evenly spaced at it
     try:
-        indices = qwen_frame_indices(info.num_frames, rate, config)
+        indices = qwen_frame_indices(info.num_frames, rate, config, times)
     except ValueError as err:
         raise ClipReadError(
             f"{ref.path}: qwen-vl-utils takes no frames from {info.num_frames} frames at {rate:g} fps with "
@@ -180,4 +204,7 @@ def sample_qwen_clip(
     height, width = qwen_frame_size(len(frames), *frames.shape[1:3], config.element(ref.path), config.image_patch_size)
     frames = resize_bicubic(frames, height, width)
     timestamps = [got[i][1] for i in indices]
-    return SampledClip(ref.clip_id, ref.label, ref.path, frames, indices, timestamps, rate, info.num_frames, filled)
+    start = info.start if times is not None else None
+    return SampledClip(
+        ref.clip_id, ref.label, ref.path, frames, indices, timestamps, rate, info.num_frames, filled, start
+    )

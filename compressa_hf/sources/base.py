@@ -36,8 +36,8 @@ class ClipRef:
             Valid Unicode text (see `printable_name`).
         label: Class index into the source's `class_names`.
         path: File to decode (as the file system names it), or a description of where an in-memory clip comes from.
-        start_sec / end_sec: Optional time window inside the file in seconds from the stream's first frame (Kinetics
-            annotations over untrimmed videos).
+        start_sec / end_sec: Optional time window inside the file in seconds on the container's timeline, from its
+            start, as `ffmpeg -ss` counts (Kinetics annotations over untrimmed videos).
         extra: Source-specific payload (row index of a `datasets` dataset, seed of a procedural clip).
     """
 
@@ -103,7 +103,7 @@ class VideoSource(abc.ABC):
 
     # File-backed sources decode with PyAV (`compressa_hf.decode`); in-memory sources override both methods.
     def probe(self, ref: ClipRef) -> VideoInfo:
-        """Frames in the clip (its window) and the stream's real frame rate, without decoding."""
+        """Frames a player shows in the clip (its window), their rate and, if uneven, their times; without decoding."""
         from compressa_hf.decode import probe
 
         return probe(ref.path, ref.start_sec, ref.end_sec)
@@ -112,7 +112,7 @@ class VideoSource(abc.ABC):
         return self.probe(ref).num_frames
 
     def read_frames(self, ref: ClipRef, indices: list[int]) -> Iterator[tuple[int, np.ndarray, float]]:
-        """Yield `(index, frame, seconds from the stream's first frame)` for the sorted unique `indices` that exist."""
+        """Yield `(index, frame, seconds on the container's timeline)` for the sorted unique `indices` that exist."""
         from compressa_hf.decode import read_frames
 
         yield from read_frames(ref.path, indices, ref.start_sec, ref.end_sec)
