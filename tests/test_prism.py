@@ -277,3 +277,27 @@ def test_evaluate_trains_prism_rows_interpolated_to_t(tmp_path):
     (path,) = (out / "sets" / "prism").glob("*.safetensors")
     saved = CompressedSet.load(str(path))
     assert saved.interpolate_to == T and saved.frames(PixelCodec()).shape[1] == T
+
+
+def test_sets_of_one_k_keep_their_schema_and_rows_of_different_k_are_checked(tmp_path):
+    from compressa_hf.store import DistilledConfig, _features, write_config
+
+    common = dict(video_ids=["a", "b"], labels=[0, 1], fps=[30.0, 30.0], sources=["a", "b"], class_names=["x", "y"],
+                  meta={"codec_id": "pixel:avgpool8"})  # fmt: skip
+    fixed = DistilledConfig(name="ratio_1", latents=np.zeros((2, 3, 4, 2, 2), np.uint8),
+                            frame_indices=[[0, 1, 2]] * 2, timestamps=[[0, 0.1, 0.2]] * 2, **common)  # fmt: skip
+    features = _features(fixed)
+    assert features["latents"].shape == (3, 4, 2, 2) and "keyframe_positions" not in features
+    variable = DistilledConfig(
+        name="prism_ratio_1", latents=[np.zeros((2, 4, 2, 2), np.uint8), np.ones((3, 4, 2, 2), np.uint8)],
+        frame_indices=[[0, 7], [0, 3, 7]], timestamps=[[0, 0.7], [0, 0.3, 0.7]], keyframe_positions=[[0, 3], [0, 1, 3]],
+        **common,
+    )  # fmt: skip
+    assert _features(variable)["latents"].shape == (None, 4, 2, 2) and variable.row_frames == [2, 3]
+    write_config(tmp_path, variable)
+    meta = json.loads((tmp_path / "meta" / "prism_ratio_1.json").read_text())
+    assert meta["latents_shape"] == [None, 4, 2, 2] and meta["latent_bytes"] == 5 * 16
+    with pytest.raises(ValueError, match="row 1 has 3 frames but 2 timestamps"):
+        DistilledConfig(**(vars(variable) | {"timestamps": [[0, 0.7], [0, 0.3]]}))
+    with pytest.raises(ValueError, match="one frame shape and dtype"):
+        DistilledConfig(**(vars(variable) | {"latents": [np.zeros((2, 4, 2, 2), np.uint8), np.ones((3, 4, 2, 2))]}))

@@ -41,8 +41,11 @@ timestamps and the real fps, as VideoCompressa's rows do; a row a method makes w
 spread like the source's median clip, at the source's median fps), so it still decodes into a Qwen-VL chat sample.
 The rows always hold latents (K x C x h x w) at the run's storage dtype. LVDD stores Tucker / PCA factors instead
 of latent frames: its rows hold the clips read back from those factors (what a network trains on), rounded to that
-dtype, and the card states both its budgeted stored bytes and the larger bytes the rows take. `full`, the
-uncompressed reference, is refused: publish the source split itself.
+dtype, and the card states both its budgeted stored bytes and the larger bytes the rows take. PRISM's rows hold a
+different number of key frames each (K_i x C x h x w, byte for byte what it stores), with those frames' own source
+indices and timestamps and their positions among T (`keyframe_positions`); its index of those positions is counted
+in the stored bytes, and `--dry-run` shows its key-frame plan (`prism.plan_keyframes`). `full`, the uncompressed
+reference, is refused: publish the source split itself.
 """
 
 from __future__ import annotations
