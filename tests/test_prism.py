@@ -274,6 +274,9 @@ def test_evaluate_trains_prism_rows_interpolated_to_t(tmp_path):
     assert cell["status"] == "ok" and cell["stored_bytes"] <= cell["budget_bytes"]
     stats = cell["frames_per_row_stats"]
     assert 2 <= stats["min"] < stats["max"] <= T and cell["frames_per_row"] == stats["mean"]
+    rk = f"{report['ratios'][0]:g}"
+    assert report["tables"]["convnet"]["prism"][rk]["frames_per_row"] == stats
+    assert f"prism at {rk} %: mean {stats['mean']:.2f}" in (out / "report.md").read_text()
     (path,) = (out / "sets" / "prism").glob("*.safetensors")
     saved = CompressedSet.load(str(path))
     assert saved.interpolate_to == T and saved.frames(PixelCodec()).shape[1] == T
