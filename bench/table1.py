@@ -55,6 +55,8 @@ METHOD_CONFIG = {
     "scorer_only": {"passes": 6, "batch_size": 16},
     # DM's defaults (200 steps, 32 real clips per class, width 128) cost ~5 min per cell on 2 cores; half of each.
     "dm": {"iterations": 100, "batch_real": 16, "width": 64},
+    # PRISM at DM's scale (its objective is DM's by default), an insertion event every 5 of the middle 60 iterations.
+    "prism": {"iterations": 100, "batch_real": 16, "width": 64, "insert_every": 5},
 }
 
 

@@ -7,6 +7,11 @@ Layout (one repo holds every ratio of a source, e.g. `compressa_hf/hmdb51_distil
                                               frame_indices, timestamps, fps, source (+ start: variable-rate clips)
     meta/<config>.json                        what the card says about the config, machine-readable
 
+Rows of different K (PRISM's key frames) are written with a dynamic first dimension, `Array4D(shape=(None, C, h,
+w))`, and, for key-frame rows of a T-frame clip, a `keyframe_positions` column (each key frame's position among
+the T frames a network interpolates the row to); a set with one K keeps `Array4D(shape=(K, C, h, w))` and no such
+column, byte for byte as before.
+
 `datasets.load_dataset(DIR, "ratio_0.41")` loads a config. A config is written into a temp folder and renamed into
 place, and the card is rebuilt from every `meta/*.json`, so adding a config never touches the others' data. This
 module knows nothing of how a set was distilled: callers hand it columns and a metadata dict.
@@ -51,9 +56,12 @@ class DistilledConfig:
     Args:
         name: Config name, e.g. `ratio_0.41`.
         video_ids / labels / sources: One entry per kept video.
-        latents: (N, K, C, h, w), `uint8` (TAESD scaling, see `codecs.base`) or `float16` raw latents.
-        frame_indices: (N, K) source-frame index of each kept latent frame, ascending.
-        timestamps: (N, K) seconds of each kept frame on its source file's timeline (from the container's start).
+        latents: (N, K, C, h, w), `uint8` (TAESD scaling, see `codecs.base`) or `float16` raw latents; or, for rows
+            of different K, a list of N arrays (K_i, C, h, w) of one dtype and frame shape.
+        frame_indices: (N, K) source-frame index of each kept latent frame, ascending (N lists for rows of
+            different K).
+        timestamps: (N, K) seconds of each kept frame on its source file's timeline (from the container's start;
+            shaped as `frame_indices`).
         fps: (N,) the real frame rate of each video's source clip (`clips.SampledClip.fps`).
             Rows a method synthesised without a source clip carry nominal indices, timestamps and fps instead (the
             caller says how in `meta["rows"]`, which the card prints), so they still read as Qwen-VL videos.
@@ -66,6 +74,8 @@ class DistilledConfig:
             bytes the method stores), what the rows are (`rows`), seed, command, ...
         previews: Optional PNG bytes per video (the decoded K keyframes as one strip) for the Hub's dataset viewer;
             stored in a `preview` Image column, their bytes reported apart and never counted in the ratio.
+        keyframe_positions: For key-frame rows (PRISM), each key frame's position among the T frames the row is
+            interpolated to (the caller states T and the rule in `meta`); None for every other set.
     """
 
     name: str
@@ -80,6 +90,7 @@ class DistilledConfig:
     meta: dict
     previews: list[bytes] | None = None
     starts: list[float | None] | None = None
+    keyframe_positions: list[list[int]] | None = None
 
     def __post_init__(self):
         if not _CONFIG_NAME.match(self.name):
@@ -89,12 +100,15 @@ class DistilledConfig:
         lengths = {c: len(getattr(self, c)) for c in columns}
         if any(v != n for v in lengths.values()):
             raise ValueError(f"config {self.name}: column lengths differ (video_ids {n}, {lengths})")
-        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
-        if self.timestamps.shape != np.shape(self.frame_indices):
-            raise ValueError(
-                f"config {self.name}: timestamps {self.timestamps.shape} must match frame_indices "
-                f"{np.shape(self.frame_indices)}"
-            )
+        if self.variable_frames:
+            self._check_rows()
+        else:
+            self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+            if self.timestamps.shape != np.shape(self.frame_indices):
+                raise ValueError(
+                    f"config {self.name}: timestamps {self.timestamps.shape} must match frame_indices "
+                    f"{np.shape(self.frame_indices)}"
+                )
         bad = [v for v, f in zip(self.video_ids, self.fps) if not f > 0]
         if bad:
             raise ValueError(f"config {self.name}: fps must be > 0 for every video; not for {bad[:3]}")
@@ -102,10 +116,63 @@ class DistilledConfig:
             raise ValueError(f"config {self.name}: {len(self.starts)} starts for {n} videos")
         if self.previews is not None and len(self.previews) != n:
             raise ValueError(f"config {self.name}: {len(self.previews)} previews for {n} videos")
+        if self.variable_frames:
+            return
         if self.latents.ndim != 5:
             raise ValueError(f"config {self.name}: latents must be (N, K, C, h, w), got shape {self.latents.shape}")
         if self.latents.dtype not in (np.uint8, np.float16):
             raise ValueError(f"config {self.name}: latents must be uint8 or float16, got {self.latents.dtype}")
+        if self.keyframe_positions is not None:
+            raise ValueError(f"config {self.name}: keyframe_positions are for rows of different K (a list of latents)")
+
+    @property
+    def variable_frames(self) -> bool:
+        """Whether rows hold different numbers of frames (`latents` is a list of per-row arrays)."""
+        return isinstance(self.latents, (list, tuple))
+
+    @property
+    def row_frames(self) -> list[int]:
+        """Frames (K) of each row."""
+        return [len(x) for x in self.latents] if self.variable_frames else [self.latents.shape[1]] * len(self.latents)
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """`(C, h, w)` of one latent frame."""
+        return tuple(self.latents[0].shape[1:]) if self.variable_frames else tuple(self.latents.shape[2:])
+
+    @property
+    def latents_dtype(self) -> np.dtype:
+        return self.latents[0].dtype if self.variable_frames else self.latents.dtype
+
+    def _check_rows(self) -> None:
+        """Rows of different K: one dtype and frame shape, and per row as many indices, times (and positions)."""
+        self.latents = [np.asarray(x) for x in self.latents]
+        if not self.latents:
+            raise ValueError(f"config {self.name}: no rows")
+        shape, dtype = self.latents[0].shape[1:], self.latents[0].dtype
+        bad = [i for i, x in enumerate(self.latents) if x.ndim != 4 or x.shape[1:] != shape or x.dtype != dtype]
+        if bad or len(shape) != 3:
+            raise ValueError(
+                f"config {self.name}: every row's latents must be (K, C, h, w) of one frame shape and dtype; rows "
+                f"{bad[:5]} differ from row 0's {shape} {dtype}"
+            )
+        if dtype not in (np.uint8, np.float16):
+            raise ValueError(f"config {self.name}: latents must be uint8 or float16, got {dtype}")
+        self.frame_indices = [[int(i) for i in f] for f in self.frame_indices]
+        self.timestamps = [[float(t) for t in ts] for ts in self.timestamps]
+        per_row = {"frame_indices": self.frame_indices, "timestamps": self.timestamps}
+        if self.keyframe_positions is not None:
+            self.keyframe_positions = [[int(p) for p in ps] for ps in self.keyframe_positions]
+            per_row["keyframe_positions"] = self.keyframe_positions
+        for column, values in per_row.items():
+            if len(values) != len(self.latents):
+                raise ValueError(f"config {self.name}: {len(values)} {column} rows for {len(self.latents)} videos")
+            wrong = [i for i, (v, x) in enumerate(zip(values, self.latents)) if len(v) != len(x)]
+            if wrong:
+                i = wrong[0]
+                raise ValueError(
+                    f"config {self.name}: row {i} has {len(self.latents[i])} frames but {len(values[i])} {column}"
+                )
 
 
 def _features(cfg: DistilledConfig):
@@ -114,7 +181,11 @@ def _features(cfg: DistilledConfig):
     features = {
         "video_id": Value("string"),
         "label": ClassLabel(names=cfg.class_names),
-        "latents": Array4D(shape=tuple(cfg.latents.shape[1:]), dtype=str(cfg.latents.dtype)),
+        # A dynamic first dimension only for rows of different K, so sets of one K keep their exact schema.
+        "latents": Array4D(
+            shape=(None, *cfg.frame_shape) if cfg.variable_frames else tuple(cfg.latents.shape[1:]),
+            dtype=str(cfg.latents_dtype),
+        ),
         "frame_indices": Sequence(Value("int32")),
         "timestamps": Sequence(Value("float64")),
         "fps": Value("float64"),
@@ -124,6 +195,8 @@ def _features(cfg: DistilledConfig):
         features["start"] = Value("float64")
     if cfg.previews is not None:
         features["preview"] = Image()
+    if cfg.keyframe_positions is not None:
+        features["keyframe_positions"] = Sequence(Value("int32"))
     return Features(features)
 
 
@@ -159,6 +232,8 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
             columns["start"] = [None if x is None else float(x) for x in cfg.starts]
         if cfg.previews is not None:
             columns["preview"] = [{"bytes": png, "path": None} for png in cfg.previews]
+        if cfg.keyframe_positions is not None:
+            columns["keyframe_positions"] = cfg.keyframe_positions
         ds = Dataset.from_dict(columns, features=_features(cfg))
         # The file name carries a digest of its bytes and the card names that exact file: `datasets` keys its cache
         # on the card's data-file patterns, so a rewritten config behind an unchanged pattern would load the stale
@@ -185,9 +260,10 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
         "config_name": cfg.name,
         "data_files": [f"data/{cfg.name}/{data_file}"],
         "num_videos": len(cfg.video_ids),
-        "latents_shape": list(cfg.latents.shape[1:]),
-        "latents_dtype": str(cfg.latents.dtype),
-        "latent_bytes": int(cfg.latents.nbytes),
+        # rows of different K: the first dimension is None (null in the card), as in the parquet's Array4D
+        "latents_shape": [None, *cfg.frame_shape] if cfg.variable_frames else list(cfg.latents.shape[1:]),
+        "latents_dtype": str(cfg.latents_dtype),
+        "latent_bytes": int(sum(x.nbytes for x in cfg.latents)) if cfg.variable_frames else int(cfg.latents.nbytes),
         "preview_bytes": sum(map(len, cfg.previews)) if cfg.previews is not None else 0,
         "class_names": cfg.class_names,
         "source_fps": sorted({round(float(f), 3) for f in cfg.fps}),
@@ -254,6 +330,13 @@ def _diagnostics_text(d: dict | None) -> str | None:
     return "; ".join(parts) or None
 
 
+def _frames_text(frames) -> str | int | None:
+    """K, or for rows of different K (`{"mean", "min", "max"}`) a line saying so."""
+    if isinstance(frames, dict):
+        return f"varies by video: mean {frames['mean']:.2f}, min {frames['min']}, max {frames['max']}"
+    return frames
+
+
 def _config_section(name: str, m: dict) -> str:
     lines = [f"## `{name}`", ""]
     facts = [
@@ -263,7 +346,8 @@ def _config_section(name: str, m: dict) -> str:
         ("method kind", m.get("method_kind")),
         ("method options", _options_text(m["method_options"]) if "method_options" in m else None),
         ("rows", m.get("rows")),
-        ("frames kept per video (K)", m.get("frames_per_video")),
+        ("frames kept per video (K)", _frames_text(m.get("frames_per_video"))),
+        ("key frames", m.get("keyframes")),
         ("frame sampling of the source clips (T per clip)", m.get("sampling")),
         ("source frame rates (fps)", ", ".join(f"{f:g}" for f in m.get("source_fps", [])) or None),
         ("videos", m.get("num_videos")),

@@ -29,6 +29,7 @@ OPTIONS = {
     "forgetting": {"epochs": 2, "width": 8, "batch_size": 4},
     "grand": {"epochs": 1, "repeats": 1, "width": 8, "batch_size": 4},
     "lvdd": {"select": "kmeans", "tucker_iterations": 5},
+    "prism": {"iterations": 4, "width": 8, "depth": 1, "batch_real": 4, "insert_every": 1},
 }
 PUBLISHED = [m for m in METHODS if m != "full"]
 
@@ -80,7 +81,9 @@ def test_every_method_publishes_a_set_that_reads_as_chat_samples(method, cache_d
     assert meta["full_bytes"] == full and meta["budget_bytes"] == math.floor(Fraction(1, 100) * full)
     assert 0 < meta["stored_bytes"] <= meta["budget_bytes"]
     assert meta["achieved_ratio"] == pytest.approx(meta["stored_bytes"] / full * 100)
-    if meta["published_note"] is None:
+    if meta.get("keyframes"):  # prism: the key frames are published; a 1-byte mask per video (T = 4) says where
+        assert meta["latent_bytes"] + meta["num_videos"] == meta["stored_bytes"] and meta["published_note"] is None
+    elif meta["published_note"] is None:
         assert meta["latent_bytes"] == meta["stored_bytes"]
     else:  # lvdd: Tucker factors stored, the clips read back published
         assert meta["latent_bytes"] > meta["stored_bytes"] and f"{meta['latent_bytes']:,}" in card
@@ -117,11 +120,13 @@ def test_every_method_publishes_a_set_that_reads_as_chat_samples(method, cache_d
     chat = load_chat_dataset(str(out), name, cache_dir=str(tmp_path / "hf"))
     sample = chat[0]
     frames = sample["videos"][0]
-    assert frames.shape == (meta["frames_per_video"], 32, 32, 3) and frames.dtype == np.uint8
+    k = len(ds[0]["latents"])  # prism's rows each have their own K (`frames_per_video` holds mean, min and max)
+    assert k == meta["frames_per_video"] or meta["frames_per_video"]["min"] <= k <= meta["frames_per_video"]["max"]
+    assert frames.shape == (k, 32, 32, 3) and frames.dtype == np.uint8
     prompt = PromptTemplate()
     texts = prompt.class_texts(meta["class_names"])
     assert sample["label"] == ds[0]["label"] and sample["answer"] == prompt.format_answer(texts[sample["label"]])
-    assert len(sample["video_metadata"][0]["frames_indices"]) == meta["frames_per_video"]
+    assert len(sample["video_metadata"][0]["frames_indices"]) == k
 
 
 def test_full_is_refused_and_unknown_options_and_foreign_flags_name_the_method(tmp_path, capsys):

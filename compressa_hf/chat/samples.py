@@ -206,7 +206,21 @@ class DistilledChatTransform:
         self.fallback_fps = resolve_fps(meta, fps)
         self.decode_batch_size = decode_batch_size
         self._warned = False
-        self.frames_shape: tuple[int, ...] | None = None  # (K, H, W, 3) once `decode_once` has run
+        # (K, H, W, 3) once `decode_once` has run; K is -1 for a set whose rows differ in K
+        self.frames_shape: tuple[int, ...] | None = None
+
+    def decode_rows(self, latents: list) -> list[np.ndarray]:
+        """The stored latents of a batch of rows -> each row's uint8 (K, H, W, 3) frames.
+
+        Rows of one K are decoded as one array (`decode`); rows of different K (PRISM's key frames) are decoded
+        frame by frame together and split back per row, so a batch may mix K.
+        """
+        dtype = np.uint8 if self.latents_dtype == "uint8" else np.float16
+        rows = [np.asarray(x, dtype=dtype) for x in latents]
+        if len({x.shape for x in rows}) <= 1:
+            return list(self.decode(np.stack(rows))) if rows else []
+        frames = self.decode(np.concatenate(rows)[None])[0]
+        return np.split(frames, np.cumsum([len(x) for x in rows])[:-1])
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """(B, K, C, h, w) stored latents -> uint8 (B, K, H, W, 3) frames."""
@@ -243,10 +257,9 @@ class DistilledChatTransform:
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         if "frames" in batch:  # decoded once by `load_chat_dataset(..., decode_once=True)`: raw uint8 bytes
-            frames = np.stack([np.frombuffer(b, dtype=np.uint8).reshape(self.frames_shape) for b in batch["frames"]])
+            frames = [np.frombuffer(b, dtype=np.uint8).reshape(self.frames_shape) for b in batch["frames"]]
         else:
-            latents = np.asarray(batch["latents"], dtype=np.uint8 if self.latents_dtype == "uint8" else np.float16)
-            frames = self.decode(latents)
+            frames = self.decode_rows(batch["latents"])
         ids = batch.get("video_id") or [""] * len(frames)
         samples = [
             make_chat_sample(
@@ -382,14 +395,13 @@ def _decoded(ds, transform: DistilledChatTransform):
     from datasets import Value
     from datasets.fingerprint import Hasher
 
-    dtype = np.uint8 if transform.latents_dtype == "uint8" else np.float16
-    k, _, h, w = ds.features["latents"].shape
-    transform.frames_shape = (k, h * transform.codec.downscale, w * transform.codec.downscale, 3)
+    k, _, h, w = ds.features["latents"].shape  # k is None for rows of different K: the bytes then say it
+    transform.frames_shape = (k or -1, h * transform.codec.downscale, w * transform.codec.downscale, 3)
     features = ds.features.copy()
     del features["latents"]
     features["frames"] = Value("binary")
     return ds.map(
-        lambda batch: {"frames": [f.tobytes() for f in transform.decode(np.asarray(batch["latents"], dtype=dtype))]},
+        lambda batch: {"frames": [f.tobytes() for f in transform.decode_rows(batch["latents"])]},
         batched=True,
         batch_size=64,
         remove_columns=["latents"],

@@ -41,8 +41,11 @@ timestamps and the real fps, as VideoCompressa's rows do; a row a method makes w
 spread like the source's median clip, at the source's median fps), so it still decodes into a Qwen-VL chat sample.
 The rows always hold latents (K x C x h x w) at the run's storage dtype. LVDD stores Tucker / PCA factors instead
 of latent frames: its rows hold the clips read back from those factors (what a network trains on), rounded to that
-dtype, and the card states both its budgeted stored bytes and the larger bytes the rows take. `full`, the
-uncompressed reference, is refused: publish the source split itself.
+dtype, and the card states both its budgeted stored bytes and the larger bytes the rows take. PRISM's rows hold a
+different number of key frames each (K_i x C x h x w, byte for byte what it stores), with those frames' own source
+indices and timestamps and their positions among T (`keyframe_positions`); its index of those positions is counted
+in the stored bytes, and `--dry-run` shows its key-frame plan (`prism.plan_keyframes`). `full`, the uncompressed
+reference, is refused: publish the source split itself.
 """
 
 from __future__ import annotations
@@ -228,6 +231,18 @@ def _previews(stored, dtype: str, codec, batch: int = 64) -> list[bytes]:
     from compressa_hf.codecs.base import uint8_to_latents
     from compressa_hf.store import preview_png
 
+    if isinstance(stored, list):  # rows of different K: decode all their frames, then split them back per row
+        import numpy as np
+
+        counts = [len(x) for x in stored]
+        z = torch.from_numpy(np.concatenate(stored))
+        z = uint8_to_latents(z) if dtype == "uint8" else z.float()
+        with torch.no_grad():
+            frames = torch.cat(
+                [codec.decode(chunk.to(codec.device)).cpu() for chunk in torch.split(z, batch * max(counts))]
+            )
+        frames = frames.mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+        return [preview_png(row) for row in np.split(frames, np.cumsum(counts)[:-1])]
     z = torch.from_numpy(stored)
     z = uint8_to_latents(z) if dtype == "uint8" else z.float()
     n, k = z.shape[:2]
@@ -345,8 +360,39 @@ PLAN_NOTES = {
 }
 
 
-def _dry_run_plan(args, kind: str, frames_per_video, labels, class_names, latent_shape) -> tuple[dict | None, str]:
-    """(plan dict, text) of what `--method` keeps: the planner's K frames per video, or whole clips for coresets."""
+def _prism_plan(args, options: dict, labels, class_names, latent_shape) -> tuple[dict, str]:
+    """(plan dict, text) of PRISM's key-frame budget (`prism.plan_keyframes`): videos, key frames, index bytes."""
+    import math
+
+    from compressa_hf.distill.budget import counts_per_class, resolve_ratio
+    from compressa_hf.distill.methods.prism import plan_keyframes
+
+    full_bytes = len(labels) * args.num_frames * 3 * args.size * args.size
+    ratio = resolve_ratio(args.ratio, args.num_frames, args.size, latent_shape)
+    plan = plan_keyframes(
+        math.floor(ratio * full_bytes / 100),
+        counts_per_class(labels, class_names),
+        args.num_frames,
+        latent_shape,
+        full_bytes,
+        dtype="float16" if args.dtype == "float16" else "uint8",
+        videos_per_class=options.get("videos_per_class"),
+        initial_share=options.get("initial_share", 0.5),
+    )
+    text = (
+        f"{plan.describe()}\nkey frames per video vary: where each one goes is found while distilling (the "
+        "insertion rule, then the fill); the card reports mean, min and max"
+    )
+    return plan.to_dict(), text
+
+
+def _dry_run_plan(
+    args, kind: str, frames_per_video, labels, class_names, latent_shape, options: dict | None = None
+) -> tuple[dict | None, str]:
+    """(plan dict, text) of what `--method` keeps: the planner's K frames per video, or whole clips for coresets,
+    or PRISM's key-frame budget."""
+    if args.method == "prism":
+        return _prism_plan(args, options or {}, labels, class_names, latent_shape)
     whole_clips = kind == "coreset" or args.method in PLAN_NOTES
     try:
         frames = args.num_frames if whole_clips else frames_per_video
@@ -362,16 +408,27 @@ def _dry_run_plan(args, kind: str, frames_per_video, labels, class_names, latent
     return (plan.to_dict() if plan else None), text
 
 
-def _published_latents(cset, dtype: str) -> tuple[np.ndarray, str | None]:
+def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray], str | None]:
     """The `(M, K, C, h, w)` latents the rows hold, and a note when they are not exactly what the method stores.
 
     A set storing `latents` (every method but LVDD) is published byte for byte. Otherwise the latents as read
     back (what a network trains on) are rounded to `dtype` ("uint8" or "float16"), and the note says how their
-    bytes compare to the method's stored ones.
+    bytes compare to the method's stored ones. Rows of different K (PRISM) store every row's key frames one after
+    another `(sum K, C, h, w)` beside their index; they are published byte for byte as a list of `(K_i, C, h, w)`.
     """
+    import numpy as np
     import torch
 
     from compressa_hf.distill.methods.base import store_latents
+
+    if cset.variable_frames:
+        flat, counts = cset.stored.get("latents"), cset.row_frames
+        if flat is None or flat.dtype not in (torch.uint8, torch.float16) or len(flat) != int(counts.sum()):
+            raise ValueError(
+                f"method {cset.method!r} holds rows of different K but does not store their frames one after "
+                "another as `latents`; it cannot be written as a latent set"
+            )
+        return np.split(flat.numpy(), np.cumsum(counts.numpy())[:-1]), None
 
     if set(cset.stored) == {"latents"} and cset.stored["latents"].dtype in (torch.uint8, torch.float16):
         return cset.stored["latents"].numpy(), None
@@ -393,6 +450,29 @@ def _published_latents(cset, dtype: str) -> tuple[np.ndarray, str | None]:
     return published, note
 
 
+def _stats(values: list[int]) -> dict:
+    """`{"mean", "min", "max"}` of per-row numbers (frames, visual tokens) for rows of different K."""
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values)}
+
+
+def _keyframes_note(cset) -> str:
+    """What the card says about rows of different K: what each row holds and how its bytes are counted."""
+    index = next((k.removeprefix("keyframe_") for k in cset.stored if k.startswith("keyframe_")), None)
+    text = "rows hold different numbers of latent frames (K varies by video)"
+    if cset.interpolate_to:
+        text = (
+            f"each row holds its video's key frames, K varying by video; the clip a network trains on is their linear "
+            f"interpolation in latent space to T = {cset.interpolate_to} frames, key frame i at position "
+            f"`keyframe_positions[i]` among them (PRISM)"
+        )
+    if index:
+        text += (
+            f". The stored bytes count the key frames and a {index} index of where they sit "
+            f"({cset.stored[f'keyframe_{index}'].numel():,} bytes), which the rows hold as `keyframe_positions`"
+        )
+    return text
+
+
 def _nominal_position(cache_index: list[dict], num_frames: int) -> tuple[float, float]:
     """(median source-frame stride between the T cached frames, median fps) of the cached clips."""
     import numpy as np
@@ -404,14 +484,16 @@ def _nominal_position(cache_index: list[dict], num_frames: int) -> tuple[float, 
     return float(np.median(strides)) or 1.0, float(np.median([row["fps"] for row in cache_index]))
 
 
-def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[dict], root) -> dict:
+def row_columns(cset, published: np.ndarray | list, cached_latents, cache_index: list[dict], root) -> dict:
     """The rows' columns (video ids, source frame indices, timestamps, fps, sources, starts) and what the rows are.
 
     A row with a source clip (`source_videos >= 0`) takes its id, the source indices and timestamps of its
     `frame_indices` (positions among the T cached frames) and its fps from the cache index; it is "real" when its
     published latents equal the cached ones at those frames after the same rounding, else "derived" from that clip.
     A row without one is `synthetic_<label>_<i>` with nominal positions (its `frame_indices`, else K uniform
-    positions, spread by the cache's median stride) at the cache's median fps.
+    positions, spread by the cache's median stride) at the cache's median fps. Rows of different K (`published` a
+    list) get per-row lists, and `keyframe_positions` (their positions among T) when the set's rows are key frames
+    of T-frame clips (`cset.interpolate_to`); else that column is absent.
     """
     import numpy as np
     import torch
@@ -421,7 +503,9 @@ def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[d
     from compressa_hf.publish import public_path
     from compressa_hf.sources import printable_name
 
-    m, k = published.shape[:2]
+    variable = isinstance(published, list)  # rows of different K (the frame_indices of each row are padded)
+    m, k = (len(published), None) if variable else published.shape[:2]
+    counts = [len(x) for x in published] if variable else [k] * m
     num_frames = int(cached_latents.shape[1])
     sources = cset.source_videos if cset.source_videos is not None else torch.full((m,), -1)
     if cset.frame_indices is not None:
@@ -429,12 +513,12 @@ def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[d
     else:
         positions = torch.tensor(uniform_indices(num_frames, k)).expand(m, k)
     stride, median_fps = _nominal_position(cache_index, num_frames)
-    dtype = "uint8" if published.dtype == np.uint8 else "float16"
+    dtype = "uint8" if (published[0] if variable else published).dtype == np.uint8 else "float16"
     columns = {"video_ids": [], "frame_indices": [], "timestamps": [], "fps": [], "sources": [], "starts": []}
     kinds = {"real": 0, "derived": 0, "synthetic": 0}
     per_class: dict[int, int] = {}
     for i in range(m):
-        src, pos = int(sources[i]), [int(p) for p in positions[i]]
+        src, pos = int(sources[i]), [int(p) for p in positions[i][: counts[i]]]
         if src < 0:
             label = int(cset.labels[i])
             per_class[label] = per_class.get(label, 0) + 1
@@ -456,8 +540,13 @@ def row_columns(cset, published: np.ndarray, cached_latents, cache_index: list[d
         columns["sources"].append(printable_name(public_path(row["path"], root)))
         cached = store_latents(cached_latents[src, pos].float(), dtype)[0]["latents"].numpy()
         kinds["real" if np.array_equal(cached, published[i]) else "derived"] += 1
-    columns["frame_indices"] = np.asarray(columns["frame_indices"], dtype=np.int64).reshape(m, k)
-    columns["timestamps"] = np.asarray(columns["timestamps"], dtype=np.float64).reshape(m, k)
+    if variable:
+        columns["keyframe_positions"] = (
+            [[int(p) for p in positions[i][: counts[i]]] for i in range(m)] if cset.interpolate_to else None
+        )
+    else:
+        columns["frame_indices"] = np.asarray(columns["frame_indices"], dtype=np.int64).reshape(m, k)
+        columns["timestamps"] = np.asarray(columns["timestamps"], dtype=np.float64).reshape(m, k)
     if all(start is None for start in columns["starts"]):
         columns["starts"] = None  # no `start` column: constant-rate sets keep their bytes
     text = {
@@ -573,7 +662,9 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     method = {"method": args.method, "method_kind": kind, "method_options": options}
     if args.dry_run:
         latent_shape = codec.latent_shape(args.size, args.size)
-        plan, text = _dry_run_plan(args, kind, vc_cfg.frames_per_video, labels, class_names, latent_shape)
+        plan, text = _dry_run_plan(
+            args, kind, vc_cfg.frames_per_video, labels, class_names, latent_shape, options=options
+        )
         text = f"method: {args.method} ({kind})\n{text}"
         if missing:
             text += (
@@ -649,11 +740,14 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
                 args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name
             )
             full_bytes, ratio = ctx.full_bytes, float(ctx.ratio)
+            stats = cset.frame_stats()
             logger.info(
-                "%s: %d rows of %d frames, %d stored bytes (budget %d)",
+                "%s: %d rows of %s frames, %d stored bytes (budget %d)",
                 args.method,
                 cset.num_rows,
-                cset.frames_per_row,
+                f"{stats['mean']:.2f} (min {stats['min']}, max {stats['max']})"
+                if cset.variable_frames
+                else cset.frames_per_row,
                 cset.stored_bytes,
                 cset.budget_bytes,
             )
@@ -667,7 +761,8 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
         info = cache.meta["source_info"]
         root = info.get("root") or (info.get("path") if isinstance(info.get("path"), str) else None)
         rows = row_columns(cset, published, latents_all, cache.index, root)
-        latents_dtype = "uint8" if published.dtype == np.uint8 else "float16"
+        variable = isinstance(published, list)  # rows of different K (PRISM's key frames)
+        latents_dtype = "uint8" if (published[0] if variable else published).dtype == np.uint8 else "float16"
         previews = _previews(published, latents_dtype, codec) if args.preview else None
         # Published: nothing machine-local (compressa_hf.publish); the local spec is kept beside, unpublished.
         meta = {
@@ -685,14 +780,19 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
                 if latents_dtype == "uint8"
                 else "raw latents"
             ),
-            "frames_per_video": cset.frames_per_row,
+            "frames_per_video": cset.frame_stats() if variable else cset.frames_per_row,
             "requested_ratio": ratio,
             "achieved_ratio": cset.stored_bytes / full_bytes * 100,
             "stored_bytes": cset.stored_bytes,
             "budget_bytes": cset.budget_bytes,
             "full_bytes": full_bytes,
             "published_note": published_note,
-            "visual_tokens_per_sample": qwen_visual_tokens(cset.frames_per_row, args.size),
+            "visual_tokens_per_sample": (
+                _stats([qwen_visual_tokens(int(k), args.size) for k in cset.row_frames])
+                if variable
+                else qwen_visual_tokens(cset.frames_per_row, args.size)
+            ),
+            **({"keyframes": _keyframes_note(cset)} if variable else {}),
             "clip": cache.meta["clip"],
             "sampling": (
                 describe_policy(cache.meta["clip"]["policy"], variable_rate=True)
@@ -724,6 +824,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
                 meta=meta,
                 previews=previews,
                 starts=rows["starts"],
+                keyframe_positions=rows.get("keyframe_positions"),
             ),
         )
         # What `compressa show` needs to find the source frames on this machine; `push` never uploads local/.
@@ -733,9 +834,10 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "config": name,
             "videos": cset.num_rows,
             "rows": rows["row_kinds"],
+            "frames_per_video": meta["frames_per_video"],
             "stored_bytes": cset.stored_bytes,
             "budget_bytes": cset.budget_bytes,
-            "published_latent_bytes": int(published.nbytes),
+            "published_latent_bytes": int(sum(x.nbytes for x in published) if variable else published.nbytes),
         }
         if args.push_to_hub:
             from compressa_hf.hub import push_repo

@@ -1,5 +1,7 @@
 """Draw what a distilled set kept: per video, the T sampled source frames with the kept ones framed in red, and
-below them the K distilled frames decoded from the stored latents.
+below them the K distilled frames decoded from the stored latents. Rows of different K are drawn each with its own
+K; key-frame rows (PRISM, a `keyframe_positions` column) get a third strip: the T frames a network trains on, the
+key frames interpolated in latent space to T and decoded, the key frames framed.
 
 Usage:
     compressa show outputs/demo/distilled --config_name ratio_1 --num_videos 6 --output_dir outputs/demo/show
@@ -68,9 +70,16 @@ def _title_lines(title: str, width_px: int, draw, font) -> list[str]:
     return lines
 
 
-def render_strip(source_frames: np.ndarray | None, kept: list[bool], decoded: np.ndarray, title: str) -> np.ndarray:
-    """Top row: T source frames, kept ones framed (left out when the source cannot be read here); bottom row: the K
-    decoded distilled frames; above them the title, wrapped to the picture's width. uint8 HxWx3."""
+def render_strip(
+    source_frames: np.ndarray | None,
+    kept: list[bool],
+    decoded: np.ndarray,
+    title: str,
+    interpolated: tuple[np.ndarray, list[bool]] | None = None,
+) -> np.ndarray:
+    """Top row: T source frames, kept ones framed (left out when the source cannot be read here); then the K decoded
+    distilled frames; then, for key-frame rows, `interpolated` (T frames, which of them are key frames, framed);
+    above them the title, wrapped to the picture's width. uint8 HxWx3."""
     from PIL import Image, ImageDraw, ImageFont
 
     gap = 4
@@ -87,6 +96,8 @@ def render_strip(source_frames: np.ndarray | None, kept: list[bool], decoded: np
     rows = [row(decoded, [False] * len(decoded))]
     if source_frames is not None:
         rows.insert(0, row(source_frames, kept))
+    if interpolated is not None:
+        rows.append(row(*interpolated))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     font = ImageFont.load_default()
@@ -129,6 +140,7 @@ def show(cfg: ShowConfig) -> list[str]:
     from compressa_hf.clips import ClipConfig, sample_clip
     from compressa_hf.codecs import load_codec, pinned_spec
     from compressa_hf.codecs.base import uint8_to_latents
+    from compressa_hf.distill.keyframes import expand_rows
     from compressa_hf.sources import ClipReadError
     from compressa_hf.store import load_config, read_meta
 
@@ -170,8 +182,17 @@ def show(cfg: ShowConfig) -> list[str]:
             decoded = codec.decode(z.to(codec.device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         cls = meta["class_names"][int(row["label"])]
         title = f"{row['video_id']}  class={cls}  kept frames {kept_idx}{note}"
+        interpolated = None
+        if "keyframe_positions" in row:  # key frames of a T-frame clip: draw the clip as a network trains on it
+            t = int(meta["clip"]["num_frames"])
+            positions = torch.as_tensor(np.asarray(row["keyframe_positions"], dtype=np.int64))
+            clip = expand_rows(z[None], positions[None], torch.tensor([len(z)]), t)[0]
+            with torch.no_grad():
+                frames = codec.decode(clip.to(codec.device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu()
+            interpolated = (frames.numpy(), [p in set(positions.tolist()) for p in range(t)])
+            title += f"  {len(z)} key frames; bottom: interpolated to T={t} as trained"
         path = os.path.join(out_dir, f"{int(i):05d}.png")
-        Image.fromarray(render_strip(source_frames, kept, decoded, title)).save(path)
+        Image.fromarray(render_strip(source_frames, kept, decoded, title, interpolated)).save(path)
         written.append(path)
     logger.info("wrote %d pictures to %s", len(written), out_dir)
     return written

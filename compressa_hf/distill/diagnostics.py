@@ -56,14 +56,22 @@ def decoded_psnr(codec, original: torch.Tensor, refined: torch.Tensor, batch: in
     return float(torch.cat(values).mean())
 
 
-def uniform_overlap(frame_indices: torch.Tensor, num_frames: int) -> float:
-    """Share of kept frames `(M, K)` (positions among `num_frames`) that uniform K would also keep."""
+def uniform_overlap(frame_indices: torch.Tensor, num_frames: int, counts: torch.Tensor | None = None) -> float:
+    """Share of kept frames `(M, K)` (positions among `num_frames`) that uniform K would also keep. With `counts`
+    `(M,)` (rows of different K, padded), row i's first `counts[i]` frames are compared with uniform `counts[i]`."""
     m, k = frame_indices.shape
     if m == 0:
         return math.nan
-    uniform = torch.zeros(num_frames, dtype=torch.bool)
-    uniform[uniform_indices(num_frames, k)] = True
-    return float(uniform[frame_indices].float().mean())
+    if counts is None:
+        uniform = torch.zeros(num_frames, dtype=torch.bool)
+        uniform[uniform_indices(num_frames, k)] = True
+        return float(uniform[frame_indices].float().mean())
+    hits = 0
+    for n in counts.unique().tolist():  # one uniform choice per distinct K
+        uniform = torch.zeros(num_frames, dtype=torch.bool)
+        uniform[uniform_indices(num_frames, n)] = True
+        hits += int(uniform[frame_indices[counts == n][:, :n]].sum())
+    return hits / int(counts.sum())
 
 
 def set_diagnostics(cset, cache_latents: torch.Tensor, codec=None) -> dict[str, float | None]:
@@ -74,9 +82,16 @@ def set_diagnostics(cset, cache_latents: torch.Tensor, codec=None) -> dict[str, 
         return {}
     if (cset.source_videos < 0).any():
         return {}
-    original = cache_latents[cset.source_videos[:, None], cset.frame_indices].float()
-    out: dict[str, float | None] = {f"drift_{k}": v for k, v in latent_drift(original, cset.latents).items()}
+    counts = cset.frame_counts
+    if counts is None:
+        original, refined = cache_latents[cset.source_videos[:, None], cset.frame_indices].float(), cset.latents
+    else:  # rows of different K: only each row's own frames, not its padding
+        valid = torch.arange(cset.frame_indices.shape[1]) < counts[:, None]
+        rows = cset.source_videos[:, None].expand_as(cset.frame_indices)
+        original = cache_latents[rows[valid], cset.frame_indices[valid]].float()
+        refined = cset.latents[valid]
+    out: dict[str, float | None] = {f"drift_{k}": v for k, v in latent_drift(original, refined).items()}
     if codec is not None:
-        out["decoded_psnr_db"] = decoded_psnr(codec, original, cset.latents.float())
-    out["uniform_overlap"] = uniform_overlap(cset.frame_indices, int(cache_latents.shape[1]))
+        out["decoded_psnr_db"] = decoded_psnr(codec, original, refined.float())
+    out["uniform_overlap"] = uniform_overlap(cset.frame_indices, int(cache_latents.shape[1]), counts)
     return out

@@ -87,6 +87,13 @@ def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs:
                 }
                 if any("fold" in c for c in ok):
                     row[rk]["folds"] = [c["fold"] for c in ok]
+                stats = [c["frames_per_row_stats"] for c in ok if "frames_per_row_stats" in c]
+                if stats:  # rows of different K (PRISM's key frames), over every cell's rows
+                    row[rk]["frames_per_row"] = {
+                        "mean": float(np.mean([s["mean"] for s in stats])),
+                        "min": min(s["min"] for s in stats),
+                        "max": max(s["max"] for s in stats),
+                    }
             if row:
                 table[method] = row
         tables[arch] = table
@@ -190,6 +197,15 @@ def to_markdown(report: dict) -> str:
                 + "; ".join(f"{rk} % = {_fmt_bytes(budgets[rk])}" for rk in rkeys if rk in budgets)
                 + f"; full data = {_fmt_bytes(report['full_bytes'])}.",
             ]
+        varying = [
+            f"{method} at {rk} %: mean {e['frames_per_row']['mean']:.2f}, min {e['frames_per_row']['min']}, "
+            f"max {e['frames_per_row']['max']}"
+            for method, row in table.items()
+            for rk, e in row.items()
+            if "frames_per_row" in e
+        ]
+        if varying:
+            lines += ["", "Frames per video of sets whose videos keep different numbers: " + "; ".join(varying) + "."]
         lines += ["", *_significance_md(report, arch, rkeys, n_test, chance), ""]
     return "\n".join(lines)
 

@@ -25,6 +25,8 @@ Several processes (`accelerate launch --num_processes N [--num_machines M] -m co
 work folder on a file system every machine sees): the caches are encoded rank-sharded, the main process decodes the
 pixel files while the others wait, rank r runs cells r, r + N, ... (cell order: part, seed, method, ratio), and the
 main process writes the report from every rank's cells, the same report a single process writes.
+A set whose rows hold different numbers of key frames (PRISM) trains on each row interpolated back to T latent frames
+and decoded (`CompressedSet.frames`), and its cells record the key frames per row (`frames_per_row_stats`).
 A finished cell is never recomputed; delete its files to redo it. The cache and settings are checked against
 `work/settings.json`, and each saved set against the method options it was made with, so a resumed run with other
 settings is refused rather than mixed.
@@ -670,6 +672,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             device=device,
                             train_targets=soft_targets(cset),
                         )
+                        stats = cset.frame_stats()  # rows of different K (PRISM's key frames): mean, min, max
+                        frames_per_row = stats["mean"] if cset.variable_frames else cset.frames_per_row
                         record = {
                             **base,
                             "arch": arch,
@@ -679,7 +683,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             "train_accuracy": res.train_accuracy,
                             "final_loss": res.final_loss,
                             "rows": cset.num_rows,
-                            "frames_per_row": cset.frames_per_row,
+                            "frames_per_row": frames_per_row,
+                            **({"frames_per_row_stats": stats} if cset.variable_frames else {}),
                             "stored_bytes": cset.stored_bytes,
                             "budget_bytes": cset.budget_bytes,
                             "compress_s": compress_s,
@@ -688,7 +693,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             "diagnostics": cset.info.get("diagnostics", {}),
                         }
                         logger.info(
-                            "%s %s%% %sseed %d %s: %.1f %% (train %.1f %%, %d rows x %d frames, %s bytes)",
+                            "%s %s%% %sseed %d %s: %.1f %% (train %.1f %%, %d rows x %s frames, %s bytes)",
                             method,
                             rk,
                             part.prefix,
@@ -697,7 +702,9 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             100 * res.accuracy,
                             100 * res.train_accuracy,
                             cset.num_rows,
-                            cset.frames_per_row,
+                            f"{stats['mean']:.2f} [{stats['min']}-{stats['max']}]"
+                            if cset.variable_frames
+                            else cset.frames_per_row,
                             f"{cset.stored_bytes:,}",
                         )
                     atomic_write_json(cell_paths[arch], record)

@@ -18,6 +18,7 @@ Modules are imported on first use, so listing the registry is cheap.
 | grand | coreset | whole clips with the largest expected gradient norm early in proxy training |
 | dm | synthesis | synthetic latent clips matched to the real ones by distribution matching |
 | lvdd | synthesis | diverse whole clips (k-DPP / k-means on latents) recompressed by Tucker / PCA |
+| prism | synthesis | a variable number of latent key frames per synthetic clip, the rest interpolated (PRISM) |
 | full | reference | every real frame of every clip (the full training split) |
 """
 
@@ -41,6 +42,7 @@ METHODS: dict[str, str] = {
     "grand": "compressa_hf.distill.methods.grand",
     "dm": "compressa_hf.distill.methods.dm",
     "lvdd": "compressa_hf.distill.methods.lvdd",
+    "prism": "compressa_hf.distill.methods.prism",
     "full": "compressa_hf.distill.methods.full",
 }
 

@@ -13,11 +13,13 @@ number of frames:
   video, or K = 1 for the same seeded random subset of videos per class when K = 1 for all does not fit;
 - whole-clip coresets (random, herding, forgetting, GraNd): all T frames of the v videos per class the budget
   holds, v chosen by each method's ranking;
-- synthesis (DM, LVDD): their own stored tensors, counted the same way.
+- synthesis (DM, LVDD, PRISM): their own stored tensors, counted the same way; PRISM's rows hold different numbers
+  of key frames (`CompressedSet.frame_counts`), and its index of where they sit is stored and counted too.
 
 How each pays for reserved label bytes: the planner's methods (frame selection, coresets, DM, VideoCompressa) get
 them from `ctx.plan()`, which keeps K and drops videos (`budget.py`, rule 5); LVDD adds them to each recompressed
-clip's bytes before it counts how many clips per class fit.
+clip's bytes before it counts how many clips per class fit; PRISM reserves them per video before it counts key
+frames (`prism.plan_keyframes`).
 """
 
 from __future__ import annotations
@@ -233,6 +235,12 @@ class CompressedSet:
         frame_indices: `(M, K)` positions among the T cached frames of the kept frames, when rows are real frames.
         budget_bytes: The budget the set was made for.
         info: JSON-ready facts for the report (plan, iterations, scores, ...).
+        frame_counts: `(M,)` frames of each row when rows hold different numbers K_i of frames (PRISM's key frames):
+            `latents` is then padded with zeros to the widest row and `frame_indices` with -1. None: every row holds
+            `latents.shape[1]` frames (every fixed-K method).
+        interpolate_to: T when each row is the key frames (at `frame_indices`, positions among T) of a T-frame clip
+            whose other frames are the linear interpolation, in latent space, of their neighbouring key frames
+            (`compressa_hf.distill.keyframes`); what trains is that clip (`frames`). None: the rows' own frames train.
     """
 
     method: str
@@ -244,6 +252,8 @@ class CompressedSet:
     frame_indices: torch.Tensor | None = None
     budget_bytes: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    frame_counts: torch.Tensor | None = None
+    interpolate_to: int | None = None
 
     def __post_init__(self):
         if (self.latents is None) == (self.pixels is None):
@@ -251,6 +261,17 @@ class CompressedSet:
         rows = (self.latents if self.latents is not None else self.pixels).shape[0]
         if self.labels.shape != (rows,):
             raise ValueError(f"labels {tuple(self.labels.shape)} do not match {rows} rows")
+        width = (self.latents if self.latents is not None else self.pixels).shape[1]
+        if self.frame_counts is not None:
+            if self.frame_counts.shape != (rows,) or self.frame_indices is None:
+                raise ValueError(
+                    f"frame_counts must be ({rows},) and come with frame_indices, got "
+                    f"{tuple(self.frame_counts.shape)} and {self.frame_indices is not None}"
+                )
+            if rows and (int(self.frame_counts.min()) < 1 or int(self.frame_counts.max()) > width):
+                raise ValueError(f"frame_counts must be in [1, {width}], got {self.frame_counts.tolist()[:8]}")
+        if self.interpolate_to is not None and (self.frame_indices is None or self.latents is None):
+            raise ValueError("interpolate_to needs latent rows with frame_indices (their positions among T)")
 
     @property
     def stored_bytes(self) -> int:
@@ -262,11 +283,44 @@ class CompressedSet:
 
     @property
     def frames_per_row(self) -> int:
+        """K of a fixed-K set; for rows of different K (`frame_counts`) the widest row (see `row_frames`)."""
         return int((self.latents if self.latents is not None else self.pixels).shape[1])
 
+    @property
+    def variable_frames(self) -> bool:
+        """Whether rows may hold different numbers of frames (`frame_counts` is set)."""
+        return self.frame_counts is not None
+
+    @property
+    def row_frames(self) -> torch.Tensor:
+        """`(M,)` frames each row holds."""
+        if self.frame_counts is not None:
+            return self.frame_counts
+        return torch.full((self.num_rows,), self.frames_per_row, dtype=torch.long)
+
+    def frame_stats(self) -> dict[str, float | int]:
+        """Frames per row: `mean`, `min`, `max` (all K for a fixed-K set)."""
+        counts = self.row_frames.double()
+        if not len(counts):
+            return {"mean": 0.0, "min": 0, "max": 0}
+        return {"mean": float(counts.mean()), "min": int(counts.min()), "max": int(counts.max())}
+
     def frames(self, codec, device=None) -> torch.Tensor:
-        """`(M, K, 3, H, W)` uint8 frames to train on."""
-        return self.pixels if self.pixels is not None else decode_latents(codec, self.latents, device=device)
+        """`(M, K, 3, H, W)` uint8 frames to train on; `(M, T, 3, H, W)` for key-frame rows (`interpolate_to`): the
+        key frames interpolated back to T latent frames, then decoded."""
+        if self.pixels is not None:
+            return self.pixels
+        if self.interpolate_to is not None:
+            from compressa_hf.distill.keyframes import expand_rows
+
+            clips = expand_rows(self.latents, self.frame_indices, self.row_frames, self.interpolate_to)
+            return decode_latents(codec, clips, device=device)
+        if self.frame_counts is not None and bool((self.frame_counts != self.frames_per_row).any()):
+            raise ValueError(
+                f"method {self.method!r}: rows of different K train only as key frames of a T-frame clip; set "
+                "interpolate_to"
+            )
+        return decode_latents(codec, self.latents, device=device)
 
     def save(self, path: str) -> None:
         """One safetensors file (tensors + JSON info in its metadata), written atomically."""
@@ -274,11 +328,13 @@ class CompressedSet:
 
         tensors = {f"stored.{k}": v.contiguous() for k, v in self.stored.items()}
         tensors["labels"] = self.labels.contiguous()
-        for name in ("latents", "pixels", "source_videos", "frame_indices"):
+        for name in ("latents", "pixels", "source_videos", "frame_indices", "frame_counts"):
             value = getattr(self, name)
             if value is not None:
                 tensors[name] = value.contiguous()
         meta = {"method": self.method, "budget_bytes": json.dumps(self.budget_bytes), "info": json.dumps(self.info)}
+        if self.interpolate_to is not None:
+            meta["interpolate_to"] = str(self.interpolate_to)
         tmp = f"{path}.tmp.{os.getpid()}"
         save_file(tensors, tmp, metadata=meta)
         os.replace(tmp, path)
@@ -300,6 +356,8 @@ class CompressedSet:
             frame_indices=tensors.get("frame_indices"),
             budget_bytes=json.loads(meta["budget_bytes"]),
             info=json.loads(meta["info"]),
+            frame_counts=tensors.get("frame_counts"),
+            interpolate_to=int(meta["interpolate_to"]) if "interpolate_to" in meta else None,
         )
 
 
