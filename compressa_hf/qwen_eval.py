@@ -271,8 +271,15 @@ def write_results(output_dir: str, results: dict, records: list[dict]) -> None:
 # -- models --------------------------------------------------------------------------------------------------------
 
 
-def load_for_eval(model_name_or_path: str, dtype=None, attn_implementation: str | None = None, device="cpu"):
-    """(model, processor) for a base model, a fully fine-tuned one, or a LoRA adapter folder (merged into its base)."""
+def load_for_eval(
+    model_name_or_path: str, dtype=None, attn_implementation: str | None = None, device="cpu", token_compressor=None
+):
+    """(model, processor) for a base model, a fully fine-tuned one, or a LoRA adapter folder (merged into its base).
+
+    A token compressor saved with the run (`<folder>/token_compressor/`, `compressa_hf.qwen.compress`) is attached
+    and the processor returned writes prompts for it; `token_compressor` (`configs.TokenCompressorArguments`) with
+    `token_compressor` set replaces that choice (`none`: no compressor).
+    """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     adapter_file = os.path.join(model_name_or_path, "adapter_config.json")
@@ -290,6 +297,9 @@ def load_for_eval(model_name_or_path: str, dtype=None, attn_implementation: str 
     else:
         model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, **kwargs)
         processor = AutoProcessor.from_pretrained(model_name_or_path)
+    from compressa_hf.qwen.compress.attach import with_saved_token_compressor
+
+    processor = with_saved_token_compressor(model, processor, model_name_or_path, token_compressor)
     return model.to(device).eval(), processor
 
 
