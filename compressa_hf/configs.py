@@ -437,6 +437,15 @@ class CompareArguments:
         output_dir: Runs go to `<output_dir>/<name>`, the table to `<output_dir>/comparison.{md,json}`.
         data_registry: Extra named sets, passed to every run.
         sft_args / eval_args: Extra flags for every SFT / evaluation run (one string, shell-quoted).
+        equal_tokens: Equal-token rows to add after each distilled row: full-data SFT with the visual tokens cut to the
+            distilled run's count by `avgpool` (3D average pooling) and / or `svc` (SVC, pre-trained by
+            `recipes/pretrain_svc.py` on the full training split unless `svc_path` is given). They separate "better
+            frames" from "fewer tokens".
+        equal_token_strides: (t, h, w) strides of those rows; None: for each ratio, the strides that bring the
+            full-data run's first sample closest to the distilled run's tokens (`compress.grid.choose_strides`).
+        svc_path: A pre-trained SVC to use for every `svc` row (its strides must be the rows').
+        svc_args: Extra flags for the `recipes/pretrain_svc.py` runs (e.g. `--max_steps 20000`).
+        tune_svc: Train the SVC with the model in its SFT runs (`tune_token_compressor`).
         dry_run: Print the commands and stop.
     """
 
@@ -456,11 +465,27 @@ class CompareArguments:
     data_registry: str | None = field(default=None, metadata={"help": "Extra named sets YAML."})
     sft_args: str = field(default="", metadata={"help": "Extra flags for every SFT run."})
     eval_args: str = field(default="", metadata={"help": "Extra flags for every evaluation run."})
+    equal_tokens: list[str] = field(
+        default_factory=list, metadata={"help": "Equal-token full-data rows per ratio: avgpool and / or svc."}
+    )
+    equal_token_strides: list[int] | None = field(
+        default=None, metadata={"help": "Strides t h w of the equal-token rows (None: chosen per ratio)."}
+    )
+    svc_path: str | None = field(default=None, metadata={"help": "A pre-trained SVC for the svc rows."})
+    svc_args: str = field(default="", metadata={"help": "Extra flags for the pretrain_svc.py runs."})
+    tune_svc: bool = field(default=True, metadata={"help": "Train the SVC in its SFT runs."})
     dry_run: bool = field(default=False, metadata={"help": "Print the commands only."})
 
     def __post_init__(self):
         if self.method not in ("lora", "full"):
             raise ValueError(f"`method` must be lora or full, got {self.method!r}")
+        unknown = sorted(set(self.equal_tokens) - {"avgpool", "svc"})
+        if unknown:
+            raise ValueError(f"`equal_tokens` takes avgpool and / or svc, got {unknown}")
+        if self.equal_token_strides is not None:
+            from compressa_hf.qwen.compress.grid import check_strides
+
+            self.equal_token_strides = list(check_strides(self.equal_token_strides))
 
 
 @dataclass
