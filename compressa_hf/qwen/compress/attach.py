@@ -70,15 +70,15 @@ def attached_compressor(model) -> TokenCompressor | None:
 
 
 def build_token_compressor(
-    kind: str | None, model, path: str | None = None, strides: Sequence[int] | None = None
+    kind: str | None, model, path: str | None = None, strides: Sequence[int] | None = None, seed: int = 0
 ) -> TokenCompressor | None:
     """The compressor a recipe's `token_compressor` / `token_compressor_path` / `token_compressor_strides` name.
 
-    `none` (or None) gives None. `avgpool` needs no weights (strides default to 4 x 4 x 4). `svc` loads
-    `path` (a folder or Hub repo from `recipes/pretrain_svc.py`), or starts a fresh SVC at the model's width when
-    no path is given: untrained it is average pooling exactly, and SFT with `tune_token_compressor` trains it from
-    there (the paper's "random init" row). Raises ValueError when a loaded compressor's kind, strides or width
-    disagree with what was asked or with the model.
+    `none` (or None) gives None. `avgpool` needs no weights (strides default to 4 x 4 x 4). `svc` loads `path` (a
+    folder or Hub repo from `recipes/pretrain_svc.py`), or starts a fresh SVC at the model's width when no path is
+    given (initialised from `seed`): untrained it is average pooling exactly, and SFT with `tune_token_compressor`
+    trains it from there (the paper's "random init" row). Raises ValueError when a loaded compressor's kind, strides
+    or width disagree with what was asked or with the model.
     """
     from compressa_hf.qwen.families import family_of
 
@@ -108,14 +108,15 @@ def build_token_compressor(
             "token_compressor svc without token_compressor_path: a fresh SVC, which is average pooling until it "
             "trains (the paper pre-trains it first: recipes/pretrain_svc.py)"
         )
-    return TokenCompressor(
-        TokenCompressorConfig(
-            kind=kind,
-            strides=tuple(strides) if strides is not None else (4, 4, 4),
-            hidden_size=hidden if kind == "svc" else None,
-            family=family_of(config).name,
-        )
+    fresh = TokenCompressorConfig(
+        kind=kind,
+        strides=tuple(strides) if strides is not None else (4, 4, 4),
+        hidden_size=hidden if kind == "svc" else None,
+        family=family_of(config).name,
     )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the same fresh SVC in every run and on every process, whatever ran before
+        return TokenCompressor(fresh)
 
 
 # -- the model side ------------------------------------------------------------------------------------------------
@@ -357,7 +358,8 @@ def resume_token_compressor(model, checkpoint: str) -> bool:
     if saved.config.strides != compressor.strides or saved.config.kind != compressor.config.kind:
         raise ValueError(
             f"{checkpoint}/{SUBFOLDER} is a {saved.config.kind} compressor at strides {list(saved.config.strides)}, "
-            f"but this run uses {compressor.config.kind} at {list(compressor.strides)}: resume with the run's own flags"
+            f"but this run uses {compressor.config.kind} at {list(compressor.strides)}: resume with the run's own "
+            "flags"
         )
     compressor.load_state_dict(saved.state_dict())
     return True

@@ -83,9 +83,10 @@ def choose_strides(grid: Sequence[int], target_tokens: int) -> Strides:
     """Strides that bring a (t, h, w) token grid closest to `target_tokens`, for equal-token comparisons.
 
     Among strides no larger than their axis, the closest count wins; at equal distance a count not above the target,
-    then the most balanced strides (the AVS/SVC paper's Table 4: balanced spatio-temporal ratios beat heavy ones at
-    equal compression: smallest largest-to-smallest stride ratio), then equal height and width strides, then the
-    larger temporal stride (a distilled set keeps fewer frames, not smaller ones).
+    then strides that divide their axes (no window past the edge), then the most balanced strides (the AVS/SVC
+    paper's Table 4: balanced spatio-temporal ratios beat heavy ones at equal compression; the smallest
+    largest-to-smallest stride ratio), then equal height and width strides, then the larger temporal stride (a
+    distilled set keeps fewer frames, not smaller ones), then the smallest windows.
     """
     if target_tokens < 1:
         raise ValueError(f"target_tokens must be >= 1, got {target_tokens}")
@@ -96,8 +97,17 @@ def choose_strides(grid: Sequence[int], target_tokens: int) -> Strides:
             for sw in range(1, w + 1):
                 ct, ch, cw = compressed_size((t, h, w), (st, sh, sw))
                 tokens = ct * ch * cw
+                ragged = (t % st != 0) + (h % sh != 0) + (w % sw != 0)
                 balance = max(st, sh, sw) / min(st, sh, sw)
-                key = (abs(tokens - target_tokens), tokens > target_tokens, balance, abs(sh - sw), -st)
+                key = (
+                    abs(tokens - target_tokens),
+                    tokens > target_tokens,
+                    ragged,
+                    balance,
+                    abs(sh - sw),
+                    -st,
+                    st * sh * sw,
+                )
                 if best is None or key < best[0]:
                     best = (key, (st, sh, sw))
     return best[1]

@@ -368,7 +368,8 @@ def compressor_card(summary: dict, compressor: TokenCompressor, command: str | N
         f"| strides (t x h x w) | {st} x {sh} x {sw} ({c.compression}x fewer tokens on a divisible grid) |",
         f"| width / bottleneck / blocks | {c.width} / {c.width // c.bottleneck_ratio} / {c.num_blocks} |",
         f"| kernels (spatial, temporal) | {c.spatial_kernel} x {c.spatial_kernel}, {c.temporal_kernel} |",
-        f"| parameters (compressor / decoder) | {summary['compressor_parameters']} / {summary['decoder_parameters']} |",
+        f"| parameters (compressor / decoder) | {summary['compressor_parameters']} / "
+        f"{summary['decoder_parameters']} |",
         f"| steps (epochs), videos per step | {summary['global_step']} ({summary['epochs']}), "
         f"{summary['per_device_train_batch_size']} |",
         f"| L1 reconstruction error, last logged steps: SVC / pooling alone | {loss(summary['final_loss'])} / "

@@ -357,8 +357,8 @@ class TokenCompressor(nn.Module):
         config_file = folder / CONFIG_NAME
         if not config_file.is_file():
             raise FileNotFoundError(
-                f"{folder} has no {CONFIG_NAME}: not a token compressor saved by compressa_hf (recipes/pretrain_svc.py "
-                "writes one, and so does recipes/sft_qwen.py into <output_dir>/token_compressor)"
+                f"{folder} has no {CONFIG_NAME}: not a token compressor saved by compressa_hf "
+                "(recipes/pretrain_svc.py writes one, and recipes/sft_qwen.py one into <output_dir>/token_compressor)"
             )
         compressor = cls(TokenCompressorConfig.from_file(config_file))
         if compressor.encoder is not None:
