@@ -227,6 +227,75 @@ def test_reconstruction_pretraining_learns_what_pooling_loses():
     assert final < 0.6 * np.mean([p for _, p in history[-10:]])  # 0.48 of pooling's at this seed
 
 
+# -- the recipes' arguments and the comparison's plan --------------------------------------------------------------
+
+
+def _arguments():
+    from compressa_hf import configs
+
+    return configs
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, message",
+    [
+        ("SFTScriptArguments", {"token_compressor": "conv"}, "token_compressor"),
+        (
+            "SFTScriptArguments",
+            {"token_compressor": "avgpool", "tune_token_compressor": True},
+            "tune_token_compressor",
+        ),
+        (
+            "SFTScriptArguments",
+            {"token_compressor": "avgpool", "token_compressor_path": "svc"},
+            "needs token_compressor",
+        ),
+        ("SFTScriptArguments", {"token_compressor_strides": [2, 2]}, "three positive"),
+        ("EvalArguments", {"token_compressor_strides": [0, 1, 1]}, r"\[0, 1, 1\]"),
+        ("CompareArguments", {"equal_tokens": ["perceiver"]}, "perceiver"),
+        ("PretrainSVCArguments", {"source": "procedural:", "data": "tiny_full"}, "exactly one"),
+        ("PretrainSVCArguments", {"source": "procedural:", "token_compressor_strides": [4, 4]}, "three positive"),
+        ("PretrainSVCArguments", {"source": "procedural:", "save_steps": 0}, "save_steps"),
+    ],
+)
+def test_argument_validation_names_the_bad_value(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        getattr(_arguments(), cls)(**kwargs)
+
+
+def test_evaluation_takes_the_model_folders_compressor_unless_told_otherwise():
+    configs = _arguments()
+    assert configs.EvalArguments().token_compressor is None  # the folder's token_compressor/, if any
+    assert configs.EvalArguments(token_compressor_strides=[2, 2, 2]).token_compressor == "avgpool"
+    assert configs.EvalArguments(token_compressor_path="me/svc").token_compressor == "svc"
+    assert configs.EvalArguments(token_compressor="none").token_compressor == "none"
+
+
+def test_the_comparison_plans_equal_token_rows_after_each_distilled_row(tmp_path):
+    from tests.test_recipes import load_script
+
+    script = load_script("compare_qwen")
+    flags = ["--dataset", "tiny", "--ratios", "0.5", "--recipe_dir", str(FIXTURES / "recipes"), "--model_name_or_path"]
+    flags += ["base", "--output_dir", str(tmp_path), "--accelerate_config", "", "--equal_tokens", "avgpool", "svc"]
+    (args,) = script.make_parser().parse_args_and_config([*flags, "--equal_token_strides", "2", "1", "1"])
+    runs = script.plan(args)
+    assert [r["name"] for r in runs] == ["zero_shot", "full", "distilled_0.5", "avgpool_0.5", "svc_0.5"]
+    pretrain, sft, evaluate = (list(map(str, cmd)) for cmd in runs[-1]["commands"]())
+    assert pretrain[1].endswith("pretrain_svc.py") and "--token_compressor_strides 2 1 1" in " ".join(pretrain)
+    assert "--data tiny_full" in " ".join(pretrain) and "--video_nframes 8" in " ".join(pretrain)  # the SFT reader
+    joined = " ".join(sft)
+    assert "--data tiny_full" in joined and "--token_compressor svc --token_compressor_strides 2 1 1" in joined
+    assert f"--token_compressor_path {tmp_path / 'svc_2x1x1'} --tune_token_compressor True" in joined
+    assert evaluate[evaluate.index("--model_name_or_path") + 1] == str(tmp_path / "tiny_full_svc_0.5")
+    avgpool = [" ".join(map(str, c)) for c in runs[-2]["commands"]()]
+    assert len(avgpool) == 2 and "--token_compressor avgpool --token_compressor_strides 2 1 1" in avgpool[0]
+
+    (args,) = script.make_parser().parse_args_and_config([*flags, "--dry_run", "true"])
+    with pytest.raises(FileNotFoundError, match="training_summary.json"):
+        script.plan(args)[-1]["commands"]()  # strides come from the finished runs' summaries
+    assert script.main(args) == 0  # a dry run says so instead of failing
+
+
 # -- per family: prompt, positions, features, training ------------------------------------------------------------
 
 
