@@ -529,3 +529,27 @@ def test_pretraining_resumes_after_a_kill_to_the_same_weights_and_saves_a_loadab
     (tmp_path / "whole" / "pretrain_summary.json").write_text(json.dumps({"data": str(tmp_path / "videos")}))
     with pytest.raises(ValueError, match="paths of this machine"):
         push_compressor(str(tmp_path / "whole"), "me/svc")  # refused before anything is uploaded
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluation_scores_and_generates_through_the_compressor(processors, name):
+    """`eval_qwen.py`'s cached class scoring equals one full forward per class on the compressed prompt (the text
+    after the video sits where the compressed grid puts it), and generation runs from it."""
+    from compressa_hf.qwen_eval import choice_token_ids, generate_answers, prompt_inputs, score_choices
+    from tests.test_recipes import _reference_scores
+
+    prompt = PromptTemplate()
+    texts = prompt.class_texts(["ApplyEyeMakeup", "Run"])
+    processor = compressed_processor(processors[name], (2, 2, 2))
+    model = _compressed_model(name, "svc", (2, 2, 2)).eval()
+    with torch.no_grad():
+        for p in model.model.token_compressor.encoder.proj_out.parameters():
+            p.normal_(std=0.1)  # a learned residual, not pooling alone
+    samples = [_sample(8, 112), _sample(4, 64, 1)]
+    with torch.no_grad():
+        expected = _reference_scores(model, processor, samples, texts, prompt)
+    inputs = prompt_inputs(QwenVideoCollator(processor, padding_side="left"), samples, prompt.format_answer(texts[0]))
+    got = score_choices(model, inputs, choice_token_ids(processor.tokenizer, texts, prompt))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert len(generate_answers(model, inputs, processor.tokenizer, max_new_tokens=2)) == 2
