@@ -200,8 +200,10 @@ def test_save_and_load_round_trip(tmp_path):
 # -- reconstruction pre-training on a toy case ---------------------------------------------------------------------
 
 
-def test_reconstruction_pretraining_learns_what_pooling_loses():
-    """Tokens that vary inside each pooling window (a moving pattern): the L1 loss falls well below pooling's."""
+@pytest.mark.parametrize("scale", [1.0, 0.01, 100.0])
+def test_reconstruction_pretraining_learns_what_pooling_loses(scale):
+    """Tokens that vary inside each pooling window (a moving pattern): the L1 loss falls well below pooling's, at one
+    learning rate whatever the tokens' scale (SVC's output follows its input's)."""
     from compressa_hf.qwen.compress.pretrain import reconstruction_losses
 
     torch.manual_seed(0)
@@ -211,7 +213,7 @@ def test_reconstruction_pretraining_learns_what_pooling_loses():
 
     def toy(phase: float) -> torch.Tensor:
         waves = torch.stack([torch.sin(w + t + phase), torch.cos(h - t + phase), torch.sin(h + w + phase)])
-        return torch.einsum("dk,kthw->dthw", basis, waves)[None]
+        return scale * torch.einsum("dk,kthw->dthw", basis, waves)[None]
 
     optimizer = torch.optim.Adam(svc.parameters(), lr=1e-2)
     history = []
@@ -224,7 +226,7 @@ def test_reconstruction_pretraining_learns_what_pooling_loses():
     first, pooling = history[0]
     assert first == pytest.approx(pooling)  # zero-started: the untrained autoencoder is pooling, then repeating
     final = np.mean([loss for loss, _ in history[-10:]])
-    assert final < 0.6 * np.mean([p for _, p in history[-10:]])  # 0.48 of pooling's at this seed
+    assert final < 0.6 * np.mean([p for _, p in history[-10:]])  # 0.51-0.53 of pooling's at this seed
 
 
 # -- the recipes' arguments and the comparison's plan --------------------------------------------------------------

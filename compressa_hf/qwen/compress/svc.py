@@ -26,6 +26,10 @@ What the paper leaves open, and what is chosen here:
   factors dealt out largest first); a block's skip path is average pooling at its own stride, and a stride-s
   convolution with padding k // 2 gives ceil(n / s) outputs, like the pooling, so the cascade gives exactly the
   pooled grid.
+- Scale. C's output (and D's) is multiplied by the root mean square of the grid it read (per video, a constant for
+  the gradient): with the LayerNorm at its input, C(a x) = a C(x) for a > 0, like the pooling it corrects, so one
+  learning rate suits any token scale (merged tokens of a released checkpoint and of a random tiny model differ by
+  orders of magnitude, and Adam's step sizes do not follow the gradient's scale).
 - Zero start. C's last convolution starts at zero, so an untrained SVC (and one whose learned weights are all zero)
   is average pooling exactly; SFT with an SVC that was not pre-trained starts from pooling.
 - Decoder. The mirror of C: each block first repeats its input (nearest) up to the grid the matching C block received,
@@ -219,6 +223,11 @@ class FactorisedBlock(nn.Module):
         return avg_pool_tokens(x, self.stride) + self.temporal(F.gelu(self.spatial(self.norm(x))))
 
 
+def token_scale(x: torch.Tensor) -> torch.Tensor:
+    """The root mean square of each grid of a (B, C, t, h, w) batch, (B, 1, 1, 1, 1), as a constant (no gradient)."""
+    return x.detach().float().pow(2).mean(dim=(1, 2, 3, 4), keepdim=True).sqrt().clamp_min(1e-12).to(x.dtype)
+
+
 def _block_strides(config: TokenCompressorConfig) -> list[tuple[int, int, int]]:
     per_axis = [split_stride(s, config.num_blocks) for s in config.strides]
     return [tuple(axis[i] for axis in per_axis) for i in range(config.num_blocks)]
@@ -241,10 +250,11 @@ class SVCEncoder(nn.Module):
         nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = token_scale(x)
         x = self.proj_in(self.norm(x))
         for block in self.blocks:
             x = block(x)
-        return self.proj_out(x)
+        return scale * self.proj_out(x)
 
 
 class SVCDecoder(nn.Module):
@@ -268,10 +278,11 @@ class SVCDecoder(nn.Module):
         sizes = [tuple(int(n) for n in size)]  # the grid each compressor block received, outermost first
         for stride in self.block_strides[:-1]:
             sizes.append(compressed_size(sizes[-1], stride))
+        scale = token_scale(h)
         x = self.proj_in(self.norm(h))
         for block, target in zip(self.blocks, reversed(sizes)):
             x = block(F.interpolate(x, size=target, mode="nearest"))
-        return F.interpolate(h, size=sizes[0], mode="nearest") + self.proj_out(x)
+        return F.interpolate(h, size=sizes[0], mode="nearest") + scale * self.proj_out(x)
 
 
 class TokenCompressor(nn.Module):
