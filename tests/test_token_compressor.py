@@ -414,6 +414,7 @@ def test_the_language_model_gets_the_pooled_tower_tokens(processors, name):
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_two_sft_steps_train_svc_and_a_resumed_run_takes_its_checkpoints_compressor(processors, name, tmp_path):
     """`VideoSFTTrainer` as `recipes/sft_qwen.py` builds it: LoRA, SVC tuned; the decoder stays as it was."""
