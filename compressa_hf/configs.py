@@ -169,8 +169,53 @@ class VideoDataArguments:
         return resolve_named_set(self.data, self.data_registry)
 
 
+#: What sits between the vision tower and the language model (`compressa_hf.qwen.compress`): nothing, 3D average
+#: pooling, or SVC (pooling plus a learned residual).
+TOKEN_COMPRESSORS = ("none", "avgpool", "svc")
+
+
 @dataclass
-class SFTScriptArguments(VideoDataArguments):
+class TokenCompressorArguments:
+    """The visual-token compressor of a recipe (`compressa_hf.qwen.compress`); shared by SFT and evaluation.
+
+    Args:
+        token_compressor: `none`, `avgpool` (3D average pooling of the merged video tokens, nothing to train) or `svc`
+            (pooling plus SVC's learned residual; `recipes/pretrain_svc.py` pre-trains it). The prompt gets the
+            compressed number of video tokens and the language model positions for the compressed grid.
+        token_compressor_path: A pre-trained SVC (a `recipes/pretrain_svc.py` output folder or Hub repo). With `svc`
+            and no path, a fresh SVC starts as average pooling.
+        token_compressor_strides: (t, h, w) strides on the merged token grid; None: the path's, else 4 4 4 (the
+            paper's 64x). A K = 4 frame 112 px sample is a 2 x 4 x 4 grid; windows past the edge average what they
+            cover (4 4 4 makes it one token).
+    """
+
+    token_compressor: str = field(
+        default="none",
+        metadata={"help": "Visual-token compressor: none, avgpool or svc.", "choices": TOKEN_COMPRESSORS},
+    )
+    token_compressor_path: str | None = field(
+        default=None, metadata={"help": "Pre-trained SVC folder or Hub repo (recipes/pretrain_svc.py output)."}
+    )
+    token_compressor_strides: list[int] | None = field(
+        default=None, metadata={"help": "Strides t h w on the merged token grid (None: the path's, else 4 4 4)."}
+    )
+
+    def check_token_compressor(self) -> None:
+        if self.token_compressor not in TOKEN_COMPRESSORS:
+            raise ValueError(f"`token_compressor` must be one of {TOKEN_COMPRESSORS}, got {self.token_compressor!r}")
+        if self.token_compressor_strides is not None:
+            from compressa_hf.qwen.compress.grid import check_strides
+
+            self.token_compressor_strides = list(check_strides(self.token_compressor_strides))
+        if self.token_compressor_path is not None and self.token_compressor != "svc":
+            raise ValueError(
+                f"`token_compressor_path` {self.token_compressor_path} needs token_compressor: svc, got "
+                f"{self.token_compressor!r}"
+            )
+
+
+@dataclass
+class SFTScriptArguments(VideoDataArguments, TokenCompressorArguments):
     """Arguments of `recipes/sft_qwen.py` besides `VideoSFTConfig` (trainer) and `trl.ModelConfig` (model, LoRA).
 
     LoRA goes on the language model's linear layers named by `ModelConfig.lora_target_modules` (`all-linear` or
@@ -188,6 +233,10 @@ class SFTScriptArguments(VideoDataArguments):
             needs `max_steps`. Raw sets are read clip by clip on access already; streaming them is refused.
         summary_file: JSON written beside the model: the data set, samples, frames and visual tokens per sample,
             run time (what `recipes/compare_qwen.py` tabulates).
+        token_compressor / token_compressor_path / token_compressor_strides: `TokenCompressorArguments`; the run
+            writes the compressor to `<output_dir>/token_compressor/`, where `eval_qwen.py` finds it.
+        tune_token_compressor: Train SVC's compressor with the model (its decoder is never used in SFT); False keeps
+            it as loaded. Average pooling has nothing to train.
     """
 
     tune_vision: str = field(
@@ -206,9 +255,17 @@ class SFTScriptArguments(VideoDataArguments):
     summary_file: str = field(
         default="training_summary.json", metadata={"help": "Run summary JSON written into output_dir."}
     )
+    tune_token_compressor: bool = field(
+        default=False, metadata={"help": "Train the SVC token compressor with the model (false: keep it as loaded)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
+        self.check_token_compressor()
+        if self.tune_token_compressor and self.token_compressor != "svc":
+            raise ValueError(
+                f"`tune_token_compressor` trains an svc compressor, but token_compressor is {self.token_compressor!r}"
+            )
         if self.tune_vision not in TUNE_VISION:
             raise ValueError(f"`tune_vision` must be one of {TUNE_VISION}, got {self.tune_vision!r}")
         unknown = sorted(set(self.vision_lora_target_modules) - set(VISION_LINEAR_MODULES))
@@ -301,7 +358,7 @@ class VideoSFTConfig(SFTConfig):
 
 
 @dataclass
-class EvalArguments(VideoDataArguments):
+class EvalArguments(VideoDataArguments, TokenCompressorArguments):
     """Arguments of `recipes/eval_qwen.py`: which model, which test split, which scoring.
 
     Args:
@@ -319,8 +376,16 @@ class EvalArguments(VideoDataArguments):
         max_samples: Evaluate the first N test videos only.
         output_dir: Where `results.json`, `results.md` and `predictions.jsonl` go.
         run_name: Name of the run in the results (default: the model folder's name).
+        token_compressor / token_compressor_path / token_compressor_strides: `TokenCompressorArguments`. None (the
+            default): the compressor saved in the model folder (`<model>/token_compressor/`, written by
+            `sft_qwen.py`), else none; set them to evaluate a model with another compressor (a base model zero-shot
+            at fewer tokens).
     """
 
+    token_compressor: str | None = field(
+        default=None,
+        metadata={"help": "none, avgpool or svc; None: the model folder's token_compressor/, if any."},
+    )
     model_name_or_path: str | None = field(default=None, metadata={"help": "Base model or sft_qwen.py output."})
     dtype: str = field(
         default="bfloat16",
@@ -341,6 +406,9 @@ class EvalArguments(VideoDataArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.token_compressor is not None or self.token_compressor_path or self.token_compressor_strides:
+            self.token_compressor = self.token_compressor or ("svc" if self.token_compressor_path else "avgpool")
+            self.check_token_compressor()
         unknown = sorted(set(self.methods) - {"loglik", "generate"})
         if unknown or not self.methods:
             raise ValueError(f"`methods` must be a non-empty subset of [loglik, generate], got {self.methods}")
@@ -369,6 +437,15 @@ class CompareArguments:
         output_dir: Runs go to `<output_dir>/<name>`, the table to `<output_dir>/comparison.{md,json}`.
         data_registry: Extra named sets, passed to every run.
         sft_args / eval_args: Extra flags for every SFT / evaluation run (one string, shell-quoted).
+        equal_tokens: Equal-token rows to add after each distilled row: full-data SFT with the visual tokens cut to the
+            distilled run's count by `avgpool` (3D average pooling) and / or `svc` (SVC, pre-trained by
+            `recipes/pretrain_svc.py` on the full training split unless `svc_path` is given). They separate "better
+            frames" from "fewer tokens".
+        equal_token_strides: (t, h, w) strides of those rows; None: for each ratio, the strides that bring the
+            full-data run's first sample closest to the distilled run's tokens (`compress.grid.choose_strides`).
+        svc_path: A pre-trained SVC to use for every `svc` row (its strides must be the rows').
+        svc_args: Extra flags for the `recipes/pretrain_svc.py` runs (e.g. `--max_steps 20000`).
+        tune_svc: Train the SVC with the model in its SFT runs (`tune_token_compressor`).
         dry_run: Print the commands and stop.
     """
 
@@ -388,8 +465,144 @@ class CompareArguments:
     data_registry: str | None = field(default=None, metadata={"help": "Extra named sets YAML."})
     sft_args: str = field(default="", metadata={"help": "Extra flags for every SFT run."})
     eval_args: str = field(default="", metadata={"help": "Extra flags for every evaluation run."})
+    equal_tokens: list[str] = field(
+        default_factory=list, metadata={"help": "Equal-token full-data rows per ratio: avgpool and / or svc."}
+    )
+    equal_token_strides: list[int] | None = field(
+        default=None, metadata={"help": "Strides t h w of the equal-token rows (None: chosen per ratio)."}
+    )
+    svc_path: str | None = field(default=None, metadata={"help": "A pre-trained SVC for the svc rows."})
+    svc_args: str = field(default="", metadata={"help": "Extra flags for the pretrain_svc.py runs."})
+    tune_svc: bool = field(default=True, metadata={"help": "Train the SVC in its SFT runs."})
     dry_run: bool = field(default=False, metadata={"help": "Print the commands only."})
 
     def __post_init__(self):
         if self.method not in ("lora", "full"):
             raise ValueError(f"`method` must be lora or full, got {self.method!r}")
+        unknown = sorted(set(self.equal_tokens) - {"avgpool", "svc"})
+        if unknown:
+            raise ValueError(f"`equal_tokens` takes avgpool and / or svc, got {unknown}")
+        if self.equal_token_strides is not None:
+            from compressa_hf.qwen.compress.grid import check_strides
+
+            self.equal_token_strides = list(check_strides(self.equal_token_strides))
+
+
+@dataclass
+class PretrainSVCArguments(VideoDataArguments):
+    """Arguments of `recipes/pretrain_svc.py`: SVC's reconstruction pre-training on video without text.
+
+    The frozen vision tower of `model_name_or_path` (its merger included) encodes each video; SVC compresses the
+    merged tokens and its decoder reconstructs them; the L1 distance between reconstruction and tower output trains
+    both (the AVS/SVC paper, eq. 11). Videos are read like the SFT recipe reads its training set (`data` or `source`,
+    and every `video_*` / `num_frames` / `frame_size` setting of `VideoDataArguments`); no text is learned (the prompt
+    settings are accepted but play no part).
+
+    Args:
+        model_name_or_path: The Qwen-VL checkpoint whose vision tower SVC compresses (a Hub id or a folder).
+        dtype: The frozen tower's dtype (bfloat16 on GPUs; float32 on CPU). SVC itself trains in float32.
+        source / split: A source spec (`procedural:...`, a videofolder, `hf:path=org/videos`, ...) and split, in place
+            of a named set (`data`).
+        token_compressor_strides: (t, h, w) strides on the merged token grid (the paper's 4 4 4).
+        svc_width / svc_bottleneck_ratio / svc_num_blocks / svc_spatial_kernel / svc_temporal_kernel: SVC's shape
+            (`compressa_hf.qwen.compress.svc.TokenCompressorConfig`; None width: hidden size / 2).
+        output_dir: The compressor (`compressor_config.json`, `compressor_model.safetensors`), its card
+            (`README.md`), `pretrain_summary.json` and the checkpoints go here.
+        max_steps / num_train_epochs: Optimizer steps; `max_steps` <= 0 trains `num_train_epochs` passes.
+        per_device_train_batch_size: Videos per step.
+        learning_rate / weight_decay / lr_scheduler_type / warmup_ratio / max_grad_norm: AdamW and its schedule
+            (`transformers.get_scheduler` names).
+        seed: Seeds SVC's initialisation and the order videos are read in.
+        logging_steps / save_steps / save_total_limit: Loss logging interval, checkpoint interval, checkpoints kept.
+        max_train_samples: Read only the first N videos.
+        dataloader_num_workers: Processes reading videos ahead of training.
+        overwrite_output_dir: Start over even when `output_dir` holds checkpoints (by default a rerun resumes the
+            newest one, and refuses one made with other settings, naming them).
+        push_to_hub / hub_model_id / hub_private_repo: Upload the finished compressor and its card as a model repo
+            (`hub_model_id`, else the folder's name); refused when the card or config would publish a path of this
+            machine.
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Qwen-VL checkpoint (frozen tower)."})
+    dtype: str = field(
+        default="bfloat16",
+        metadata={"help": "Frozen tower dtype.", "choices": ["bfloat16", "float16", "float32", "auto"]},
+    )
+    source: str | None = field(default=None, metadata={"help": "Source spec to read videos from (instead of data)."})
+    split: str = field(default="train", metadata={"help": "Split of `source`."})
+    token_compressor_strides: list[int] = field(
+        default_factory=lambda: [4, 4, 4], metadata={"help": "Strides t h w on the merged token grid."}
+    )
+    svc_width: int | None = field(default=None, metadata={"help": "Channels inside SVC (None: hidden size / 2)."})
+    svc_bottleneck_ratio: int = field(default=4, metadata={"help": "Spatial conv narrows width by this factor."})
+    svc_num_blocks: int = field(default=2, metadata={"help": "Residual blocks in the compressor and the decoder."})
+    svc_spatial_kernel: int = field(default=3, metadata={"help": "Spatial kernel side (odd)."})
+    svc_temporal_kernel: int = field(default=3, metadata={"help": "Temporal kernel length (odd)."})
+    output_dir: str = field(default="outputs/svc", metadata={"help": "Compressor, card and checkpoints go here."})
+    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps (<= 0: num_train_epochs passes)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the videos when max_steps <= 0."})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Videos per step."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers.get_scheduler name."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Share of the steps spent warming up."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (<= 0: none)."})
+    seed: int = field(default=42, metadata={"help": "Seeds SVC's initialisation and the reading order."})
+    logging_steps: int = field(default=10, metadata={"help": "Log the loss every N steps."})
+    save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Read the first N videos only."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Processes reading videos ahead."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start over instead of resuming."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the compressor and its card."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo id (default: the folder's name)."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        from compressa_hf.qwen.compress.grid import check_strides
+
+        self.token_compressor_strides = list(check_strides(self.token_compressor_strides))
+        if (self.data is None) == (self.source is None):
+            raise ValueError(
+                f"pass exactly one of --data (a named set) or --source (a source spec), got data={self.data!r}, "
+                f"source={self.source!r}"
+            )
+        for name in ("per_device_train_batch_size", "logging_steps", "save_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ValueError(
+                f"set max_steps > 0 or num_train_epochs > 0, got {self.max_steps} and {self.num_train_epochs}"
+            )
+        if self.learning_rate <= 0:
+            raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"`warmup_ratio` must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"`max_train_samples` must be >= 1, got {self.max_train_samples}")
+
+    def named_set(self):
+        """The named set `data` names, or one made of `source` / `split`."""
+        if self.source is None:
+            return super().named_set()
+        from compressa_hf.named_sets import NamedSet
+
+        return NamedSet(name=self.source, source=self.source, split=self.split)
+
+    def compressor_config(self, hidden_size: int, family: str, base_model: str | None):
+        """The `TokenCompressorConfig` of the SVC these arguments describe, for a model of `hidden_size` tokens."""
+        from compressa_hf.qwen.compress.svc import TokenCompressorConfig
+
+        return TokenCompressorConfig(
+            kind="svc",
+            strides=tuple(self.token_compressor_strides),
+            hidden_size=hidden_size,
+            width=self.svc_width,
+            bottleneck_ratio=self.svc_bottleneck_ratio,
+            num_blocks=self.svc_num_blocks,
+            spatial_kernel=self.svc_spatial_kernel,
+            temporal_kernel=self.svc_temporal_kernel,
+            family=family,
+            base_model_name_or_path=base_model,
+        )

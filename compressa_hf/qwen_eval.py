@@ -271,8 +271,15 @@ def write_results(output_dir: str, results: dict, records: list[dict]) -> None:
 # -- models --------------------------------------------------------------------------------------------------------
 
 
-def load_for_eval(model_name_or_path: str, dtype=None, attn_implementation: str | None = None, device="cpu"):
-    """(model, processor) for a base model, a fully fine-tuned one, or a LoRA adapter folder (merged into its base)."""
+def load_for_eval(
+    model_name_or_path: str, dtype=None, attn_implementation: str | None = None, device="cpu", token_compressor=None
+):
+    """(model, processor) for a base model, a fully fine-tuned one, or a LoRA adapter folder (merged into its base).
+
+    A token compressor saved with the run (`<folder>/token_compressor/`, `compressa_hf.qwen.compress`) is attached
+    and the processor returned writes prompts for it; `token_compressor` (`configs.TokenCompressorArguments`) with
+    `token_compressor` set replaces that choice (`none`: no compressor).
+    """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     adapter_file = os.path.join(model_name_or_path, "adapter_config.json")
@@ -290,6 +297,9 @@ def load_for_eval(model_name_or_path: str, dtype=None, attn_implementation: str 
     else:
         model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, **kwargs)
         processor = AutoProcessor.from_pretrained(model_name_or_path)
+    from compressa_hf.qwen.compress.attach import with_saved_token_compressor
+
+    processor = with_saved_token_compressor(model, processor, model_name_or_path, token_compressor)
     return model.to(device).eval(), processor
 
 
@@ -318,6 +328,7 @@ def comparison_rows(runs: list[dict]) -> list[dict]:
             row |= {k: train.get(k) for k in ("ratio", "num_train_samples", "frames_per_sample")}
             row |= {"visual_tokens_per_sample": train.get("visual_tokens_per_sample")}
             row |= {"train_runtime_s": train.get("train_runtime_s")}
+            row |= {"token_compressor": train.get("token_compressor"), "distilled": train.get("distilled")}
         if results:
             row |= {k: v for k, v in results.items() if k.startswith(("accuracy_", "stderr_"))}
             row["num_test"] = results["num_samples"]
@@ -344,16 +355,27 @@ def _gain(x) -> str:
     return "-" if x is None else f"{x:+.2f}"
 
 
+def _compressor(c: dict | None) -> str:
+    if not c:
+        return "-"
+    text = f"{c['kind']} {'x'.join(map(str, c['strides']))}"
+    if c["kind"] == "svc":
+        text += ", pre-trained" if c.get("pretraining") else ", not pre-trained"
+        text += ", tuned" if c.get("tuned") else ", frozen"
+    return text
+
+
 def comparison_markdown(rows: list[dict], title: str) -> str:
-    """The Figure 3 table: accuracy of zero-shot, full-data SFT and distilled SFT, with gains in points."""
+    """The Figure 3 table: accuracy of zero-shot, full-data SFT and distilled SFT, with gains in points; the last
+    column names a run's visual-token compressor (equal-token rows)."""
     header = (
         "| training data | ratio (%) | videos | frames / video | visual tokens / sample | accuracy, log-lik (%) | "
-        "vs zero-shot | vs full data | accuracy, generation (%) | SFT time (s) |"
+        "vs zero-shot | vs full data | accuracy, generation (%) | SFT time (s) | token compressor |"
     )
-    lines = [f"## {title}", "", header, "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"## {title}", "", header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = "-" if r.get("ratio") is None else f"{r['ratio']:g}"
-        if r["name"] == "full":
+        if r["name"] == "full" or r.get("distilled") is False:  # the full training split, compressed or not
             ratio = "100"
         cells = [
             r["label"] if r["finished"] else f"{r['label']} (not run)",
@@ -366,6 +388,7 @@ def comparison_markdown(rows: list[dict], title: str) -> str:
             _gain(r.get("gain_vs_full_loglik")),
             _points(r.get("accuracy_generate")),
             "-" if r.get("train_runtime_s") is None else f"{r['train_runtime_s']:.0f}",
+            _compressor(r.get("token_compressor")),
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")

@@ -393,6 +393,7 @@ def first_batch_stats(dataset, collator, video_token_id: int) -> dict:
             return {
                 "frames_per_sample": int(len(row["videos"][0])),
                 "frame_shape": list(row["videos"][0].shape[1:3]),
+                "video_grid_thw": batch["video_grid_thw"][0].tolist(),  # the processor's patch grid (t, h, w)
                 "visual_tokens_per_sample": int((batch["input_ids"] == video_token_id).sum()),
                 "tokens_per_sample": int(batch["attention_mask"].sum()),
             }

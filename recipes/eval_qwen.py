@@ -14,7 +14,9 @@ model's patch size), asked the training prompt, and collated with the model fami
 the same forward: `loglik` picks the class whose answer (and `<|im_end|>`) the model finds most
 likely (constrained: always a valid class), `generate` decodes a greedy answer and matches it to a class name after
 normalisation (an answer naming no class counts wrong). Test videos are split across processes; the main process
-writes `results.json`, `results.md` and `predictions.jsonl` to `--output_dir`.
+writes `results.json`, `results.md` and `predictions.jsonl` to `--output_dir`. A model trained with a token compressor
+(`sft_qwen.py --token_compressor ...`) is evaluated with the one saved in its folder; `--token_compressor` (none,
+avgpool, svc) with `--token_compressor_path` / `--token_compressor_strides` sets another.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main(args):
     from accelerate.utils import gather_object
 
     from compressa_hf.chat import QwenVideoCollator, raw_chat_samples
+    from compressa_hf.qwen.compress.attach import describe_token_compressor
     from compressa_hf.qwen_eval import choice_token_ids, evaluate_batch, load_for_eval, summarize, write_results
     from compressa_hf.sft import torch_dtype
 
@@ -58,7 +61,7 @@ def main(args):
     prompt = args.prompt_template()
 
     model, processor = load_for_eval(
-        args.model_name_or_path, torch_dtype(args.dtype), args.attn_implementation, accelerator.device
+        args.model_name_or_path, torch_dtype(args.dtype), args.attn_implementation, accelerator.device, args
     )
     tokenizer = processor.tokenizer
     collator = QwenVideoCollator(processor, padding_side="left", frame_size=args.frame_size, max_fps=args.max_fps)
@@ -105,6 +108,7 @@ def main(args):
             "methods": args.methods,
             "length_normalize": args.length_normalize,
             "model_family": collator.family.name,
+            "token_compressor": describe_token_compressor(model),
             "video_reader": {"kind": args.video_reader, **dataclasses.asdict(reader)},
             "num_processes": accelerator.num_processes,
             **summarize(records, args.methods),

@@ -14,12 +14,19 @@ Usage:
     # full-data baseline (raw clips read as qwen-vl-utils reads them): export HMDB51_ROOT=/data/hmdb51 first
     accelerate launch --config_file accelerate_configs/zero3.yaml recipes/sft_qwen.py \
         --config recipes/qwen2_5_vl_7b/full/config_hmdb51_full.yaml
+    # full data at fewer visual tokens: 3D average pooling of the merged tokens, or SVC pre-trained by
+    # recipes/pretrain_svc.py (frozen, or tuned with --tune_token_compressor true)
+    accelerate launch recipes/sft_qwen.py --config recipes/qwen2_5_vl_7b/lora/config_hmdb51_full.yaml \
+        --token_compressor avgpool --token_compressor_strides 4 1 1
+    accelerate launch recipes/sft_qwen.py --config recipes/qwen2_5_vl_7b/lora/config_hmdb51_full.yaml \
+        --token_compressor svc --token_compressor_path outputs/svc-qwen2.5-vl-7b-hmdb51
 
 Flags are the fields of `SFTScriptArguments` (data, frames, prompt, vision side), `VideoSFTConfig` (TRL's
 `SFTConfig`: optimiser, schedule, bf16, gradient checkpointing; `vision_lr` / `merger_lr` for the vision side) and
 `trl.ModelConfig` (model, LoRA, QLoRA, `attn_implementation`); `--config x.yaml` sets them and flags override it.
 Writes the adapter (LoRA) or the model, the processor, a model card naming the data set and ratio, and
-`training_summary.json` into `--output_dir`; with `--push_to_hub true`, then pushes that folder. A run that makes no
+`training_summary.json` into `--output_dir` (and the token compressor, if any, into `token_compressor/`, where
+`eval_qwen.py` finds it); with `--push_to_hub true`, then pushes that folder. A run that makes no
 optimizer step fails and saves nothing (resuming a finished checkpoint is no error: the summary carries the
 checkpoint's loss and says no step ran).
 """
@@ -45,6 +52,12 @@ def main(script_args, training_args, model_args):
     from transformers import AutoProcessor
 
     from compressa_hf.chat import QwenVideoCollator
+    from compressa_hf.qwen.compress.attach import (
+        describe_token_compressor,
+        save_token_compressor,
+        train_with_token_compressor,
+        with_token_compressor,
+    )
     from compressa_hf.sft import (
         SkipUnreadable,
         check_kernels,
@@ -77,6 +90,8 @@ def main(script_args, training_args, model_args):
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     model = load_model(model_args)
     keep_used_weight_conversions(model)  # a ZeRO-3 load would otherwise save `model.model.*` (see its docstring)
+    # a token compressor between the vision tower and the language model, and prompts with its token counts
+    text_processor = with_token_compressor(model, processor, script_args)
     if model_args.use_peft:
         peft_config = lora_config(model, model_args, script_args)
     else:
@@ -86,7 +101,10 @@ def main(script_args, training_args, model_args):
     patch_size = processor.video_processor.patch_size  # raw clips on the model's own pixel grid
     train_dataset = train_chat_dataset(named, script_args, script_args.max_train_samples, patch_size=patch_size)
     collator = QwenVideoCollator(
-        processor, max_length=training_args.max_length, frame_size=script_args.frame_size, max_fps=script_args.max_fps
+        text_processor,
+        max_length=training_args.max_length,
+        frame_size=script_args.frame_size,
+        max_fps=script_args.max_fps,
     )
     trainer = VideoSFTTrainer(
         model=model,
@@ -96,6 +114,7 @@ def main(script_args, training_args, model_args):
         processing_class=processor,
         peft_config=peft_config,
     )
+    train_with_token_compressor(trainer, script_args.tune_token_compressor, training_args.resume_from_checkpoint)
     params = trainable_summary(trainer.model)
     samples = num_samples(train_dataset)
     logger.info(
@@ -105,9 +124,17 @@ def main(script_args, training_args, model_args):
     # Raises NoTrainingStepError, before anything is saved, when no optimizer step ran and nothing was resumed.
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)  # the adapter or the model, and the processor
+    save_token_compressor(trainer.model, training_args.output_dir, trainer.accelerator.is_main_process)
 
     if trainer.accelerator.is_main_process:
         summary = run_summary(named, train_dataset, collator, trainer, result, model_args, script_args)
+        compressor = describe_token_compressor(trainer.model)
+        summary["token_compressor"] = compressor
+        if compressor is not None:
+            compressor["tuned"] = script_args.tune_token_compressor
+            strides = "x".join(map(str, compressor["strides"]))
+            tuned = " (tuned)" if compressor["tuned"] else ""
+            summary["hyperparameters"]["token compressor"] = f"{compressor['kind']} {strides}{tuned}"
         command = "accelerate launch recipes/sft_qwen.py " + shlex.join(sys.argv[1:])
         write_run_files(training_args.output_dir, summary, command, script_args.summary_file)
         logger.info(f"saved to {training_args.output_dir}: {json.dumps(summary)}", main_process_only=True)

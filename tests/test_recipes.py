@@ -387,21 +387,22 @@ def lora_b_norms(adapter_dir) -> dict[str, float]:
     return {k: float(v.abs().sum()) for k, v in weights.items() if "lora_B" in k}
 
 
+def compare_command(workspace, out, *flags) -> list:
+    """recipes/compare_qwen.py on the tiny sets (LoRA recipes of tests/fixtures/recipes, one CPU process)."""
+    return [
+        sys.executable, REPO / "recipes" / "compare_qwen.py",
+        "--dataset", "tiny", "--ratios", "0.5", "--method", "lora",
+        "--recipe_dir", FIXTURES / "recipes", "--model_name_or_path", workspace["model"],
+        "--accelerate_config", "", "--num_processes", "1", "--data_registry", workspace["registry"],
+        "--output_dir", out, "--eval_args", " ".join(TINY_EVAL + ["--batch_size", "3"]), *flags,
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def comparison(workspace):
     """recipes/compare_qwen.py on the tiny sets: zero-shot, LoRA on tiny_full and on tiny_0.5, each evaluated."""
     out = workspace["root"] / "compare"
-    log = run(
-        [
-            sys.executable, REPO / "recipes" / "compare_qwen.py",
-            "--dataset", "tiny", "--ratios", "0.5", "--method", "lora",
-            "--recipe_dir", FIXTURES / "recipes", "--model_name_or_path", workspace["model"],
-            "--accelerate_config", "", "--num_processes", "1", "--data_registry", workspace["registry"],
-            "--output_dir", out, "--eval_args", " ".join(TINY_EVAL + ["--batch_size", "3"]),
-        ],
-        workspace["env"],
-        timeout=600,
-    )  # fmt: skip
+    log = run(compare_command(workspace, out), workspace["env"], timeout=600)
     return out, log
 
 
@@ -516,3 +517,36 @@ def test_lora_through_deepspeed_on_cpu(workspace, accelerate_config):
     assert len(norms) == 4 and all(norm > 0 for norm in norms.values())
     model, _ = load_for_eval(str(out), torch.float32)
     assert not any("lora" in n for n, _ in model.named_parameters())  # merged into the base for evaluation
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_compare_adds_equal_token_rows_by_average_pooling_and_svc(comparison, workspace):
+    """The comparison rerun with `--equal_tokens`: finished rows are kept; full-data SFT at the distilled run's
+    visual-token count is added, by pooling and by an SVC that `recipes/pretrain_svc.py` pre-trains first."""
+    import shutil
+
+    done, _ = comparison
+    out = workspace["root"] / "compare_equal_tokens"
+    shutil.copytree(done, out)  # the other tests read the first comparison as it was
+    svc_args = "--dtype float32 --max_steps 2 --per_device_train_batch_size 4"
+    log = run(compare_command(workspace, out, "--equal_tokens", "avgpool", "svc", "--svc_args", svc_args),
+              workspace["env"], timeout=900)  # fmt: skip
+    assert log.count("# done: ") == 5  # zero-shot, and SFT + evaluation of full and distilled_0.5
+    rows = {r["name"]: r for r in json.loads((out / "comparison.json").read_text())}
+    assert list(rows) == ["zero_shot", "full", "distilled_0.5", "avgpool_0.5", "svc_0.5"]
+    # 8 raw frames at 56 px are a 4 x 2 x 2 token grid (16 tokens); the distilled row has 8: strides 2 x 1 x 1
+    for name in ("avgpool_0.5", "svc_0.5"):
+        row = rows[name]
+        assert row["finished"] and row["num_train_samples"] == 8 and row["frames_per_sample"] == 8
+        assert row["visual_tokens_per_sample"] == rows["distilled_0.5"]["visual_tokens_per_sample"] == 8
+        assert row["token_compressor"]["strides"] == [2, 1, 1]
+        results = json.loads((out / "eval" / name / "results.json").read_text())
+        assert results["token_compressor"]["kind"] == name.split("_")[0] and results["num_samples"] == 4
+    assert rows["svc_0.5"]["token_compressor"]["pretraining"]["global_step"] == 2
+    assert rows["svc_0.5"]["token_compressor"]["tuned"] is True
+    assert (out / "svc_2x1x1" / "compressor_model.safetensors").is_file()
+    assert (out / "tiny_full_svc_0.5" / "token_compressor" / "compressor_model.safetensors").is_file()
+    table = (out / "comparison.md").read_text()
+    assert "| full data, average pooling to distilled 0.5 %'s tokens | 100 | 8 | 8 | 8 |" in table
+    assert "| svc 2x1x1, pre-trained, tuned |" in table and "| avgpool 2x1x1 |" in table
