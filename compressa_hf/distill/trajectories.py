@@ -413,7 +413,6 @@ def match_trajectories(
     window: Callable[[int], tuple[int, int]] | None = None,
     threshold: float | None = None,
     after_step: Callable[[], None] | None = None,
-    before_iteration: Callable[[], None] | None = None,
     progress: bool = False,
     desc: str = "mtt",
 ) -> MatchResult:
@@ -432,7 +431,6 @@ def match_trajectories(
         window: Iteration -> `[low, high)` of the start epoch (DATM's moving window); None: `[0, max_start_epoch)`.
         threshold: Skip the update of an iteration whose loss is above it (DATM); None: never skip.
         after_step: Called after each update (e.g. to clamp latents to the storable range).
-        before_iteration: Called before each iteration's student steps (e.g. to make what `synthesize` picks from).
         progress: Progress bar over iterations, labelled `desc`.
     """
     device = torch.device(device)
@@ -466,8 +464,6 @@ def match_trajectories(
         start_epoch = int(torch.randint(low, high, (1,), generator=generator))
         start = trajectory[start_epoch].to(device)
         target = trajectory[start_epoch + options.expert_epochs].to(device)
-        if before_iteration is not None:
-            before_iteration()
         loss = trajectory_loss(student, start, target, batches(), syn_lr)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
