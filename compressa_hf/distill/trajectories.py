@@ -305,7 +305,8 @@ def expert_trajectories(
                 meta = f.metadata()
                 trajectory = f.get_tensor("trajectory")
             if meta.get("key") != key or trajectory.shape[0] != options.train_epochs + 1:
-                raise ValueError(f"{path} is not an expert of key {key}; delete {where} to train its experts again")
+                # Not a ValueError: `compressa evaluate` reads those as "this method cannot meet the budget".
+                raise RuntimeError(f"{path} is not an expert of key {key}; delete {where} to train its experts again")
             accuracies.append(float(meta["train_accuracy"]))
         else:
             trajectory, accuracy = train_expert(latents, labels, num_classes, options, i, device)
