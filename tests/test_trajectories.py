@@ -18,6 +18,7 @@ from compressa_hf.distill.budget import ratio_for_frames
 from compressa_hf.distill.methods import compress, get_method
 from compressa_hf.distill.methods import datm as datm_mod
 from compressa_hf.distill.methods.base import MethodContext
+from compressa_hf.distill.soft_labels import targets
 from compressa_hf.distill.static_dynamic import PAIRS, combiner_params, plan_memory
 from compressa_hf.distill.trajectories import (
     ExpertOptions,
@@ -194,6 +195,7 @@ def test_datm_pays_for_its_soft_labels_and_starts_from_correct_clips(data):
     assert cset.num_rows < plan.total_videos
     assert cset.stored_bytes == cset.num_rows * (2 * 12 + 3 * 2) <= ctx.budget_bytes
     assert torch.allclose(soft.float().sum(dim=1), torch.ones(cset.num_rows), atol=3e-3)
+    assert torch.allclose(targets(cset), soft.float(), atol=3e-3)  # what `compressa evaluate` trains on
     assert cset.info["datm"]["init_correct"] <= cset.num_rows
     with pytest.raises(ValueError, match="own soft labels"):
         compress("datm", make_ctx(data, 2, options=FAST_DATM, label_bytes_per_video=6))
