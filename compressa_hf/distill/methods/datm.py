@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from compressa_hf.distill.methods.base import CompressedSet, MethodContext, check_budget, planned_set
-from compressa_hf.distill.methods.mtt import initial_clips, latent_clamp
+from compressa_hf.distill.methods.mtt import clamp_after_step, initial_clips
 from compressa_hf.distill.soft_labels import label_bytes, quantise
 from compressa_hf.distill.trajectories import FlatNet, MatchOptions, experts_for, match_trajectories, student_for
 
@@ -159,16 +159,10 @@ def compress(ctx: MethodContext) -> CompressedSet:
 
     syn = init.to(ctx.device).requires_grad_(True)
     label_logits = init_logits.to(ctx.device).requires_grad_(True)
-    clamp = latent_clamp(plan.dtype)
 
     def synthesize(rows: torch.Tensor):
         rows = rows.to(ctx.device)
         return syn[rows], torch.softmax(label_logits[rows], dim=1)
-
-    def after_step():
-        if clamp is not None:
-            with torch.no_grad():
-                syn.clamp_(-clamp, clamp)
 
     result = match_trajectories(
         experts,
@@ -184,7 +178,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
         device=ctx.device,
         window=lambda it: start_window(opts, it),
         threshold=opts.threshold,
-        after_step=after_step,
+        after_step=clamp_after_step(syn, plan.dtype),
         progress=ctx.progress,
         desc="datm",
     )

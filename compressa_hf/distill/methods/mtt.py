@@ -13,6 +13,7 @@ evaluate` trains every set with its fixed protocol rather than with a set's own 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,7 @@ from compressa_hf.distill.methods.base import CompressedSet, MethodContext, plan
 from compressa_hf.distill.trajectories import MatchOptions, experts_for, match_trajectories, student_for
 
 KIND = "synthesis"
-__all__ = ["KIND", "Options", "compress", "initial_clips", "latent_clamp"]
+__all__ = ["KIND", "Options", "clamp_after_step", "compress", "initial_clips"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,16 @@ class Options(MatchOptions):
     """
 
 
-def latent_clamp(dtype: str) -> float | None:
-    """The range latents are kept in while they learn: the uint8 store's [-3, 3] (beyond it is lost when stored),
-    none for float16."""
-    return LATENT_MAGNITUDE if dtype == "uint8" else None
+def clamp_after_step(latents: torch.Tensor, dtype: str) -> Callable[[], None]:
+    """What to run after each update of learned latents stored as `dtype`: keep them in the uint8 store's [-3, 3]
+    (beyond it is lost when stored); nothing for float16."""
+
+    def clamp():
+        if dtype == "uint8":
+            with torch.no_grad():
+                latents.clamp_(-LATENT_MAGNITUDE, LATENT_MAGNITUDE)
+
+    return clamp
 
 
 def initial_clips(
@@ -72,13 +79,6 @@ def compress(ctx: MethodContext) -> CompressedSet:
     )
     syn = init.to(ctx.device).requires_grad_(True)
     labels = ctx.labels[videos].to(ctx.device)
-    clamp = latent_clamp(plan.dtype)
-
-    def after_step():
-        if clamp is not None:
-            with torch.no_grad():
-                syn.clamp_(-clamp, clamp)
-
     result = match_trajectories(
         experts,
         student_for(ctx, opts),
@@ -88,7 +88,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
         opts,
         seed=ctx.seed,
         device=ctx.device,
-        after_step=after_step,
+        after_step=clamp_after_step(syn, plan.dtype),
         progress=ctx.progress,
         desc="mtt",
     )
