@@ -309,3 +309,18 @@ def test_distill_keeps_experts_in_its_work_folder_and_says_vdsd_rows_are_synthet
     assert cli([*common, "--method", "mtt", "--output", str(tmp_path / "b")]) == 0
     assert count_trainings == [0, 1]
     assert read_meta(str(tmp_path / "b"))["mtt_ratio_1"]["row_kinds"]["derived"] > 0
+
+
+@pytest.mark.parametrize("method", ["mtt", "dm_vdsd"])
+def test_teacher_soft_labels_fit_in_the_room_the_methods_leave(method, data):
+    """`<method>+soft` rows of `compressa evaluate`: with label bytes reserved per row, a teacher's soft labels for
+    every row the set holds fit the budget (for VDSD, one per video made, four per slot)."""
+    from compressa_hf.distill.soft_labels import relabel
+    from compressa_hf.nets import build_net
+
+    options = {**OPTIONS[method], "combiner_kernel": 1} if "vdsd" in method else OPTIONS[method]
+    ctx = make_ctx(data, 3, options=options, label_bytes_per_video=6)
+    cset = compress(method, ctx)
+    teacher = build_net("convnet", 3, (SIZE, SIZE), width=8, depth=1)
+    soft = relabel(cset, teacher, PixelCodec(), ctx.budget_bytes)
+    assert soft.stored_bytes == cset.stored_bytes + cset.num_rows * 6 <= ctx.budget_bytes
