@@ -390,11 +390,11 @@ class MatchResult:
     syn_lr: float
 
     def summary(self) -> dict:
-        from compressa_hf.distill.methods.dm import loss_summary
+        from compressa_hf.distill.methods.dm import _summary
 
         starts = self.start_epochs
         return {
-            **loss_summary(self.losses),
+            **_summary(self.losses),
             "skipped_updates": self.skipped,
             "syn_lr": self.syn_lr,
             "start_epoch_mean": sum(starts) / len(starts) if starts else None,

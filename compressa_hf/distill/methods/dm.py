@@ -33,16 +33,7 @@ from compressa_hf.codecs.base import LATENT_MAGNITUDE
 from compressa_hf.distill.methods.base import CompressedSet, MethodContext, planned_set
 
 KIND = "synthesis"
-__all__ = [
-    "KIND",
-    "LatentEmbedNet",
-    "Options",
-    "class_gap",
-    "compress",
-    "distribution_matching",
-    "loss_summary",
-    "matching_loss",
-]
+__all__ = ["KIND", "LatentEmbedNet", "Options", "compress", "distribution_matching", "matching_loss"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +120,7 @@ class LatentEmbedNet(nn.Module):
         return x.reshape(b, t, -1).mean(dim=1)
 
 
-def class_gap(net: LatentEmbedNet, real: torch.Tensor, syn: torch.Tensor) -> torch.Tensor:
+def _class_gap(net: LatentEmbedNet, real: torch.Tensor, syn: torch.Tensor) -> torch.Tensor:
     """||mean emb(real) - mean emb(syn)||^2 for one class; no graph through the real side."""
     with torch.no_grad():
         real_mean = net(real).mean(dim=0)
@@ -148,7 +139,7 @@ def matching_loss(
     between the mean embeddings of the real and the synthetic clips of the class."""
     with torch.no_grad():
         return sum(
-            class_gap(net, real[real_labels == c].float(), syn[syn_labels == c].float()).item()
+            _class_gap(net, real[real_labels == c].float(), syn[syn_labels == c].float()).item()
             for c in range(num_classes)
         )
 
@@ -198,7 +189,7 @@ def distribution_matching(
         for c in range(num_classes):
             pick = members[c][torch.randperm(len(members[c]), generator=generator)[: options.batch_real]]
             # One backward per class, as DM does, so memory holds one class's graph at a time.
-            loss = class_gap(net, real[pick.to(device)].float(), syn[rows[c]])
+            loss = _class_gap(net, real[pick.to(device)].float(), syn[rows[c]])
             loss.backward()
             total += loss.detach()
         optimizer.step()
@@ -209,7 +200,7 @@ def distribution_matching(
     return syn.detach().float().cpu(), losses
 
 
-def loss_summary(losses: list[float]) -> dict:
+def _summary(losses: list[float]) -> dict:
     """Start / end of the loss curve (means over the first and last 10 % of steps) and a thinned curve."""
     if not losses:
         return {"iterations": 0}
@@ -248,7 +239,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
         device=ctx.device,
         progress=ctx.progress,
     )
-    summary = loss_summary(losses)
+    summary = _summary(losses)
     if losses:
         logger.info("dm: matching loss %.4g -> %.4g", summary["loss_start"], summary["loss_end"])
     frame_indices = frames.expand(len(videos), -1).clone()

@@ -3,7 +3,7 @@ in latent space, as VDSD's `distill_s2d_ms.py --method DM` does it on pixels.
 
 Each iteration draws a freshly initialised embedding net (DM's `LatentEmbedNet`), makes one video per slot (each
 slot with a random one of its two statics and of its two dynamics), and minimises, summed over classes,
-||mean emb(real clips of c) - mean emb(videos of c)||^2 (`dm.class_gap`, `batch_real` real clips per class; one
+||mean emb(real clips of c) - mean emb(videos of c)||^2 (`dm._class_gap`, `batch_real` real clips per class; one
 backward for the whole sum, as VDSD), updating the dynamic memory (at `lr`) and the combiner (at `lr_combiner`).
 The budget buys the memory (`static_dynamic.plan_memory`), not the planner's K frames; the rows are every video the
 memory makes, T latent frames each, synthetic.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from compressa_hf.distill.methods import dm
+from compressa_hf.distill.methods import dm  # its embedding net, class gap and loss summary, shared rather than copied
 from compressa_hf.distill.methods.base import CompressedSet, MethodContext
 from compressa_hf.distill.static_dynamic import (
     MemoryOptions,
@@ -85,7 +85,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
         loss = torch.zeros((), device=device)
         for c in range(ctx.num_classes):
             pick = members[c][torch.randperm(len(members[c]), generator=generator)[: opts.batch_real]]
-            loss = loss + dm.class_gap(net, real[pick.to(device)].float(), videos[slot_labels == c])
+            loss = loss + dm._class_gap(net, real[pick.to(device)].float(), videos[slot_labels == c])
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -93,7 +93,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
             opt.step()
         clamp_memory(memory, plan.dtype)
         losses.append(loss.item())
-    summary = dm.loss_summary(losses)
+    summary = dm._summary(losses)
     if losses:
         logger.info("dm_vdsd: matching loss %.4g -> %.4g", summary["loss_start"], summary["loss_end"])
     return memory_set(ctx, "dm_vdsd", memory, plan, {"dm_vdsd": {**summary, **init_info}})
