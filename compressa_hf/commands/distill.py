@@ -32,7 +32,9 @@ which the entry of NAME is used), or inline `key=value,...`; an unknown key is a
 an error with any other method, except `--seed`, which seeds every method. Pixel methods (`pixel_diff`, `avs`, the
 proxy training of `herding` / `forgetting` / `grand`) decode the real clips once, in the cache's order, into
 `<work_dir>/pixels_<cache>.safetensors`; the others never decode a clip. Only VideoCompressa's checkpoints resume
-(`scorer_only` resumes its scorer with `--resume`); the other methods recompute, which is cheap.
+(`scorer_only` resumes its scorer with `--resume`); the other methods recompute, which is cheap, except that the
+expert trajectories of MTT, DATM and MTT+VDSD are kept in `<work_dir>/experts/` and reused by every later run with
+that work folder (keyed by the cached latents and the experts' settings).
 
 What a row is depends on the method, and the card says it (`rows`): rows with a source clip (selection, coresets,
 and DM / LVDD, whose clips start from or reconstruct one) keep the clip's id, the kept frames' source indices,
@@ -41,7 +43,9 @@ timestamps and the real fps, as VideoCompressa's rows do; a row a method makes w
 spread like the source's median clip, at the source's median fps), so it still decodes into a Qwen-VL chat sample.
 The rows always hold latents (K x C x h x w) at the run's storage dtype. LVDD stores Tucker / PCA factors instead
 of latent frames: its rows hold the clips read back from those factors (what a network trains on), rounded to that
-dtype, and the card states both its budgeted stored bytes and the larger bytes the rows take. PRISM's rows hold a
+dtype, and the card states both its budgeted stored bytes and the larger bytes the rows take; so do DM+VDSD and
+MTT+VDSD, whose rows are the videos their static / dynamic memory and combiner make. DATM's learned soft labels are
+counted in its stored bytes but not published (the rows hold hard labels; the card says so). PRISM's rows hold a
 different number of key frames each (K_i x C x h x w, byte for byte what it stores), with those frames' own source
 indices and timestamps and their positions among T (`keyframe_positions`); its index of those positions is counted
 in the stored bytes, and `--dry-run` shows its key-frame plan (`prism.plan_keyframes`). `full`, the uncompressed
@@ -411,7 +415,8 @@ def _dry_run_plan(
 def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray], str | None]:
     """The `(M, K, C, h, w)` latents the rows hold, and a note when they are not exactly what the method stores.
 
-    A set storing `latents` (every method but LVDD) is published byte for byte. Otherwise the latents as read
+    A set storing `latents` (every method but LVDD and the VDSD memories) is published byte for byte, with a note
+    when it also stores soft labels (DATM), which the rows do not carry. Otherwise the latents as read
     back (what a network trains on) are rounded to `dtype` ("uint8" or "float16"), and the note says how their
     bytes compare to the method's stored ones. Rows of different K (PRISM) store every row's key frames one after
     another `(sum K, C, h, w)` beside their index; they are published byte for byte as a list of `(K_i, C, h, w)`.
@@ -432,6 +437,15 @@ def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray],
 
     if set(cset.stored) == {"latents"} and cset.stored["latents"].dtype in (torch.uint8, torch.float16):
         return cset.stored["latents"].numpy(), None
+    if set(cset.stored) == {"latents", "soft_labels"} and cset.stored["latents"].dtype in (torch.uint8, torch.float16):
+        labels = cset.stored["soft_labels"]
+        note = (
+            f"{cset.stored['latents'].nbytes:,}: the stored latents byte for byte; `{cset.method}` also stores learned "
+            f"soft labels {tuple(labels.shape)} {str(labels.dtype).removeprefix('torch.')} "
+            f"({labels.numel() * labels.element_size():,} bytes, counted in the stored bytes above), which the rows "
+            "do not carry: they hold the hard labels"
+        )
+        return cset.stored["latents"].numpy(), note
     if cset.latents is None:
         raise ValueError(f"method {cset.method!r} stores pixels, not latents; it cannot be written as a latent set")
     published = store_latents(cset.latents, dtype)[0]["latents"].numpy()
@@ -609,6 +623,7 @@ def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, cl
         dtype=args.dtype,
         options=options,
         work_dir=work,
+        shared_dir=args.work_dir,  # kept across runs (expert trajectories); `work` is cleared without --resume
         device=codec.device,
         class_names=class_names,
     )

@@ -6,6 +6,8 @@ latent cache is the shared one of `compressa_hf.cache`, which `compressa encode`
     work/pixels_<split>_T<T>.safetensors   real uint8 clips: the train split (for pixel-space methods and the
                                    full-data reference) and the test split (T uniform frames)
     work/methods/<method>/r<ratio>_s<seed>/   a method's own checkpoints (VideoCompressa resumes mid-run)
+    work/shared/                   what methods reuse across cells (`MethodContext.shared_dir`): the expert
+                                   trajectories of MTT / DATM / MTT+VDSD, keyed by the training clips and settings
     sets/<method>/r<ratio>_s<seed>.safetensors   the compressed set of a cell (stored tensors + what trains)
     cells/<arch>/<method>/r<ratio>_s<seed>.json   one trained network's result
     work/teachers/<arch>_s<seed>.safetensors   `--soft_labels`: the teacher of a seed (rows `<method>+soft`, whose
@@ -561,6 +563,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             progress=args.progress,
             class_names=class_names,
             label_bytes_per_video=labeller.bytes_per_row if method != base_method(method) else 0,
+            shared_dir=os.path.join(work, "shared"),
         )
 
     # Budgets are per part's training set (per fold); one part in the default protocol.

@@ -19,6 +19,10 @@ Modules are imported on first use, so listing the registry is cheap.
 | dm | synthesis | synthetic latent clips matched to the real ones by distribution matching |
 | lvdd | synthesis | diverse whole clips (k-DPP / k-means on latents) recompressed by Tucker / PCA |
 | prism | synthesis | a variable number of latent key frames per synthetic clip, the rest interpolated (PRISM) |
+| mtt | synthesis | synthetic latent clips matched to expert training trajectories (MTT, as VDSD runs it) |
+| datm | synthesis | MTT with a widening start-epoch window and learned soft labels, stored in the budget (DATM) |
+| dm_vdsd | synthesis | VDSD's static frames + 1-channel motion maps + a 3D-conv combiner, learned by DM |
+| mtt_vdsd | synthesis | VDSD's static frames + 1-channel motion maps + a 3D-conv combiner, learned by MTT |
 | full | reference | every real frame of every clip (the full training split) |
 """
 
@@ -43,6 +47,10 @@ METHODS: dict[str, str] = {
     "dm": "compressa_hf.distill.methods.dm",
     "lvdd": "compressa_hf.distill.methods.lvdd",
     "prism": "compressa_hf.distill.methods.prism",
+    "mtt": "compressa_hf.distill.methods.mtt",
+    "datm": "compressa_hf.distill.methods.datm",
+    "dm_vdsd": "compressa_hf.distill.methods.dm_vdsd",
+    "mtt_vdsd": "compressa_hf.distill.methods.mtt_vdsd",
     "full": "compressa_hf.distill.methods.full",
 }
 

@@ -88,6 +88,9 @@ class MethodContext:
         class_names: Label names in label order, for messages; None names classes by index.
         label_bytes_per_video: Bytes to leave free in the budget for the stored labels of each kept row (soft
             labels: classes x itemsize); 0 for hard labels, which are not counted.
+        shared_dir: Folder for what a method computes from the training data alone and reuses in every cell of a
+            run (other seeds, ratios and methods), kept under a key of what determines it: the expert trajectories
+            of `compressa_hf.distill.trajectories`. None: `work_dir` (or nothing kept when that is None too).
     """
 
     latents: torch.Tensor
@@ -105,6 +108,7 @@ class MethodContext:
     progress: bool = False
     class_names: list[str] | None = None
     label_bytes_per_video: int = 0
+    shared_dir: str | None = None
     _pixels: torch.Tensor | None = field(default=None, init=False, repr=False)
     _latents_tensor: torch.Tensor | None = field(default=None, init=False, repr=False)
 
