@@ -10,7 +10,7 @@ import torch
 
 from compressa_hf.clips import uniform_indices
 from compressa_hf.codecs.base import LATENT_MAGNITUDE, latents_to_uint8, uint8_to_latents
-from compressa_hf.distill.diagnostics import latent_drift, set_diagnostics, uniform_overlap
+from compressa_hf.distill.diagnostics import decoded_psnr, latent_drift, set_diagnostics, uniform_overlap
 from compressa_hf.distill.gumbel import segment_argmax, segment_bounds, segment_gumbel_samples
 from compressa_hf.distill.methods import MethodContext, compress
 from compressa_hf.distill.videocompressa import (
@@ -190,6 +190,26 @@ def test_set_diagnostics_of_uniform_and_videocompressa(data):
     assert d["drift_share_changed"] > 0 and d["drift_max_steps"] >= 1
     assert 0 < d["decoded_psnr_db"] < 100
     assert d == set_diagnostics(vc, latents, TinyCodec())
+
+
+def test_decoded_psnr_decodes_at_most_max_frames_evenly_spread():
+    original = torch.zeros(10, 4, 2, 2)
+    refined = original.clone()
+    refined[1:] += torch.arange(1, 10).float().view(9, 1, 1, 1) * 0.01  # frame 0 equal, 1..9 ever further away
+    calls = []
+
+    class Counting(TinyCodec):
+        def decode(self, z):
+            calls.append(len(z))
+            return super().decode(z)
+
+    full = decoded_psnr(Counting(), original, refined, max_frames=None)
+    assert calls == [9, 9]
+    calls.clear()
+    three = decoded_psnr(Counting(), original, refined, max_frames=3)
+    assert calls == [3, 3]  # frames 1, 5 and 9 of the nine that differ
+    assert three == pytest.approx(decoded_psnr(TinyCodec(), original[[1, 5, 9]], refined[[1, 5, 9]], max_frames=None))
+    assert three != pytest.approx(full)
 
 
 # -- random frames -------------------------------------------------------------------------------------------------

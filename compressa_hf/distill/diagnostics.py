@@ -38,17 +38,29 @@ def latent_drift(original: torch.Tensor, refined: torch.Tensor) -> dict[str, flo
     }
 
 
+#: Frames `decoded_psnr` decodes at most (evenly spread over those that differ): a mean over 64 frames is within a
+#: fraction of a dB of the mean over all, and decoding every kept frame twice cost more than many methods themselves
+#: (310 TAEF2 frames at 48 px: 12 s in float32 on one CPU core, 104 s in bfloat16).
+PSNR_MAX_FRAMES = 64
+
+
 @torch.no_grad()
-def decoded_psnr(codec, original: torch.Tensor, refined: torch.Tensor, batch: int = 256) -> float | None:
+def decoded_psnr(
+    codec, original: torch.Tensor, refined: torch.Tensor, batch: int = 256, max_frames: int | None = PSNR_MAX_FRAMES
+) -> float | None:
     """Mean PSNR (dB, frames in [0, 1]) of the decoded `refined` latent frames against the decoded `original` ones,
-    over frames whose latents differ; None when no frame differs (the PSNR would be infinite)."""
+    over frames whose latents differ (at most `max_frames` of them, evenly spread; None: all); None when no frame
+    differs (the PSNR would be infinite)."""
     flat_o, flat_r = original.flatten(0, -4), refined.flatten(0, -4)
     differ = (flat_o != flat_r).flatten(1).any(dim=1)
     if not differ.any():
         return None
+    chosen = differ.nonzero().flatten()
+    if max_frames is not None and len(chosen) > max_frames:
+        chosen = chosen[torch.linspace(0, len(chosen) - 1, max_frames).round().long()]
     device = getattr(codec, "device", None) or next(codec.parameters()).device
     values = []
-    for o, r in zip(torch.split(flat_o[differ], batch), torch.split(flat_r[differ], batch)):
+    for o, r in zip(torch.split(flat_o[chosen], batch), torch.split(flat_r[chosen], batch)):
         a = codec.decode(o.to(device)).float().clamp(0, 1)
         b = codec.decode(r.to(device)).float().clamp(0, 1)
         mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12)
