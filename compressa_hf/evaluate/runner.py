@@ -54,7 +54,12 @@ from compressa_hf.rows import in_memory
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METHODS = "videocompressa,scorer_only,uniform,pixel_diff,avs,random,herding,forgetting,grand,dm,lvdd"
+#: Every row of the paper's Table 1 this project has, plus the random-frame floor and PRISM (the registry minus `full`,
+#: which `full_data` controls).
+DEFAULT_METHODS = (
+    "videocompressa,scorer_only,uniform,random_frame,pixel_diff,avs,random,herding,forgetting,grand,dm,lvdd,prism,mtt,"
+    "datm,dm_vdsd,mtt_vdsd"
+)
 
 
 @dataclass
