@@ -75,18 +75,19 @@ def save_tiny_model(config, output_dir: str | os.PathLike, processor_dir: str | 
     """Save a random Qwen-VL with its processor beside it: a folder `from_pretrained` loads offline.
 
     For Qwen2.5-VL the processor files of `processor_dir` (a release's) are copied. Other families get the processor
-    `compressa_hf.qwen.build_processor` assembles from `processor_dir`'s tokenizer (Qwen2.5-VL's serves every family,
-    see `compressa_hf.qwen.families`) and the family's own image / video processor classes.
+    `compressa_hf.qwen.build_processor` assembles from `processor_dir`'s tokenizer (Qwen2.5-VL's serves the families of
+    Qwen2's vocabulary; Qwen3.5 needs its own, `compressa_hf.qwen.tokenizer.write_qwen3_5_tokenizer`) and the family's
+    own image / video processor classes.
     """
     from compressa_hf.qwen.families import build_processor, family_of
 
     output_dir = Path(output_dir)
+    family = family_of(qwen_config(config))
     missing = [f for f in PROCESSOR_FILES if not (Path(processor_dir) / f).is_file()]
-    if missing:
+    if family.name == "qwen2_5_vl" and missing:
         raise FileNotFoundError(f"{processor_dir} lacks the processor files {missing}")
     model = random_qwen(config, seed=seed)
     model.save_pretrained(output_dir)
-    family = family_of(model)
     if family.name == "qwen2_5_vl":
         for name in PROCESSOR_FILES:
             shutil.copy(Path(processor_dir) / name, output_dir / name)
@@ -609,6 +610,8 @@ def run_summary(named, train_dataset, collator, trainer, result, model_args, scr
         "output_dir": args.output_dir,
         "method": method,
         "tune_vision": script_args.tune_vision,
+        "packing": bool(getattr(args, "packed", False)),
+        "loss_on": getattr(args, "train_on", "answer"),
         "trainable_parameters": trainable_summary(trainer.model),
         "global_step": result.global_step,
         "steps_this_run": trainer.steps_this_run,
