@@ -13,7 +13,7 @@ from typing import Any
 
 from trl import SFTConfig
 
-from compressa_hf.chat.prompts import PromptTemplate
+from compressa_hf.chat.prompts import PROMPT_STYLES, PromptTemplate
 from compressa_hf.qwen.families import TEXT_LINEAR_MODULES as QWEN_TEXT_LINEAR_MODULES
 from compressa_hf.qwen.families import VISION_LINEAR_MODULES as QWEN_VISION_LINEAR_MODULES
 
@@ -66,8 +66,12 @@ class VideoDataArguments:
         max_fps: Highest frame rate a video is presented to Qwen2.5-VL at (see `QwenVideoCollator`).
         frame_size: Resize every frame to this side before the processor (rounded to the model's 28- or 32-pixel
             grid); None keeps each video's own size. Visual tokens grow with its square.
-        question / answer / system_prompt / humanize_class_names: The prompt (`PromptTemplate`); training and
-            evaluation must use the same one.
+        prompt_style: A named prompt (`compressa_hf.chat.prompts.PROMPT_STYLES`): `choices` (default: every class
+            named in the question), `short` (no class list: the label space is learned from the answers), or
+            `system_choices` (the class list in a system message shared by every sample). BENCHMARKS.md ("The
+            prompt's cost") gives the tokens each costs per sample.
+        question / answer / system_prompt / humanize_class_names: The prompt (`PromptTemplate`); `question` and
+            `system_prompt` override `prompt_style`'s when set. Training and evaluation must use the same one.
     """
 
     data: str | None = field(
@@ -114,6 +118,14 @@ class VideoDataArguments:
     frame_size: int | None = field(
         default=None, metadata={"help": "Resize frames to this side (rounded to 28); None keeps their size."}
     )
+    prompt_style: str = field(
+        default="choices",
+        metadata={
+            "help": "Named prompt: choices (classes in the question), short (no class list), system_choices "
+            "(classes in a shared system message). question / system_prompt override it.",
+            "choices": list(PROMPT_STYLES),
+        },
+    )
     question: str = field(
         default=_DEFAULT_PROMPT.question,
         metadata={"help": "User question; {choices} = class names, {num_classes} = their count."},
@@ -137,8 +149,16 @@ class VideoDataArguments:
         self.prompt_template()  # validates question / answer now, not after the model has loaded
 
     def prompt_template(self) -> PromptTemplate:
+        """`prompt_style`'s template, with `question` / `system_prompt` where they differ from the defaults."""
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"`prompt_style` must be one of {list(PROMPT_STYLES)}, got {self.prompt_style!r}")
+        style = PROMPT_STYLES[self.prompt_style]
+        question = self.question if self.question != _DEFAULT_PROMPT.question else style.question
         return PromptTemplate(
-            question=self.question, answer=self.answer, system=self.system_prompt, humanize=self.humanize_class_names
+            question=question,
+            answer=self.answer,
+            system=self.system_prompt if self.system_prompt is not None else style.system,
+            humanize=self.humanize_class_names,
         )
 
     def clip_config(self, patch_size: int | None = None):
