@@ -317,7 +317,7 @@ def main() -> None:
         report(child(args))
         return
 
-    skip = ("child", "output", "lora", "gradient_checkpointing", "one_process", "frame_size", "frame_sizes", "kinds")
+    skip = ("child", "output", "lora", "gradient_checkpointing", "one_process", "frame_size", "frame_sizes")
     flags = [f"--{k}={v}" for k, v in vars(args).items() if k not in skip and v is not None]
     flags += ["--lora" if args.lora else "--no-lora"]
     flags += ["--gradient_checkpointing" if args.gradient_checkpointing else "--no-gradient_checkpointing"]
