@@ -418,8 +418,8 @@ VIDEO_FLAGS = ["--video_nframes", "4", "--video_min_pixels", "784", "--video_max
 #: reliable after so few LoRA steps (Qwen2.5-VL: 100 %, 50 % and, with lora_alpha 64, 0 % of the clips; the loss is
 #: still ~10.4 nats, so the answer token need not be the argmax of 152k random logits), and 1e-2 left Qwen2.5-VL at
 #: chance. So the check is the log-likelihood reading, the generation reading is reported. Through this test (2-core
-#: machine shared with other jobs): log-likelihood 100 % for every family; generation 100 % for Qwen2-VL, Qwen3-VL and
-#: Qwen3.5, 50 % for Qwen2.5-VL; 4-6 minutes per family under that load.
+#: machine shared with other jobs): log-likelihood 100 % for every family; generation 100 % for Qwen2-VL, Qwen3-VL,
+#: Qwen3.5 and Qwen3.5-MoE, 50 % for Qwen2.5-VL; 4-6 minutes per family under that load.
 LEARN_FLAGS = [
     "--max_steps", "12", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--lr_scheduler_type",
     "constant", "--lora_target_modules", "all-linear", "--tune_vision", "tower", "--logging_steps", "4",
