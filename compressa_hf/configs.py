@@ -13,15 +13,18 @@ from typing import Any
 
 from trl import SFTConfig
 
-from compressa_hf.chat.prompts import PromptTemplate
+from compressa_hf.chat.prompts import PROMPT_STYLES, PromptTemplate
+from compressa_hf.qwen.families import TEXT_LINEAR_MODULES as QWEN_TEXT_LINEAR_MODULES
 from compressa_hf.qwen.families import VISION_LINEAR_MODULES as QWEN_VISION_LINEAR_MODULES
 
 #: How much of the vision side trains (`tune_vision`): with LoRA, `tower` puts adapters on the vision blocks too; with
 #: full SFT it trains every vision weight. `merger` trains the patch merger (the vision -> text projection) fully.
 TUNE_VISION = ("frozen", "merger", "tower")
 
-#: Leaf names of the language model's linear layers (Qwen2 attention and MLP); `all-linear` stands for these.
-TEXT_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: Leaf names of the language model's linear layers of any family (attention and MLP projections, and Qwen3.5's
+#: linear-attention `in_proj_qkv` / `in_proj_z` / `in_proj_b` / `in_proj_a` / `out_proj`); `all-linear` stands for the
+#: model family's own (`compressa_hf.qwen.QwenFamily.text_linear_modules`).
+TEXT_LINEAR_MODULES = QWEN_TEXT_LINEAR_MODULES
 #: Leaf names of the linear layers inside a vision block of any Qwen-VL family (fused `qkv`, `proj`, and the MLP:
 #: Qwen2.5-VL's `gate/up/down_proj`, Qwen2-VL's `fc1/fc2`, Qwen3-VL's `linear_fc1/fc2`); the LoRA placement keeps the
 #: model family's own (`compressa_hf.sft.lora_target_regex`).
@@ -63,8 +66,12 @@ class VideoDataArguments:
         max_fps: Highest frame rate a video is presented to Qwen2.5-VL at (see `QwenVideoCollator`).
         frame_size: Resize every frame to this side before the processor (rounded to the model's 28- or 32-pixel
             grid); None keeps each video's own size. Visual tokens grow with its square.
-        question / answer / system_prompt / humanize_class_names: The prompt (`PromptTemplate`); training and
-            evaluation must use the same one.
+        prompt_style: A named prompt (`compressa_hf.chat.prompts.PROMPT_STYLES`): `choices` (default: every class
+            named in the question), `short` (no class list: the label space is learned from the answers), or
+            `system_choices` (the class list in a system message shared by every sample). BENCHMARKS.md ("The
+            prompt's cost") gives the tokens each costs per sample.
+        question / answer / system_prompt / humanize_class_names: The prompt (`PromptTemplate`); `question` and
+            `system_prompt` override `prompt_style`'s when set. Training and evaluation must use the same one.
     """
 
     data: str | None = field(
@@ -111,6 +118,14 @@ class VideoDataArguments:
     frame_size: int | None = field(
         default=None, metadata={"help": "Resize frames to this side (rounded to 28); None keeps their size."}
     )
+    prompt_style: str = field(
+        default="choices",
+        metadata={
+            "help": "Named prompt: choices (classes in the question), short (no class list), system_choices "
+            "(classes in a shared system message). question / system_prompt override it.",
+            "choices": list(PROMPT_STYLES),
+        },
+    )
     question: str = field(
         default=_DEFAULT_PROMPT.question,
         metadata={"help": "User question; {choices} = class names, {num_classes} = their count."},
@@ -134,8 +149,16 @@ class VideoDataArguments:
         self.prompt_template()  # validates question / answer now, not after the model has loaded
 
     def prompt_template(self) -> PromptTemplate:
+        """`prompt_style`'s template, with `question` / `system_prompt` where they differ from the defaults."""
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"`prompt_style` must be one of {list(PROMPT_STYLES)}, got {self.prompt_style!r}")
+        style = PROMPT_STYLES[self.prompt_style]
+        question = self.question if self.question != _DEFAULT_PROMPT.question else style.question
         return PromptTemplate(
-            question=self.question, answer=self.answer, system=self.system_prompt, humanize=self.humanize_class_names
+            question=question,
+            answer=self.answer,
+            system=self.system_prompt if self.system_prompt is not None else style.system,
+            humanize=self.humanize_class_names,
         )
 
     def clip_config(self, patch_size: int | None = None):
@@ -278,17 +301,17 @@ class SFTScriptArguments(VideoDataArguments, TokenCompressorArguments):
             raise ValueError(f"`max_train_samples` must be >= 1, got {self.max_train_samples}")
 
 
-#: TRL switches that `SFTTrainer` would silently ignore for video samples (its guard reads image columns only): why each
-#: is refused.
-_REFUSED_FOR_VIDEO = {
-    "packing": "packing several videos into one sequence needs per-sample 3D (mRoPE) position ids and a "
-    "block-diagonal attention mask, which neither TRL nor QwenVideoCollator builds; set packing: false",
-    "padding_free": "a padding-free batch is one flattened sequence, which needs per-sample 3D (mRoPE) position ids "
-    "for the video tokens that neither TRL nor QwenVideoCollator builds; set padding_free: false",
-    "assistant_only_loss": "QwenVideoCollator always computes the loss on the assistant answer and its <|im_end|> "
-    "only (TRL's switch acts on its own collator, which the recipes do not use); remove the key",
-    "completion_only_loss": "QwenVideoCollator always computes the loss on the assistant answer and its <|im_end|> "
-    "only (TRL's switch acts on its own collator, which the recipes do not use); remove the key",
+#: Where the loss goes for each (`completion_only_loss`, `assistant_only_loss`) pair (`VideoSFTConfig.train_on`).
+#: A video chat sample is a conversational prompt-completion pair: the question (with the video) is the prompt, the
+#: assistant answer the completion, and the answer is the one assistant turn. So TRL's two switches name the same span
+#: (the answer and its `<|im_end|>`) unless both are off, which TRL reads as "the entire sequence".
+LOSS_SPANS = {
+    (None, False): "answer",  # TRL's defaults: completion-only for prompt-completion data
+    (True, False): "answer",
+    (None, True): "answer",
+    (True, True): "answer",
+    (False, True): "answer",
+    (False, False): "sequence",
 }
 
 
@@ -306,10 +329,15 @@ class VideoSFTConfig(SFTConfig):
         merger_lr: Learning rate of the patch merger (the vision -> text projection; trained with `tune_vision: merger`
             or `tower`). None: `learning_rate`. The language model and everything else train at `learning_rate`; the
             schedule scales every rate alike (`compressa_hf.sft_trainer.VideoSFTTrainer`).
-        packing / padding_free / assistant_only_loss / completion_only_loss: Refused. TRL's guard covers image
-            columns only, so with video samples TRL would silently ignore them: packing and padding-free batches need
-            per-sample 3D (mRoPE) position ids that no collator here builds, and `QwenVideoCollator` always puts the
-            loss on the assistant answer and its `<|im_end|>` alone.
+        packing / padding_free: Either packs each batch into one row without padding (`compressa_hf.qwen.packing`:
+            every sample's own 3D mRoPE positions plus a text row restarting per sample, attention that cannot cross
+            samples, Qwen3.5's linear-attention layers run per sample; loss as the padded batch's). TRL packs the
+            whole data set into `max_length` rows before training, which needs every sample tokenised up front; video
+            samples are collated on the fly, so here the batch is what is packed and `per_device_train_batch_size`
+            still counts samples. `packing_strategy` must stay `bfd` (`wrapped` would cut samples in two).
+        completion_only_loss / assistant_only_loss: Where the loss goes (`train_on`, table `LOSS_SPANS`): on the
+            assistant answer and its `<|im_end|>` (the default, and any pair with a True or None), or with both False
+            on every token but padding and visual placeholders.
         push_to_hub: `recipes/sft_qwen.py` pushes the output folder once, after the model card and training summary
             are written (Trainer would push from `save_model`, before them); checkpoints are not pushed, so
             `hub_strategy` must stay `every_save`.
@@ -329,12 +357,25 @@ class VideoSFTConfig(SFTConfig):
         default=None, metadata={"help": "Learning rate of the patch merger; None: learning_rate."}
     )
 
+    @property
+    def packed(self) -> bool:
+        """Whether batches are packed into one row (`packing` or `padding_free`)."""
+        return bool(self.packing or self.padding_free)
+
+    @property
+    def train_on(self) -> str:
+        """`QwenVideoCollator(train_on=...)` for the two loss switches: `answer` or `sequence` (`LOSS_SPANS`)."""
+        return LOSS_SPANS[(self.completion_only_loss, bool(self.assistant_only_loss))]
+
     def __post_init__(self):
-        for key, why in _REFUSED_FOR_VIDEO.items():
-            if getattr(self, key) not in (False, None):
-                raise ValueError(
-                    f"`{key}` is not supported for video chat samples (got {getattr(self, key)!r}): {why}"
-                )
+        if self.completion_only_loss not in (None, True, False):
+            raise ValueError(f"`completion_only_loss` must be true, false or null, got {self.completion_only_loss!r}")
+        if self.packing and self.packing_strategy != "bfd":
+            raise ValueError(
+                f"`packing_strategy` {self.packing_strategy!r} is not supported for video chat samples: each batch is "
+                "packed whole into one row (strategy bfd), since cutting a sample would split its video tokens from "
+                "their pixels; set packing_strategy: bfd"
+            )
         for key in ("vision_lr", "merger_lr"):
             if getattr(self, key) is not None and getattr(self, key) <= 0:
                 raise ValueError(f"`{key}` must be > 0 or None (= learning_rate), got {getattr(self, key)}")

@@ -1,4 +1,4 @@
-"""Video classification accuracy of a Qwen2.5-VL: constrained scoring over class names and free generation.
+"""Video classification accuracy of a Qwen-VL model: constrained scoring over class names and free generation.
 
     prompts = prompt_inputs(collator, samples, class_texts[0])       # the training prompt, up to the answer
     scores = score_choices(model, prompts, choice_token_ids(tokenizer, class_texts, prompt))   # (B, C) log-lik
@@ -108,7 +108,9 @@ def score_choices(model, inputs: dict, choices: list[list[int]], choice_batch_si
         chunk_scores = first[:, tokens[:, 0]]  # (B, c)
         if width > 1:
             cache = copy.deepcopy(prefix)
-            cache.batch_repeat_interleave(c)
+            # every prompt row repeated for the c choices; `reorder_cache` (beam search's) covers every layer type,
+            # where `batch_repeat_interleave` is missing on Qwen3.5's linear-attention cache layers (transformers 5.25)
+            cache.reorder_cache(torch.arange(b, device=device).repeat_interleave(c))
             steps = width - 1
             rows = torch.arange(steps, device=device)
             positions = (next_position.repeat_interleave(c)[:, None] + rows).unsqueeze(0).expand(3, -1, -1)

@@ -43,8 +43,8 @@ SAMPLE_KEYS = ("messages", "videos", "video_metadata", "label", "answer", "video
 def qwen_config(config: str | os.PathLike | dict):
     """The config of any Qwen-VL family (`compressa_hf.qwen.FAMILIES`) from a dict or a JSON file.
 
-    The family is the config's `model_type` (`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`); the current nested layout and the
-    flat 4.x one (`config_7b.json`) both load. Raises ValueError naming the file when `model_type` is missing or not
+    The family is the config's `model_type` (`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`, `qwen3_5`, `qwen3_5_moe`); the
+    current nested layout and the flat 4.x one (`config_7b.json`) both load. Raises ValueError naming the file when `model_type` is missing or not
     a known family.
     """
     from compressa_hf.qwen.families import family_of
@@ -54,7 +54,9 @@ def qwen_config(config: str | os.PathLike | dict):
         source = str(config)
         config = json.loads(Path(config).read_text())
     if "model_type" not in config:
-        raise ValueError(f"{source} has no `model_type`; add one of qwen2_vl, qwen2_5_vl, qwen3_vl")
+        raise ValueError(
+            f"{source} has no `model_type`; add one of qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_5, qwen3_5_moe"
+        )
     return family_of(config).config_cls().from_dict(config)
 
 
@@ -73,18 +75,19 @@ def save_tiny_model(config, output_dir: str | os.PathLike, processor_dir: str | 
     """Save a random Qwen-VL with its processor beside it: a folder `from_pretrained` loads offline.
 
     For Qwen2.5-VL the processor files of `processor_dir` (a release's) are copied. Other families get the processor
-    `compressa_hf.qwen.build_processor` assembles from `processor_dir`'s tokenizer (Qwen2.5-VL's serves every family,
-    see `compressa_hf.qwen.families`) and the family's own image / video processor classes.
+    `compressa_hf.qwen.build_processor` assembles from `processor_dir`'s tokenizer (Qwen2.5-VL's serves the families of
+    Qwen2's vocabulary; Qwen3.5 needs its own, `compressa_hf.qwen.tokenizer.write_qwen3_5_tokenizer`) and the family's
+    own image / video processor classes.
     """
     from compressa_hf.qwen.families import build_processor, family_of
 
     output_dir = Path(output_dir)
+    family = family_of(qwen_config(config))
     missing = [f for f in PROCESSOR_FILES if not (Path(processor_dir) / f).is_file()]
-    if missing:
+    if family.name == "qwen2_5_vl" and missing:
         raise FileNotFoundError(f"{processor_dir} lacks the processor files {missing}")
     model = random_qwen(config, seed=seed)
     model.save_pretrained(output_dir)
-    family = family_of(model)
     if family.name == "qwen2_5_vl":
         for name in PROCESSOR_FILES:
             shutil.copy(Path(processor_dir) / name, output_dir / name)
@@ -175,29 +178,44 @@ def lora_target_regex(parts: dict[str, str], text_modules, vision_modules=(), fa
     """A regex (PEFT matches it against full module names) for the LLM's layers, plus vision blocks if given.
 
     Plain leaf names would also hit the vision tower: Qwen2.5-VL's MLPs use the same `gate_proj` / `up_proj` /
-    `down_proj`. `vision_modules` may name the vision layers of any family (`compressa_hf.qwen.VISION_LINEAR_MODULES`);
-    with `family` given (a `QwenFamily` or name; default `parts["family"]`), only that family's are kept (Qwen2-VL's MLP is `fc1` / `fc2`,
-    Qwen3-VL's `linear_fc1` / `linear_fc2`), and none of them is an error.
+    `down_proj`. The language side covers attention (`self_attn`), Qwen3.5's linear attention (`linear_attn`), the MLP
+    and an MoE's shared expert (`mlp.shared_expert`); `text_modules` None / `all-linear` means the family's own
+    (`QwenFamily.text_linear_modules`). `vision_modules` may name the vision layers of any family
+    (`compressa_hf.qwen.VISION_LINEAR_MODULES`). With `family` given (a `QwenFamily` or name; default
+    `parts["family"]`), only that family's names are kept on either side (Qwen2-VL's vision MLP is `fc1` / `fc2`,
+    Qwen3-VL's `linear_fc1` / `linear_fc2`; only Qwen3.5 has `in_proj_qkv`), and none of them is an error.
     """
     # Imported here: `compressa_hf.configs` imports trl (and with it datasets), which building a random model or
     # scoring with one (the GPU benchmarks) does not need.
     from compressa_hf.configs import TEXT_LINEAR_MODULES
 
+    family = family if family is not None else parts.get("family")
+    if family is not None:
+        from compressa_hf.qwen.families import family_of
+
+        family = family_of(family)
     if isinstance(text_modules, str):
         text_modules = [text_modules]
-    text_modules = list(TEXT_LINEAR_MODULES) if text_modules in (None, [], ["all-linear"]) else list(text_modules)
+    if text_modules in (None, [], ["all-linear"]):
+        text_modules = list(family.text_linear_modules if family is not None else TEXT_LINEAR_MODULES)
+    text_modules = list(text_modules)
     unknown = sorted(set(text_modules) - set(TEXT_LINEAR_MODULES))
     if unknown:
         raise ValueError(
             f"lora_target_modules {unknown} are not language-model linear layers; choose from "
             f"{list(TEXT_LINEAR_MODULES)} or all-linear (the vision side is set by --tune_vision)"
         )
-    text = rf"{re.escape(parts['language'])}\.layers\.\d+\.(?:self_attn|mlp)\.(?:{'|'.join(text_modules)})"
-    family = family if family is not None else parts.get("family")
+    if family is not None:
+        kept = [m for m in text_modules if m in family.text_linear_modules]
+        if not kept:
+            raise ValueError(
+                f"lora_target_modules {text_modules} name no language-model layer of {family.name}; its layers are "
+                f"{list(family.text_linear_modules)}"
+            )
+        text_modules = kept
+    blocks = r"(?:self_attn|linear_attn|mlp|mlp\.shared_expert)"
+    text = rf"{re.escape(parts['language'])}\.layers\.\d+\.{blocks}\.(?:{'|'.join(text_modules)})"
     if vision_modules and family is not None:
-        from compressa_hf.qwen.families import family_of
-
-        family = family_of(family)
         kept = [m for m in vision_modules if m in family.vision_linear_modules]
         if not kept:
             raise ValueError(
@@ -395,7 +413,10 @@ def first_batch_stats(dataset, collator, video_token_id: int) -> dict:
                 "frame_shape": list(row["videos"][0].shape[1:3]),
                 "video_grid_thw": batch["video_grid_thw"][0].tolist(),  # the processor's patch grid (t, h, w)
                 "visual_tokens_per_sample": int((batch["input_ids"] == video_token_id).sum()),
-                "tokens_per_sample": int(batch["attention_mask"].sum()),
+                # a packed batch has no padding, so no attention mask
+                "tokens_per_sample": int(
+                    batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()
+                ),
             }
     raise ValueError("none of the first 8 training samples could be read")
 
@@ -590,6 +611,8 @@ def run_summary(named, train_dataset, collator, trainer, result, model_args, scr
         "output_dir": args.output_dir,
         "method": method,
         "tune_vision": script_args.tune_vision,
+        "packing": bool(getattr(args, "packed", False)),
+        "loss_on": getattr(args, "train_on", "answer"),
         "trainable_parameters": trainable_summary(trainer.model),
         "global_step": result.global_step,
         "steps_this_run": trainer.steps_this_run,

@@ -8,6 +8,10 @@ that says when it trained nothing. Its config is `compressa_hf.configs.VideoSFTC
 - Learning rates: with `vision_lr` or `merger_lr` set, the optimizer gets one parameter group per part (vision tower,
   merger, language model and the rest) and weight-decay class, each at its part's rate; the schedule scales every
   group's rate alike. Without them the optimizer is Trainer's own.
+- Packing: with `packing` or `padding_free` (`VideoSFTConfig.packed`) the data collator must pack
+  (`QwenVideoCollator(packing=True)`) and the model must keep packed samples apart
+  (`compressa_hf.qwen.packing.prepare_packing`); both are checked here. TRL's own handling of the two switches
+  (dataset-level packing, its padding-free collator, which refuses a custom one) is kept out of the way.
 - No step: Trainer ends a run whose dataloader gave no batch (e.g. 8 samples, `per_device_train_batch_size 16` and
   `dataloader_drop_last`) as if it had trained, with a loss of 0.0. Here such a run raises before anything is saved.
   Resuming a checkpoint that had already reached the end is no error: no step runs, and `checkpoint_train_loss` holds
@@ -89,7 +93,19 @@ class VideoSFTTrainer(SFTTrainer):
     """
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        args_ = kwargs.get("args")
+        packed = bool(getattr(args_, "packed", False))
+        if packed:
+            self._check_packing(kwargs.get("model"), kwargs.get("data_collator"))
+            # TRL would pack the data set itself and refuse a custom collator with padding_free; the batch-level
+            # packing is QwenVideoCollator's, so TRL sees both switches off while it sets up
+            saved = args_.packing, args_.padding_free
+            args_.packing = args_.padding_free = False
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            if packed:
+                args_.packing, args_.padding_free = saved
         self._steps_this_run = _StepsThisRun()
         self.add_callback(self._steps_this_run)
         self.steps_this_run, self.resumed_from_step, self.checkpoint_train_loss = None, 0, None
@@ -98,6 +114,23 @@ class VideoSFTTrainer(SFTTrainer):
             raise ValueError(
                 "vision_lr / merger_lr need the Trainer's optimizer, but the DeepSpeed config defines its own "
                 "`optimizer`, which would train every part at one rate; remove it from the DeepSpeed config"
+            )
+
+    @staticmethod
+    def _check_packing(model, data_collator) -> None:
+        from compressa_hf.qwen.packing import is_prepared
+
+        collator = getattr(data_collator, "collator", data_collator)  # inside compressa_hf.sft.SkipUnreadable
+        if not getattr(collator, "packing", False):
+            raise ValueError(
+                "packing / padding_free is set but the data collator does not pack: build it with "
+                "QwenVideoCollator(processor, packing=True, rope_index=compressa_hf.qwen.packing.prepare_packing(model))"
+            )
+        if model is not None and not isinstance(model, str) and not is_prepared(model):
+            raise ValueError(
+                "packing / padding_free on a model with linear-attention layers (Qwen3.5) that were not given sample "
+                "bounds: call compressa_hf.qwen.packing.prepare_packing(model) before training, or packed samples "
+                "would share their recurrent state"
             )
 
     def _part_lrs(self) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Accuracy of a base or fine-tuned Qwen-VL (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) on the real test split of a named set.
+"""Accuracy of a base or fine-tuned Qwen-VL (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5) on the real test split of a named set.
 
 Usage:
     # zero-shot (export HMDB51_ROOT=/data/hmdb51 first: the test videos are read from it)
@@ -40,6 +40,7 @@ def main(args):
     from accelerate.utils import gather_object
 
     from compressa_hf.chat import QwenVideoCollator, raw_chat_samples
+    from compressa_hf.qwen import family_of
     from compressa_hf.qwen.compress.attach import describe_token_compressor
     from compressa_hf.qwen_eval import choice_token_ids, evaluate_batch, load_for_eval, summarize, write_results
     from compressa_hf.sft import torch_dtype
@@ -64,7 +65,10 @@ def main(args):
         args.model_name_or_path, torch_dtype(args.dtype), args.attn_implementation, accelerator.device, args
     )
     tokenizer = processor.tokenizer
-    collator = QwenVideoCollator(processor, padding_side="left", frame_size=args.frame_size, max_fps=args.max_fps)
+    # the model names its family (a processor cannot tell Qwen3.5 from Qwen3.5-MoE)
+    collator = QwenVideoCollator(
+        processor, padding_side="left", frame_size=args.frame_size, max_fps=args.max_fps, family=family_of(model)
+    )
     patch_size = processor.video_processor.patch_size
     if args.video_reader == "qwen_vl_utils" and patch_size != args.video_patch_size and accelerator.is_main_process:
         logger.warning(

@@ -1,4 +1,4 @@
-"""Fine-tune a Qwen-VL model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) on a distilled set (K latent keyframes per video) or
+"""Fine-tune a Qwen-VL model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5) on a distilled set (K latent keyframes per video) or
 on the full raw training split.
 
 Usage:
@@ -11,6 +11,8 @@ Usage:
     # a distilled set larger than the disk: stream it (an iterable has no length: give max_steps)
     accelerate launch recipes/sft_qwen.py --config recipes/qwen2_5_vl_7b/lora/config_hmdb51_0.41.yaml \
         --streaming true --max_steps 500
+    # each batch packed into one row without padding (every family; Qwen3.5's linear attention kept per sample)
+    accelerate launch recipes/sft_qwen.py --config recipes/qwen3_5_9b/lora/config_hmdb51_0.41.yaml --padding_free true
     # full-data baseline (raw clips read as qwen-vl-utils reads them): export HMDB51_ROOT=/data/hmdb51 first
     accelerate launch --config_file accelerate_configs/zero3.yaml recipes/sft_qwen.py \
         --config recipes/qwen2_5_vl_7b/full/config_hmdb51_full.yaml
@@ -52,12 +54,14 @@ def main(script_args, training_args, model_args):
     from transformers import AutoProcessor
 
     from compressa_hf.chat import QwenVideoCollator
+    from compressa_hf.qwen import family_of
     from compressa_hf.qwen.compress.attach import (
         describe_token_compressor,
         save_token_compressor,
         train_with_token_compressor,
         with_token_compressor,
     )
+    from compressa_hf.qwen.packing import prepare_packing
     from compressa_hf.sft import (
         SkipUnreadable,
         check_kernels,
@@ -105,6 +109,10 @@ def main(script_args, training_args, model_args):
         max_length=training_args.max_length,
         frame_size=script_args.frame_size,
         max_fps=script_args.max_fps,
+        family=family_of(model),
+        train_on=training_args.train_on,
+        packing=training_args.packed,
+        rope_index=prepare_packing(model) if training_args.packed else None,
     )
     trainer = VideoSFTTrainer(
         model=model,

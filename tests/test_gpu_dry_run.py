@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import QWEN, REPO, SHARED, TAEF2, need_shared
 
 GPU = REPO / "bench" / "gpu"
-PARTS = ["environment", "gpu_tests", "distill", "train", "sft_7b_lora", "eval_loglik", "sft_3b_full"]
+PARTS = ["environment", "gpu_tests", "distill", "train", "sft_7b_lora", "eval_loglik", "sft_9b_packed", "sft_3b_full"]
 NOT_ON_THE_GPU_MACHINE = ("av", "diffusers", "deepspeed", "tensorly", "dppy")
 
 
@@ -150,6 +150,28 @@ def test_dry_run_sft_and_eval_measure_what_the_gpu_run_reports(dry_run):
     assert ev["clips"] == 2 and ev["skipped"] == 0 and ev["classes"] == 2 and ev["scores_finite"]
     assert ev["clips_per_s"] == pytest.approx(ev["clips"] / ev["seconds"])
     assert ev["visual_tokens_per_clip"] == rows["raw", 56]["visual_tokens_per_sample"]  # 4 frames at 56 x 56 both
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_dry_run_measures_qwen3_5_padded_and_packed(dry_run):
+    """The Qwen3.5 part: each sample kind padded and packed, with tokens per second and the padded-waste share."""
+    _, _, summary = dry_run
+    result = parts_of(summary)["sft_9b_packed"]
+    rows = {(r["kind"], r["packed"]): r for r in result["rows"]}
+    assert sorted(rows) == [(k, p) for k in ("distilled", "raw", "raw_qwen") for p in (False, True)]
+    assert all(r["model_family"] == "qwen3_5" and r["loss_finite"] and r["tokens_per_s"] > 0 for r in rows.values())
+    for kind in ("distilled", "raw", "raw_qwen"):
+        padded, packed = rows[kind, False], rows[kind, True]
+        assert packed["padded_waste_share"] == 0 and padded["tokens_per_sample"] == packed["tokens_per_sample"]
+    # K = 2 distilled frames vs T = 4 raw frames at 56 px; qwen-vl-utils' defaults enlarge 56 px frames many times
+    assert rows["raw", True]["visual_tokens_per_sample"] == 2 * rows["distilled", True]["visual_tokens_per_sample"]
+    assert rows["raw_qwen", True]["visual_tokens_per_sample"] > 4 * rows["raw", True]["visual_tokens_per_sample"]
+    assert set(result["packing_speedup_per_sample"]) == {
+        "distilled 64",
+        "raw 64",
+        f"raw_qwen {rows['raw_qwen', True]['frame_side']}",
+    }
 
 
 def test_eval_benchmark_uses_the_recipes_defaults():

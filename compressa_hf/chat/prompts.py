@@ -28,7 +28,8 @@ class PromptTemplate:
         question: User text after the video. `{choices}` is replaced by the class names joined with
             `choice_separator`, `{num_classes}` by their count.
         answer: Assistant text; `{class_name}` is the (humanised) class name.
-        system: Optional system message. `None` keeps the chat template's default system turn.
+        system: Optional system message, with the same `{choices}` / `{num_classes}` fields as `question`. `None`
+            keeps the chat template's default system turn.
         choice_separator: Joins the class names in `{choices}`.
         humanize: Pass class names through `humanize_class_name` (in the question and the answer).
         video_first: Put the video block before the question text (Qwen2.5-VL's own examples do).
@@ -44,12 +45,14 @@ class PromptTemplate:
     def __post_init__(self):
         if "{class_name}" not in self.answer:
             raise ValueError(f"`answer` must contain '{{class_name}}', got {self.answer!r}")
-        try:
-            self.question.format(choices="", num_classes=0)
-        except (KeyError, IndexError) as err:
-            raise ValueError(
-                f"`question` may only use the fields {{choices}} and {{num_classes}}, got {self.question!r} ({err})"
-            ) from err
+        for key in ("question", "system"):
+            try:
+                (getattr(self, key) or "").format(choices="", num_classes=0)
+            except (KeyError, IndexError) as err:
+                raise ValueError(
+                    f"`{key}` may only use the fields {{choices}} and {{num_classes}}, got {getattr(self, key)!r} "
+                    f"({err})"
+                ) from err
 
     def class_texts(self, class_names: list[str]) -> list[str]:
         """The names shown to the model, in label order; raises if humanising makes two of them equal."""
@@ -67,12 +70,40 @@ class PromptTemplate:
     def format_answer(self, class_text: str) -> str:
         return self.answer.format(class_name=class_text)
 
-    def messages(self, video_block: dict, question: str, answer: str | None) -> list[dict]:
-        """Chat messages in the processor's content-block format; `answer=None` leaves the assistant turn out."""
+    def format_system(self, class_texts: list[str]) -> str | None:
+        """The system message for these classes, or None (the template's default system turn)."""
+        if not self.system:
+            return None
+        return self.system.format(choices=self.choice_separator.join(class_texts), num_classes=len(class_texts))
+
+    def messages(self, video_block: dict, question: str, answer: str | None, system: str | None = None) -> list[dict]:
+        """Chat messages in the processor's content-block format; `answer=None` leaves the assistant turn out.
+
+        `system` is the formatted system message (`format_system`); None uses `system` as it is.
+        """
         text = {"type": "text", "text": question}
         content = [video_block, text] if self.video_first else [text, video_block]
-        messages = [{"role": "system", "content": [{"type": "text", "text": self.system}]}] if self.system else []
+        system = system if system is not None else self.system
+        messages = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
         messages.append({"role": "user", "content": content})
         if answer is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return messages
+
+
+#: Named prompts (`--prompt_style`): where the class list goes, the prompt's cost per sample (BENCHMARKS.md, "The
+#: prompt's cost"). `choices` is the default and the one every reported number used.
+PROMPT_STYLES: dict[str, PromptTemplate] = {
+    # every class named in each question (the default): the model chooses among them; costs ~2-4 tokens per class
+    "choices": PromptTemplate(),
+    # no class list: the label space is learned from the training answers, as video classification fine-tunes
+    # usually do (LLaVA-Video / Qwen-VL SFT recipes ask "What action is being performed?"); the evaluation's
+    # log-likelihood reading still chooses among the classes
+    "short": PromptTemplate(question="Which action happens in this video? Answer with the action's name only."),
+    # the class list in a system message that is the same for every sample: a prefix that serving engines cache once
+    # (vLLM's automatic prefix caching) and evaluation could share; training still pays for it in every sample
+    "system_choices": PromptTemplate(
+        question="Which action happens in this video?",
+        system="You classify videos into one of these actions: {choices}. Answer with the action's name only.",
+    ),
+}

@@ -135,7 +135,9 @@ def make_chat_sample(
     answer = prompt.format_answer(class_texts[label])
     block = {"type": "video", "video": frames, "resized_height": frames.shape[1], "resized_width": frames.shape[2]}
     return {
-        "messages": prompt.messages(block, prompt.format_question(class_texts), answer),
+        "messages": prompt.messages(
+            block, prompt.format_question(class_texts), answer, system=prompt.format_system(class_texts)
+        ),
         "videos": [frames],
         "video_metadata": [metadata],
         "label": int(label),
