@@ -37,6 +37,7 @@ from compressa_hf.qwen.compress import (
 from compressa_hf.qwen.compress.grid import window_frame_indices
 from compressa_hf.qwen.compress.svc import split_stride
 from tests.conftest import QWEN, REPO, need_shared
+from tests.test_families import tokenizer_dir
 
 FIXTURES = REPO / "tests" / "fixtures"
 NAMES = list(FAMILIES)
@@ -302,13 +303,15 @@ def test_the_comparison_plans_equal_token_rows_after_each_distilled_row(tmp_path
 
 
 @pytest.fixture(scope="module")
-def processors():
+def processors(qwen3_5_tokenizer):
     need_shared(QWEN)
     from transformers import AutoProcessor
 
     from compressa_hf.qwen import build_processor
 
-    out = {name: build_processor(name, QWEN) for name in NAMES if name != "qwen2_5_vl"}
+    out = {
+        name: build_processor(name, tokenizer_dir(name, qwen3_5_tokenizer)) for name in NAMES if name != "qwen2_5_vl"
+    }
     out["qwen2_5_vl"] = AutoProcessor.from_pretrained(str(QWEN))
     return out
 
@@ -327,6 +330,32 @@ def _compressed_model(name: str, kind: str, strides):
     model = random_qwen(TINY[name])
     attach_token_compressor(model, build_token_compressor(kind, model, strides=strides))
     return model
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "qwen3_5"])
+def test_a_packed_batch_through_a_compressor_scores_each_sample_as_alone(processors, name):
+    """Packing (`compressa_hf.qwen.packing`) takes its positions from the model's `get_rope_index`, which the
+    compressor replaces: prepared after the compressor is attached (as `recipes/sft_qwen.py` does), each sample of a
+    packed row gets the loss it gets alone, on the compressed grid."""
+    from compressa_hf.chat import IGNORE_INDEX
+    from compressa_hf.qwen.packing import prepare_packing, sample_ids
+
+    torch.manual_seed(0)
+    model = _compressed_model(name, "svc", (2, 2, 2)).eval()
+    processor = compressed_processor(processors[name], (2, 2, 2))
+    samples = [_sample(4, 112), _sample(6, 64, 1), _sample(2, 112, 0, seed=1)]
+    batch = QwenVideoCollator(processor, packing=True, rope_index=prepare_packing(model))(samples)
+    with torch.no_grad():
+        alone = [float(model(**QwenVideoCollator(processor)([s])).loss) for s in samples]
+        logits = model(**batch).logits
+    logp, target = logits[0, :-1].float().log_softmax(-1), batch["labels"][0, 1:]
+    owner = sample_ids(batch["position_ids"][0])[0, :-1]
+    packed = []
+    for i in range(len(samples)):
+        keep = (owner == i) & (target != IGNORE_INDEX)
+        packed.append(float(-logp[keep].gather(-1, target[keep, None]).mean()))
+    assert packed == pytest.approx(alone, abs=1e-5)
 
 
 @pytest.mark.real_data

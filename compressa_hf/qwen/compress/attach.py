@@ -5,7 +5,8 @@
     collator = QwenVideoCollator(compressed_processor(processor, compressor.strides))
     model(**collator(samples))                                          # the LM sees the compressed token grid
 
-Where it acts: after the merger (the vision -> language projection), in Qwen2-VL, Qwen2.5-VL and Qwen3-VL alike. The
+Where it acts: after the merger (the vision -> language projection), in every family of `compressa_hf.qwen.FAMILIES`
+(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 dense and MoE) alike. The
 paper puts SVC before its projector; in Qwen-VL the merger is both the projector and a 2 x 2 spatial token merge
 trained with the language model, and acting after it is the better fit here:
 - its output is the token grid the language model's 3D positions index, in raster (t, h, w) order for every family
