@@ -308,6 +308,7 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distributed import get_state
     from compressa_hf.sources import parse_source_spec
+    from compressa_hf.threads import beside_workers
 
     state = get_state()
     device = resolve_device(cfg.device) if state.num_processes == 1 else state.device
@@ -350,10 +351,11 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
         disable=not progress or not todo_clips,
         smoothing=0.1,
     )
-    for k in todo:
-        shard_refs = refs[k * cfg.shard_size : (k + 1) * cfg.shard_size]
-        latents, rows, skipped = _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar)
-        _write_shard(os.path.join(shard_dir, shard_name(k)), latents, rows, skipped)
+    with beside_workers(cfg.num_workers if todo else 0):
+        for k in todo:
+            shard_refs = refs[k * cfg.shard_size : (k + 1) * cfg.shard_size]
+            latents, rows, skipped = _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar)
+            _write_shard(os.path.join(shard_dir, shard_name(k)), latents, rows, skipped)
     bar.close()
     elapsed = time.perf_counter() - start
 

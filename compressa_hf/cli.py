@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        from compressa_hf.threads import configure_threads
+
+        # Before any torch work: one thread per free core of this process, not one per CPU (compressa_hf.threads).
+        configure_threads(what=f"compressa {args.command}")
         return module.main(rest) or 0
     except USER_ERRORS as err:
         if args.debug:
