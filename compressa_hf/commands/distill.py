@@ -232,8 +232,11 @@ def _previews(stored, dtype: str, codec, batch: int = 64) -> list[bytes]:
     z = uint8_to_latents(z) if dtype == "uint8" else z.float()
     n, k = z.shape[:2]
     out = []
+    from tqdm.auto import tqdm
+
+    chunks = torch.split(z.flatten(0, 1), batch * k)
     with torch.no_grad():
-        for chunk in torch.split(z.flatten(0, 1), batch * k):
+        for chunk in tqdm(chunks, desc="preview strips", unit="batch", leave=False):
             frames = codec.decode(chunk.to(codec.device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             out += [preview_png(f) for f in frames.reshape(-1, k, *frames.shape[1:])]
     return out
@@ -517,6 +520,7 @@ def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, cl
         options=options,
         work_dir=work,
         device=codec.device,
+        progress=True,  # the main process runs this; DM printed nothing for 14 minutes without it
         class_names=class_names,
     )
     return compress(args.method, ctx), ctx, latents

@@ -460,6 +460,15 @@ class DistillResult:
         }
 
 
+def _track(iterable, progress: bool, desc: str, unit: str):
+    """`iterable` behind a tqdm bar (closed when done) when `progress`, else as it is."""
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit=unit, leave=False)
+
+
 def _module_device(module: nn.Module) -> torch.device:
     device = getattr(module, "device", None)
     if isinstance(device, torch.device):
@@ -783,16 +792,16 @@ class _Distiller:
         stats["entropy"].append(float(entropy.mean()))
         self.timings["steps"] += 1
 
-    def warmup(self) -> None:
+    def warmup(self, progress: bool = False) -> None:
         """Train the guide alone on K real cached frames per video (a random one per segment), for
         `guide_warmup_epochs` epochs, before the joint passes."""
         cfg, T = self.cfg, self.T
-        for vids in self._video_chunks():
+        for vids in _track(self._video_chunks(), progress, "videocompressa: decode", "chunk"):
             self.refresh(self._rows(vids))
         bounds = segment_bounds(T, self.K)
         correct = seen = 0
         losses = []
-        for _ in range(cfg.guide_warmup_epochs):
+        for _ in _track(range(cfg.guide_warmup_epochs), progress, "videocompressa: guide warm-up", "epoch"):
             perm = torch.randperm(self.n, generator=self.generator)
             for vids in torch.tensor_split(perm, self.steps_per_pass):
                 b = len(vids)
@@ -830,7 +839,7 @@ class _Distiller:
         in_pass = self.step_in_pass if self.perm is not None else 0
         done = min(total, self.passes_done * self.steps_per_pass + in_pass)
         if not self.warmup_done:
-            self.warmup()
+            self.warmup(progress and is_main)
             if checkpoint_path:
                 self.save(checkpoint_path)
         bar = None
@@ -890,12 +899,12 @@ class _Distiller:
             bar.close()
 
     @torch.no_grad()
-    def final(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def final(self, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Stage 3: final decoded frames -> final scores -> top-K in time -> their optimised latents."""
         start = time.perf_counter()
         scorer = self.scorer_core.eval()
         scores = []
-        for vids in self._video_chunks():
+        for vids in _track(self._video_chunks(), progress, "videocompressa: final scores", "chunk"):
             rows = self._rows(vids)
             self.refresh(rows)
             frames = self.frames[rows].to(self.device, torch.float32).view(len(vids), self.T, 3, *self.frame_size)
@@ -1144,7 +1153,7 @@ def distill(
             logger.info("no checkpoint in %s; starting from scratch", checkpoint_dir)
         start = time.perf_counter()
         run.run(progress, checkpoint_path)
-        indices, kept, scores = run.final()
+        indices, kept, scores = run.final(progress and (accelerator is None or accelerator.is_main_process))
         run.timings["total_s"] += time.perf_counter() - start
 
     out_labels = labels.to(torch.int64).cpu()
