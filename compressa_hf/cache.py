@@ -250,6 +250,23 @@ def cache_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
     }
 
 
+def known_unreadable(cache_dir: str) -> list[dict]:
+    """Clips an earlier pass into `cache_dir` could not decode (`clip_id`, `path`, `reason`): from `skipped.jsonl`
+    after a finished pass, else from the metadata of the shards written so far; empty when there is no cache there.
+    Listed files that are not on disk are not among them (`missing_clips` reports those)."""
+    path = os.path.join(cache_dir, "skipped.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    else:
+        shard_dir = os.path.join(cache_dir, "shards")
+        names = (
+            sorted(n for n in os.listdir(shard_dir) if n.endswith(".safetensors")) if os.path.isdir(shard_dir) else []
+        )
+        rows = [row for name in names for row in _read_shard_metadata(os.path.join(shard_dir, name))[1]]
+    return [row for row in rows if not row.get("reason", "").startswith("file not found")]
+
+
 def settings_diff(old: dict, new: dict) -> list[str]:
     """`key: old vs new` for every setting (leaf of the identity keys) in which two cache metas differ."""
 

@@ -165,28 +165,53 @@ def make_parser():
     return TrlParser((DistillArguments, VideoCompressaConfig), prog="compressa distill", allow_abbrev=False)
 
 
-def class_space(labels: list[int], class_names: list[str], drop_empty: bool) -> tuple[list[int], list[str], list[str]]:
+def class_space(
+    labels: list[int], class_names: list[str], drop_empty: bool, warn: bool = True
+) -> tuple[list[int], list[str], list[str]]:
     """(labels, class names, dropped class names) for the clips at hand.
 
-    A class without a clip is an error naming it, or with `drop_empty` it is left out and the labels are renumbered
-    over the classes kept (in their order).
+    A class without a clip is an error naming it, or with `drop_empty` it is left out (with a warning unless `warn`
+    is False, for a second look at the same split) and the labels are renumbered over the classes kept (in their
+    order). Fewer than two classes is an error: a one-class set teaches nothing to tell apart (every chat sample
+    would ask to "choose one of" that class), so it is refused rather than published.
     """
     from compressa_hf.distill.budget import counts_per_class
 
     if not drop_empty:
         counts_per_class(labels, class_names, hint="or pass --drop_empty_classes to leave them out")
-        return list(labels), list(class_names), []
-    counts = [0] * len(class_names)
-    for y in labels:
-        counts[y] += 1
-    kept = [c for c, n in enumerate(counts) if n > 0]
-    if not kept:
-        raise ValueError("no class has a clip in the split; nothing to distil")
-    new = {old: i for i, old in enumerate(kept)}
-    dropped = [name for c, name in enumerate(class_names) if counts[c] == 0]
-    if dropped:
+        kept_names, dropped, new = list(class_names), [], None
+    else:
+        counts = [0] * len(class_names)
+        for y in labels:
+            counts[y] += 1
+        kept = [c for c, n in enumerate(counts) if n > 0]
+        if not kept:
+            raise ValueError("no class has a clip in the split; nothing to distil")
+        new = {old: i for i, old in enumerate(kept)}
+        kept_names = [class_names[c] for c in kept]
+        dropped = [name for c, name in enumerate(class_names) if counts[c] == 0]
+    if len(kept_names) < 2:
+        left = f" after --drop_empty_classes left out {len(dropped)} class(es) without clips" if dropped else ""
+        raise ValueError(
+            f"the split has clips of one class only ({kept_names[0]!r}){left}: a set of one class teaches nothing to "
+            "tell apart (every chat sample would ask to choose among that one class), so none is written. Distil a "
+            "split with clips of at least two classes (a partial download: fetch more of it)"
+        )
+    if dropped and warn:
         logger.warning("leaving out %d classes without clips: %s", len(dropped), ", ".join(dropped[:10]))
-    return [new[y] for y in labels], [class_names[c] for c in kept], dropped
+    return ([new[y] for y in labels] if new else list(labels)), kept_names, dropped
+
+
+def _class_space_again(labels, class_names, drop_empty: bool, dropped_before: list[str]):
+    """`class_space` of the clips left once unreadable ones are known, warning only about classes that became empty
+    since the first look (the first look already named the others)."""
+    labels, names, dropped = class_space(labels, class_names, drop_empty, warn=False)
+    newly = [name for name in dropped if name not in dropped_before]
+    if newly:
+        logger.warning(
+            "leaving out %d more classes whose clips are all unreadable: %s", len(newly), ", ".join(newly[:10])
+        )
+    return labels, names, dropped
 
 
 def plan_for(
@@ -533,7 +558,15 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from compressa_hf.cache import EncodeConfig, LatentCache, cache_meta, encode_split, refuse_other_settings
+    from compressa_hf.cache import (
+        EncodeConfig,
+        LatentCache,
+        cache_meta,
+        encode_split,
+        known_unreadable,
+        refuse_other_settings,
+        shared_cache_dir,
+    )
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distill.budget import qwen_visual_tokens
     from compressa_hf.distill.diagnostics import set_diagnostics
@@ -571,6 +604,15 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
 
     method = {"method": args.method, "method_kind": kind, "method_options": options}
     if args.dry_run:
+        # Clips the cache for these settings already found unreadable are not planned: the real run will not keep them.
+        cache_dir = args.cache_dir or shared_cache_dir(cache_meta(enc, source, codec, refs))
+        unreadable = known_unreadable(cache_dir)
+        if unreadable:
+            bad = {row["clip_id"] for row in unreadable}
+            refs = [r for r in refs if r.clip_id not in bad]
+            labels, class_names, dropped = _class_space_again(
+                [r.label for r in refs], source.class_names, args.drop_empty_classes, dropped
+            )
         latent_shape = codec.latent_shape(args.size, args.size)
         plan, text = _dry_run_plan(args, kind, vc_cfg.frames_per_video, labels, class_names, latent_shape)
         text = f"method: {args.method} ({kind})\n{text}"
@@ -578,6 +620,11 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             text += (
                 f"\n{len(missing)} listed clips are missing and left out of the plan "
                 f"(first: {', '.join(r.clip_id for r in missing[:3])})"
+            )
+        if unreadable:
+            text += (
+                f"\n{len(unreadable)} clips the latent cache ({cache_dir}) found unreadable are left out of the plan "
+                f"(first: {', '.join(row['clip_id'] for row in unreadable[:3])}; reasons in its skipped.jsonl)"
             )
         if dropped:
             text += f"\nclasses left out (no clips): {', '.join(dropped)}"
@@ -590,13 +637,14 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "class_names": class_names,  # the order of the plan's videos_per_class
             "clips": len(refs),
             "missing_clips": len(missing),
+            "unreadable_clips": len(unreadable),
             "dropped_classes": dropped,
         }
 
     cache_summary = encode_split(enc, codec=codec, source=source)
     cache = LatentCache(cache_summary["output_dir"])
-    labels_all, class_names, dropped = class_space(
-        [row["label"] for row in cache.index], cache.class_names, args.drop_empty_classes
+    labels_all, class_names, dropped = _class_space_again(
+        [row["label"] for row in cache.index], cache.class_names, args.drop_empty_classes, dropped
     )
     if args.method == "videocompressa":
         plan = plan_for(args, vc_cfg.frames_per_video, labels_all, class_names, cache.meta["latent_shape"])

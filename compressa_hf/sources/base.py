@@ -77,11 +77,13 @@ class VideoSource(abc.ABC):
         return list(getattr(self, "_missing", {}).get(split, []))
 
     def _note_missing(self, split: str, missing: list[ClipRef], listed: int, where: str) -> None:
-        """Keep a split's missing clips for `missing_clips` and say so in one warning line."""
+        """Keep a split's missing clips for `missing_clips` and say so in one warning line, once: a command lists a
+        split several times (the plan, the cache pass, the pixels), and the same news is not repeated."""
         if not hasattr(self, "_missing"):
             self._missing = {}
+        said = self._missing.get(split)
         self._missing[split] = missing
-        if missing:
+        if missing and missing != said:
             logger.warning(
                 "%s %s: %d of %d listed clips are not under %s and are left out (first: %s); the cache pass lists them "
                 "in skipped.jsonl",

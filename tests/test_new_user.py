@@ -1,0 +1,92 @@
+"""What a new user on their own clips met in issue 24 (items 3, 4 and 6): plans that counted clips the cache knows are
+unreadable, one-class sets written without a word, and warnings logged twice on a partial UCF101 download."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from compressa_hf.cli import main as cli
+from tests.conftest import ramp_frames, write_video
+from tests.test_sources_official import _write_lines, write_clip
+
+TINY = ["--size", "16", "--num_frames", "4", "--codec", "pixel", "--num_workers", "0", "--batch_size", "4",
+        "--guide_width", "8", "--passes", "1", "--guide_warmup_epochs", "0", "--preview", "false"]  # fmt: skip
+
+
+def _videofolder(root, classes=("Jump", "Run", "Sit"), clips=2, corrupt=()) -> None:
+    """`root/train/<class>/clip<j>.mp4`; the classes in `corrupt` get one more clip of garbage bytes."""
+    for c, cls in enumerate(classes):
+        for j in range(clips):
+            write_video(root / "train" / cls / f"clip{j}.mp4", ramp_frames(8, 16, 16, seed=c + j))
+        if cls in corrupt:
+            (root / "train" / cls / "broken.mp4").write_bytes(b"\x00not a video" * 64)
+
+
+def _summary(out: str) -> dict:
+    return json.loads(out[out.index("\n{") + 1 :] if not out.startswith("{") else out)
+
+
+def test_dry_run_leaves_out_clips_the_cache_knows_are_unreadable(tmp_path, capsys):
+    _videofolder(tmp_path / "vf", corrupt=("Jump", "Run", "Sit"))
+    argv = ["distill", "--source", str(tmp_path / "vf"), "--ratio", "k1", "--output", str(tmp_path / "s"),
+            "--method", "uniform", *TINY[:8], "--preview", "false"]  # fmt: skip
+    assert cli([*argv, "--dry-run"]) == 0  # nothing known yet: 9 files, 9 videos planned
+    first = _summary(capsys.readouterr().out)
+    assert first["plan"]["num_videos"] == 9 and first["unreadable_clips"] == 0
+
+    assert cli(argv) == 0  # the real run finds the 3 broken files and keeps 6 videos
+    real = json.loads((tmp_path / "s.work" / "summary_uniform_ratio_k1.json").read_text())
+    assert real["output"]["videos"] == 6 and real["cache"]["clips_skipped"] == 3
+    capsys.readouterr()
+
+    assert cli([*argv, "--dry-run"]) == 0  # now the plan is the run's
+    out = capsys.readouterr().out
+    plan = _summary(out)
+    assert plan["plan"]["num_videos"] == 6 and plan["unreadable_clips"] == 3
+    assert plan["plan"]["stored_bytes"] == real["output"]["stored_bytes"]
+    assert "3 clips the latent cache" in out and "found unreadable are left out of the plan" in out
+
+
+def test_a_one_class_set_is_refused(tmp_path, capsys):
+    _videofolder(tmp_path / "vf", classes=("ApplyEyeMakeup", "Run"))
+    for f in (tmp_path / "vf" / "train" / "Run").iterdir():
+        f.unlink()
+    argv = ["distill", "--source", str(tmp_path / "vf"), "--ratio", "k1", "--output", str(tmp_path / "s"), *TINY]
+    for extra in (["--dry-run"], []):
+        assert cli([*argv, "--drop_empty_classes", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "clips of one class only ('ApplyEyeMakeup')" in err and "teaches nothing to tell apart" in err
+    assert not (tmp_path / "s").exists()
+
+    _videofolder(tmp_path / "one", classes=("Jump",))  # a source of one class, no flag needed to get there
+    assert cli(["distill", "--source", str(tmp_path / "one"), "--ratio", "k1", "--output", str(tmp_path / "o"),
+                *TINY]) == 2  # fmt: skip
+    assert "clips of one class only ('Jump')" in capsys.readouterr().err
+
+
+def _partial_ucf101(root) -> None:
+    """UCF101's layout with 'HandstandPushups' never downloaded and one 'Archery' clip missing."""
+    classes = ["ApplyEyeMakeup", "Archery", "HandstandPushups"]
+    for cls in classes[:2]:
+        for g in ("08", "09"):
+            write_clip(root / "UCF-101" / cls / f"v_{cls}_g{g}_c01.avi")
+    lists = root / "ucfTrainTestlist"
+    _write_lines(lists / "classInd.txt", [f"{i} {c}" for i, c in enumerate(classes, 1)], "\r\n")
+    train = [f"{c}/v_{c}_g{g}_c01.avi {i}" for i, c in enumerate(classes, 1) for g in ("08", "09", "10")]
+    _write_lines(lists / "trainlist01.txt", train, "\r\n")
+    _write_lines(lists / "testlist01.txt", [f"{c}/v_{c}_g01_c01.avi" for c in classes], "\r\n")
+
+
+def test_a_partial_ucf101_download_logs_each_warning_once(tmp_path, caplog):
+    _partial_ucf101(tmp_path / "ucf")
+    argv = ["distill", "--source", f"ucf101:root={tmp_path / 'ucf'}", "--ratio", "k1", "--output",
+            str(tmp_path / "s"), "--drop_empty_classes", *TINY]  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assert cli(argv) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    missing = [m for m in warnings if "listed clips are not under" in m]
+    dropped = [m for m in warnings if "leaving out" in m]
+    assert len(missing) == 1 and "5 of 9" in missing[0], warnings
+    assert len(dropped) == 1 and "HandstandPushups" in dropped[0], warnings
+    assert len(warnings) == len(set(warnings)), warnings  # no warning twice
