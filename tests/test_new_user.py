@@ -90,3 +90,33 @@ def test_a_partial_ucf101_download_logs_each_warning_once(tmp_path, caplog):
     assert len(missing) == 1 and "5 of 9" in missing[0], warnings
     assert len(dropped) == 1 and "HandstandPushups" in dropped[0], warnings
     assert len(warnings) == len(set(warnings)), warnings  # no warning twice
+
+
+def test_show_frames_the_kept_frame_not_its_looped_copies(tmp_path, monkeypatch):
+    """A 3-frame clip looped to T = 8 repeats each frame; K = 1 keeps one of them, and only that one is framed."""
+    from compressa_hf.commands import show as show_module
+
+    for c, cls in enumerate(("Jump", "Run")):
+        for j in range(2):
+            write_video(tmp_path / "vf" / "train" / cls / f"clip{j}.mp4", ramp_frames(3, 16, 16, seed=c + j))
+    repo = tmp_path / "s"
+    argv = ["distill", "--source", str(tmp_path / "vf"), "--ratio", "k1", "--output", str(repo), "--method",
+            "uniform", "--size", "16", "--num_frames", "8", "--codec", "pixel", "--num_workers", "0"]  # fmt: skip
+    assert cli(argv) == 0
+    drawn = []
+    real = show_module.render_strip
+    monkeypatch.setattr(
+        show_module, "render_strip", lambda frames, kept, *a: drawn.append(kept) or real(frames, kept, *a)
+    )
+    pictures = show_module.show(show_module.ShowConfig(repo=str(repo), num_videos=4))
+    assert len(pictures) == 4 and len(drawn) == 4
+    for kept in drawn:  # sampled source frames [0, 1, 2, 0, 1, 2, 0, 1]; uniform K = 1 keeps position 4 = frame 1
+        assert kept == [False, True, False, False, False, False, False, False]
+
+
+def test_framed_positions_counts_each_kept_frame_once():
+    from compressa_hf.commands.show import framed_positions
+
+    assert framed_positions([0, 1, 2, 0, 1, 2], [2]) == [False, False, True, False, False, False]
+    assert framed_positions([0, 1, 1, 1], [1, 1]) == [False, True, True, False]  # pad: the last frame kept twice
+    assert framed_positions(list(range(4)), [0, 3]) == [True, False, False, True]
