@@ -120,3 +120,81 @@ def test_framed_positions_counts_each_kept_frame_once():
     assert framed_positions([0, 1, 2, 0, 1, 2], [2]) == [False, False, True, False, False, False]
     assert framed_positions([0, 1, 1, 1], [1, 1]) == [False, True, True, False]  # pad: the last frame kept twice
     assert framed_positions(list(range(4)), [0, 3]) == [True, False, False, True]
+
+
+# -- compressa evaluate: Kinetics' validation split, the report's table and picture (item 8) -------------------------
+
+
+def test_kinetics_val_is_the_validation_split_without_a_false_message(tmp_path, caplog):
+    from compressa_hf.sources.kinetics import Kinetics400Source
+
+    root = tmp_path / "k400"
+    header = "label,youtube_id,time_start,time_end,split"
+    _write_lines(root / "annotations" / "train.csv", [header, "abseiling,aaaaaaaaaaa,0,10,train"])
+    _write_lines(root / "annotations" / "val.csv", [header, "abseiling,bbbbbbbbbbb,0,10,val"])
+    write_clip(root / "val" / "abseiling" / "bbbbbbbbbbb_000000_000010.mp4")
+    src = Kinetics400Source(root=str(root))
+    with caplog.at_level(logging.INFO, logger="compressa_hf.sources.kinetics"):
+        val = src.list_clips("val")
+    assert [r.clip_id for r in val] == ["bbbbbbbbbbb_000000_000010"]
+    assert not any("instead" in m or "no labelled" in m for m in caplog.messages), caplog.messages
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="compressa_hf.sources.kinetics"):
+        assert src.list_clips("test") == val
+    (message,) = caplog.messages
+    assert "'test' reads the validation split" in message and "val.csv" in message
+
+
+def _report(cells, methods):
+    from compressa_hf.evaluate.report import summarise
+
+    meta = {"source": "toy", "test_clips": 50, "test_frames": 8, "chance": {"uniform": 0.25, "majority": 0.3},
+            "budget_bytes": {"0.5": 500, "1": 1000}, "full_bytes": 100000, "train_config": {}}  # fmt: skip
+    return summarise(cells, methods, [0.5, 1.0], ["convnet"], meta)
+
+
+def test_report_has_no_nan_and_one_row_per_pair_on_ties():
+    from compressa_hf.evaluate.report import to_markdown
+    from tests.test_evaluate import _cells
+
+    cells = _cells()
+    cells += [{**c, "method": "twin"} for c in cells if c["method"] == "good"]  # ties with 'good' everywhere
+    report = _report(cells, ["ours", "good", "twin", "bad", "na"])
+    md = to_markdown(report)
+    assert "nan" not in md
+    (na_row,) = [line for line in md.splitlines() if line.startswith("| na |")]
+    assert na_row.endswith("| - | - |")  # no time for a method that ran nowhere
+    for ratio in ("0.5", "1"):
+        sig = report["significance"]["convnet"][ratio]
+        assert sig["tied_best_baselines"] == ["good", "twin"]
+        pairs = [frozenset((m, c["against"])) for m, c in sig["comparisons"].items()]
+        assert len(pairs) == len(set(pairs))  # the pair good / twin is compared once, not twice mirrored
+        assert sig["comparisons"]["good"]["against"] == "twin" and "twin" not in sig["comparisons"]
+    rows = [line for line in md.splitlines() if line.startswith("| 0.5 % |")]
+    assert len(rows) == len(set(rows)) and "Tied for the best baseline" in md
+
+
+def test_report_points_do_not_hide_each_other(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from compressa_hf.evaluate.report import plot
+    from tests.test_evaluate import _cells
+
+    cells = _cells()
+    cells += [{**c, "method": "twin"} for c in cells if c["method"] == "good"]  # the same points as 'good'
+    report = _report(cells, ["ours", "good", "twin", "bad", "na"])
+    drawn = {}
+    real = matplotlib.axes.Axes.errorbar
+
+    def errorbar(self, x, y, *args, **kwargs):
+        drawn[kwargs["label"]] = (list(x), kwargs["fmt"])
+        return real(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", errorbar)
+    plot(report, str(tmp_path / "r.png"))
+    assert sorted(drawn) == ["bad", "good", "ours", "twin"]
+    assert len({fmt for _, fmt in drawn.values()}) == 4  # a marker of its own per method
+    for i in range(2):  # at each budget every method's point has an x of its own, within the budget's neighbourhood
+        xs = [x[i] for x, _ in drawn.values()]
+        assert len(set(xs)) == 4 and max(xs) / min(xs) < 2
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
