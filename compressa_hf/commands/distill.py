@@ -50,6 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -104,6 +105,10 @@ class DistillArguments:
         resume: Continue from the checkpoints in `work_dir` (the cache always resumes).
         push_to_hub: Also upload the repo to this Hub dataset id (`org/name`).
         private: Create the Hub repo as private.
+        license / license_name / license_link: The card's `license` (an identifier of the Hub's list,
+            https://hf.co/docs/hub/repositories-licenses, e.g. `cc-by-4.0`; `other` needs `license_name` and
+            `license_link`). Default: the source's terms where compressa_hf knows them (UCF101, HMDB51, Kinetics-400,
+            SSv2, the procedural set, an `hf:` dataset's own card; `VideoSource.license_info`), else `unknown`.
     """
 
     source: str = field(default="procedural", metadata={"help": "Source spec."})
@@ -138,6 +143,12 @@ class DistillArguments:
     preview: bool = field(default=True, metadata={"help": "Add a `preview` image column (not in the ratio)."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset id to upload to."})
     private: bool = field(default=False, metadata={"help": "Private Hub repo."})
+    license: str | None = field(
+        default=None,
+        metadata={"help": "Card licence: a Hub licence id (cc-by-4.0, other, ...); default: the source's."},
+    )
+    license_name: str | None = field(default=None, metadata={"help": "With --license other: the licence's name."})
+    license_link: str | None = field(default=None, metadata={"help": "With --license other: a URL to its text."})
 
     def __post_init__(self):
         from compressa_hf.distill.methods import METHODS
@@ -154,6 +165,17 @@ class DistillArguments:
             raise ValueError(f"`codec_dtype` must be float32 or bfloat16, got {self.codec_dtype!r}")
         if self.dtype not in ("auto", "uint8", "float16"):
             raise ValueError(f"`dtype` must be auto, uint8 or float16, got {self.dtype!r}")
+        if self.license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
+            raise ValueError(
+                f"--license {self.license!r} is not a Hub licence identifier (lower case, e.g. cc-by-4.0, mit, "
+                "apache-2.0, other; https://hf.co/docs/hub/repositories-licenses)"
+            )
+        if self.license == "other" and not (self.license_name and self.license_link):
+            raise ValueError(
+                "--license other needs --license_name (an id for it) and --license_link (a URL to its text)"
+            )
+        if (self.license_name or self.license_link) and self.license is None:
+            raise ValueError("--license_name / --license_link go with --license (e.g. --license other)")
         self.work_dir = self.work_dir or os.path.normpath(self.output) + ".work"
 
 
@@ -244,6 +266,15 @@ def plan_for(
             float(every),
         )
     return plan
+
+
+def card_license(args: DistillArguments, source) -> dict:
+    """The licence the card states: `--license` (with its name and link) when given, else the source's terms."""
+    if args.license is None:
+        return source.license_info()
+    info = {"license": args.license, "note": "stated with `compressa distill --license`"}
+    info.update({k: v for k, v in (("license_name", args.license_name), ("license_link", args.license_link)) if v})
+    return info
 
 
 def _previews(stored, dtype: str, codec, batch: int = 64) -> list[bytes]:
@@ -748,6 +779,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "clips_skipped": cache_summary.get("clips_skipped", 0),
             "dropped_classes": dropped,
             "diagnostics": cset.info.get("diagnostics"),
+            "license": card_license(args, source),
         }
         if args.method == "videocompressa":
             meta["hyperparameters"] = method["method_options"]  # the key sets written before --method read

@@ -83,6 +83,12 @@ class Kinetics400Source(VideoSource):
     """
 
     name = "kinetics400"
+    LICENSE = {
+        "license": "cc-by-4.0",
+        "note": "the Kinetics dataset is licensed by Google Inc. under CC BY 4.0 (its DeepMind page, "
+        "https://deepmind.com/research/open-source/kinetics): that covers the annotations; the videos are "
+        "YouTube's, and their rights stay with their uploaders",
+    }
 
     def __init__(self, root: str, annotation_dir: str | None = None):
         self.root = os.fspath(root)
