@@ -274,3 +274,61 @@ def test_the_card_states_a_licence(tmp_path, capsys, caplog):
     assert "**licence**: cc-by-nc-4.0" in card and f"**licence**: other (my-terms, {link})" in card
     assert cli([*argv, "--license", "CC BY 4.0"]) == 2
     assert "not a Hub licence identifier" in capsys.readouterr().err
+
+
+# -- VideoCompressa's state: memory or disk by its size (item 10) ---------------------------------------------------
+
+
+def test_state_estimate_is_what_memory_state_allocates():
+    import torch
+
+    from compressa_hf.distill.videocompressa import _Distiller, state_bytes
+    from tests.test_videocompressa import CLASSES, TinyCodec, make_set, small_config
+
+    latents, labels, _ = make_set()
+    for levers in ({}, {"objective": "ce+dm", "latent_optimizer": "sgd", "frame_cache_dtype": "float32"}):
+        cfg = small_config(state_storage="memory", **levers)
+        run = _Distiller(latents, labels, TinyCodec(), cfg, CLASSES, torch.device("cpu"), 0, 1, None)
+        held = sum(a.numel() * a.element_size() for a in run._arrays())
+        n, t = latents.shape[:2]
+        assert state_bytes(cfg, n, t, latents.shape[2:], (32, 32)) == held, levers
+
+
+def test_auto_state_storage_picks_disk_over_its_limit_and_says_so(tmp_path, caplog):
+    import torch
+
+    from compressa_hf.distill.videocompressa import distill
+    from tests.test_videocompressa import CLASSES, TinyCodec, make_set, small_config
+
+    latents, labels, _ = make_set()
+    results = {}
+    for limit in ("1KB", "1GB"):
+        cfg = small_config(passes=1, state_memory_limit=limit)
+        assert cfg.state_storage == "auto"  # the default
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="compressa_hf.distill.videocompressa"):
+            results[limit] = distill(latents, labels, TinyCodec(), cfg, CLASSES, False, tmp_path / limit)
+        (line,) = [m for m in caplog.messages if m.startswith("state storage:")]
+        storage = results[limit].summary()["state_storage"]
+        assert storage["estimated_bytes"] > 1000 and storage["limit_bytes"] == {"1KB": 1000, "1GB": 10**9}[limit]
+        assert "estimated state" in line and "limit" in line
+    assert results["1KB"].storage["state_storage"] == "disk" and (tmp_path / "1KB" / "state_rank0" / "z.bin").exists()
+    assert results["1GB"].storage["state_storage"] == "memory" and not (tmp_path / "1GB" / "state_rank0").exists()
+    assert results["1KB"].config["state_storage"] == "disk"  # the config as it ran
+    assert torch.equal(results["1KB"].latents, results["1GB"].latents)  # the storage changes no byte
+
+    # A resumed run keeps the storage it started with, whatever the limit says now.
+    more = small_config(passes=2, state_memory_limit="1GB")
+    resumed = distill(latents, labels, TinyCodec(), more, CLASSES, False, tmp_path / "1KB", resume=True)
+    assert resumed.storage["state_storage"] == "disk" and "checkpoint being resumed" in resumed.storage["reason"]
+
+
+def test_distill_summary_states_the_storage_choice(tmp_path, caplog):
+    proc = "procedural:num_classes=2,train_per_class=3,length=8,frame_size=16"
+    argv = ["distill", "--source", proc, "--ratio", "k1", "--output", str(tmp_path / "s"), "--state_memory_limit",
+            "2KB", *TINY]  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        assert cli(argv) == 0
+    summary = json.loads((tmp_path / "s.work" / "summary_ratio_k1.json").read_text())["distill"]["state_storage"]
+    assert summary["state_storage"] == "disk" and summary["limit_bytes"] == 2000 and summary["estimated_bytes"] > 2000
+    assert any(m.startswith("state storage: disk (auto)") for m in caplog.messages)
