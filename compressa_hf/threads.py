@@ -234,3 +234,35 @@ def beside_workers(workers: int) -> Iterator[int]:
         yield during
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def resumed_with(threads: int | None) -> Iterator[int]:
+    """Within the block, run with the thread count an interrupted run used (`threads`, from its checkpoint), so the
+    resumed run does the same operations in the same order: some results depend on the count in their last bits (a
+    decoder's convolutions), and a resume promises the bytes of an uninterrupted run. Only a count this module chose
+    is replaced; one the user fixed stays, with a warning when it differs. Yields the count in force."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield before
+        return
+    if _last is None or _last.decided_by != "auto" or before != _applied:
+        logger.warning(
+            "resuming a run made with %d torch threads under %d set by %s: its remaining steps may differ from an "
+            "uninterrupted run's in the last bits; set %s=%d to resume it exactly",
+            threads,
+            before,
+            _last.decided_by if _last is not None else "the caller",
+            ENV,
+            threads,
+        )
+        yield before
+        return
+    logger.info("torch threads %d while resuming a run that ran with them (was %d)", threads, before)
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)

@@ -138,3 +138,43 @@ def test_parse_bytes(text, expected):
 def test_parse_bytes_refuses_non_sizes():
     with pytest.raises(ValueError, match="'lots' is not a size"):
         resources.parse_bytes("lots")
+
+
+def test_a_resumed_run_keeps_the_thread_count_it_ran_with(monkeypatch, caplog, tmp_path):
+    """VideoCompressa's checkpoint records the count; a resume under a count this module chose runs with the recorded
+    one (the decoder's last bits depend on it), and one the user fixed is kept with a warning."""
+    from compressa_hf.distill.videocompressa import distill
+    from tests.test_videocompressa import CLASSES, TinyCodec, make_set, small_config
+
+    class Recording(TinyCodec):
+        seen: set = set()
+
+        def _decode(self, z):
+            self.seen.add(torch.get_num_threads())
+            return super()._decode(z)
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("COMPRESSA_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(resources, "runnable_tasks", lambda: 1.0)
+    latents, labels, _ = make_set()
+    try:
+        monkeypatch.setattr(resources, "usable_cpus", lambda: 1.0)
+        threads.configure_threads(what="test")  # auto: 1 thread
+        distill(latents, labels, Recording(), small_config(passes=1), CLASSES, False, tmp_path)
+        monkeypatch.setattr(resources, "usable_cpus", lambda: 2.0)
+        threads.configure_threads(what="test")  # auto: 2 threads now
+        Recording.seen = set()
+        with caplog.at_level(logging.INFO, logger="compressa_hf.threads"):
+            distill(latents, labels, Recording(), small_config(passes=2), CLASSES, False, tmp_path, resume=True)
+        assert Recording.seen == {1} and torch.get_num_threads() == 2  # back to the choice after the run
+        assert any("while resuming a run that ran with them" in m for m in caplog.messages)
+
+        monkeypatch.setenv("COMPRESSA_NUM_THREADS", "2")  # the user's count wins, with a warning
+        threads.configure_threads(what="test")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="compressa_hf.threads"), threads.resumed_with(1) as n:
+            assert n == 2 == torch.get_num_threads()
+        assert any("set COMPRESSA_NUM_THREADS=1 to resume it exactly" in m for m in caplog.messages)
+    finally:
+        torch.set_num_threads(before)

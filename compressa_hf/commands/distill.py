@@ -740,6 +740,10 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
         summary["method_info"] = cset.info if cset is not None else None
         summary["diagnostics"] = cset.info.get("diagnostics") if cset is not None else None
 
+    from compressa_hf.threads import last_choice
+
+    choice = last_choice()  # how many threads ran this (some results' last bits depend on it)
+    summary["torch_threads"] = choice.to_dict() if choice is not None else {"threads": torch.get_num_threads()}
     if state.is_main_process:
         published, published_note = _published_latents(cset, "float16" if args.dtype == "float16" else "uint8")
         info = cache.meta["source_info"]

@@ -527,15 +527,19 @@ def choose_state_storage(
     return out | {"state_storage": "disk", "reason": f"the estimate exceeds the limit ({where})"}
 
 
-def _checkpoint_storage(path: str | None) -> str | None:
-    """The `state_storage` a checkpoint was written with (memory-mapped, so a large one is not read), or None."""
+def _checkpoint_peek(path: str | None) -> dict:
+    """The `state_storage` and torch thread count a checkpoint was written with (memory-mapped, so a large one is not
+    read); empty when there is none."""
     if not path or not os.path.exists(path):
-        return None
+        return {}
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, OSError, ValueError):
-        return None  # unreadable: `load` names the problem when the run tries it
-    return state.get("meta", {}).get("config", {}).get("state_storage")
+        return {}  # unreadable: `load` names the problem when the run tries it
+    return {
+        "state_storage": state.get("meta", {}).get("config", {}).get("state_storage"),
+        "torch_threads": state.get("torch_threads"),
+    }
 
 
 def _track(iterable, progress: bool, desc: str, unit: str):
@@ -1044,6 +1048,8 @@ class _Distiller:
             "history": self.history,
             "timings": self.timings,
             "generation": self.generation + 1,
+            # A resumed run uses it (`compressa_hf.threads.resumed_with`): the decoder's last bits depend on it.
+            "torch_threads": torch.get_num_threads(),
         }
         if self.disk:
             for array in self._arrays():
@@ -1200,12 +1206,11 @@ def distill(
         checkpoint_path = os.path.join(os.fspath(checkpoint_dir), f"videocompressa_rank{rank}.pt")
 
     resuming = bool(resume and checkpoint_path and os.path.exists(checkpoint_path))
+    saved = _checkpoint_peek(checkpoint_path) if resuming else {}
     n_local = len(range(rank, n_all, world))
     frame_size = (latents.shape[3] * codec.downscale, latents.shape[4] * codec.downscale)
     estimate = state_bytes(cfg, n_local, t, tuple(latents.shape[2:]), frame_size)
-    storage = choose_state_storage(
-        cfg, estimate, checkpoint_dir is not None, _checkpoint_storage(checkpoint_path) if resuming else None
-    )
+    storage = choose_state_storage(cfg, estimate, checkpoint_dir is not None, saved.get("state_storage"))
     if cfg.state_storage == "auto":
         cfg = replace(cfg, state_storage=storage["state_storage"])
         limit = storage["limit_bytes"]
@@ -1219,8 +1224,10 @@ def distill(
             storage["reason"],
         )
 
+    from compressa_hf.threads import resumed_with
+
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
+    with torch.random.fork_rng(devices=rng_devices), resumed_with(saved.get("torch_threads")):
         # Own RNG stream (dropout in a guide net) so results do not depend on the caller's RNG state.
         torch.manual_seed(cfg.seed + rank)
         if checkpoint_path and not resuming and os.path.exists(checkpoint_path):
