@@ -29,6 +29,11 @@ Inter-op threads (torch's pool for `torch.jit.fork` and a few ops) get the same 
 The count is chosen when a process starts and again around phases with DataLoader workers (`beside_workers`); a job
 that starts on the machine later is not seen. Worker processes themselves run one thread each
 (`compressa_hf.cache.clip_loader`).
+
+Reproducibility: some results depend on the count in their last bits (TAEF2's decoder gave outputs 1e-5 apart with 1
+and 2 threads; its encoder and DM the same bytes), so a count chosen from the load can differ between two runs of one
+command. Runs record it (`compressa distill`'s summary), a resumed VideoCompressa run takes its checkpoint's
+(`resumed_with`), and `COMPRESSA_NUM_THREADS=N` fixes it.
 """
 
 from __future__ import annotations
