@@ -251,6 +251,23 @@ def cache_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
     }
 
 
+def known_unreadable(cache_dir: str) -> list[dict]:
+    """Clips an earlier pass into `cache_dir` could not decode (`clip_id`, `path`, `reason`): from `skipped.jsonl`
+    after a finished pass, else from the metadata of the shards written so far; empty when there is no cache there.
+    Listed files that are not on disk are not among them (`missing_clips` reports those)."""
+    path = os.path.join(cache_dir, "skipped.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    else:
+        shard_dir = os.path.join(cache_dir, "shards")
+        names = (
+            sorted(n for n in os.listdir(shard_dir) if n.endswith(".safetensors")) if os.path.isdir(shard_dir) else []
+        )
+        rows = [row for name in names for row in _read_shard_metadata(os.path.join(shard_dir, name))[1]]
+    return [row for row in rows if not row.get("reason", "").startswith("file not found")]
+
+
 def settings_diff(old: dict, new: dict) -> list[str]:
     """`key: old vs new` for every setting (leaf of the identity keys) in which two cache metas differ."""
 
@@ -309,6 +326,7 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distributed import get_state
     from compressa_hf.sources import parse_source_spec
+    from compressa_hf.threads import beside_workers
 
     state = get_state()
     device = resolve_device(cfg.device) if state.num_processes == 1 else state.device
@@ -351,10 +369,11 @@ def encode_split(cfg: EncodeConfig, codec=None, source=None, progress: bool = Tr
         disable=not progress or not todo_clips,
         smoothing=0.1,
     )
-    for k in todo:
-        shard_refs = refs[k * cfg.shard_size : (k + 1) * cfg.shard_size]
-        latents, rows, skipped = _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar)
-        _write_shard(os.path.join(shard_dir, shard_name(k)), latents, rows, skipped)
+    with beside_workers(cfg.num_workers if todo else 0):
+        for k in todo:
+            shard_refs = refs[k * cfg.shard_size : (k + 1) * cfg.shard_size]
+            latents, rows, skipped = _encode_shard(k, shard_refs, source, codec, clip_cfg, cfg, stats, bar)
+            _write_shard(os.path.join(shard_dir, shard_name(k)), latents, rows, skipped)
     bar.close()
     elapsed = time.perf_counter() - start
 

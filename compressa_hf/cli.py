@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        if not {"-h", "--help"} & set(rest):  # --help stays instant: nothing imports torch for it
+            from compressa_hf.threads import configure_threads
+
+            # Before any torch work: one thread per free core of this process, not one per CPU (compressa_hf.threads).
+            configure_threads(what=f"compressa {args.command}")
         return module.main(rest) or 0
     except USER_ERRORS as err:
         if args.debug:

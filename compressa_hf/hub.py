@@ -62,6 +62,21 @@ def codec_warnings(folder: str) -> list[str]:
     return out
 
 
+def license_warnings(folder: str) -> list[str]:
+    """What a reader of the card cannot tell about its terms: configs whose licence is unknown or not recorded."""
+    from compressa_hf.store import read_meta
+
+    out = []
+    for name, meta in read_meta(folder).items():
+        terms = meta.get("license") or {}
+        if terms.get("license", "unknown") == "unknown":
+            out.append(
+                f"config {name}: the card states no licence (`license: unknown`): the terms of its source clips are "
+                "not known to compressa_hf; re-run `compressa distill ... --license <Hub licence id>` to state them"
+            )
+    return out
+
+
 def push_repo(folder: str, repo_id: str, private: bool = False, dry_run: bool = False) -> dict:
     """Create (if needed) the dataset repo `repo_id` and upload the set; with `dry_run`, only list the files.
 
@@ -82,7 +97,7 @@ def push_repo(folder: str, repo_id: str, private: bool = False, dry_run: bool = 
             "record sources relative to their root; re-run `compressa distill` into a new folder (the latent cache "
             "is reused) and push that"
         )
-    warnings = codec_warnings(folder)
+    warnings = codec_warnings(folder) + license_warnings(folder)
     for w in warnings:
         logger.warning("%s", w)
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in files)

@@ -68,6 +68,14 @@ def public_info(info: dict) -> dict:
     return {k: _public_value(v) if isinstance(v, str) else v for k, v in info.items()}
 
 
+def public_text(text: str) -> str:
+    """`text` with every machine-local path in it (`find_local_paths`) shortened to its last component: for free text
+    such as a description naming a local folder, where `public_command` and `public_spec` do not apply."""
+    for path in sorted(set(find_local_paths(text)), key=len, reverse=True):
+        text = text.replace(path, os.path.basename(os.path.normpath(os.path.expanduser(path))) or path)
+    return text
+
+
 def find_local_paths(text: str) -> list[str]:
     """The machine-local paths in `text` (absolute, home-relative or Windows drive paths), in order of appearance."""
     return [m.group(0) for m in _LOCAL_PATH.finditer(text)]

@@ -524,21 +524,25 @@ def eval_command(model_path: str, data_args) -> str:
     return shlex.join(cmd)
 
 
-def model_card(summary: dict, command: str) -> str:
-    """README.md of a fine-tuned model: YAML header for the Hub, the data set and ratio, the command, how to evaluate."""
+def model_card(summary: dict, command: str, base_is_local: bool = False) -> str:
+    """README.md of a fine-tuned model: YAML header for the Hub, the data set and ratio, the command, how to evaluate.
+
+    `summary` and `command` as published (`public_summary`, `public_command`). A base model read from a local folder
+    (`base_is_local`) is no Hub id, so the header names none and the text says it was a local folder."""
     import yaml
 
-    header = {
-        "base_model": summary["model_name_or_path"],
+    header = {"base_model": summary["model_name_or_path"]} if not base_is_local else {}
+    header |= {
         "library_name": "peft" if summary["method"] in ("lora", "qlora") else "transformers",
         "pipeline_tag": "video-text-to-text",
         "tags": ["compressa_hf", "video-classification", summary.get("model_family", "qwen2_5_vl"), summary["method"]]
         + (["dataset-distillation"] if summary["distilled"] else []),
     }
     repo = summary.get("repo")
-    if repo and not os.path.isdir(repo):
+    if repo and not summary.get("repo_is_local") and not os.path.isdir(repo):
         header["datasets"] = [repo]
     method = {"lora": "LoRA", "qlora": "QLoRA", "full": "full fine-tuning"}[summary["method"]]
+    base = f"`{summary['model_name_or_path']}`" + (" (a local folder)" if base_is_local else "")
     lines = [
         "---",
         yaml.safe_dump(header, sort_keys=False).rstrip(),
@@ -546,7 +550,7 @@ def model_card(summary: dict, command: str) -> str:
         "",
         f"# {Path(summary['output_dir']).name}",
         "",
-        f"`{summary['model_name_or_path']}` trained with {method} (vision side: {summary['tune_vision']}) on "
+        f"{base} trained with {method} (vision side: {summary['tune_vision']}) on "
         f"**{summary['data']}**: {summary['data_description']}.",
         "",
         "| | |",
@@ -635,30 +639,134 @@ def run_summary(named, train_dataset, collator, trainer, result, model_args, scr
     }
 
 
+#: Not uploaded by `push_run`: this machine's own files (`_local_run.json`, staging folders), checkpoints, and
+#: Trainer's `training_args.bin`, a pickle of the arguments that holds this machine's output and logging folders (the
+#: card and the training summary carry the settings).
+PUSH_IGNORE = ["_*", "checkpoint-*", "training_args.bin"]
+#: Vocabularies: their tokens (`/**/*.`, byte-level pieces) read like paths to the check and are no metadata.
+VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
+
+
+def _staged_upload(output_dir: str, stage: str) -> list[str]:
+    """Link (or copy) what `push_run` uploads into `stage`; the adapter's local base model folder is named by its
+    last component there, as the card names it (the local `adapter_config.json` keeps the path, to load from).
+    Returns the staged files, relative."""
+    import fnmatch
+
+    from compressa_hf.publish import public_spec
+
+    files = []
+    for root, dirs, names in os.walk(output_dir):
+        rel_root = os.path.relpath(root, output_dir)
+        dirs[:] = [d for d in dirs if not any(fnmatch.fnmatch(d, p) for p in PUSH_IGNORE)]
+        for name in names:
+            rel = os.path.normpath(os.path.join(rel_root, name))
+            if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in PUSH_IGNORE):
+                continue
+            target = os.path.join(stage, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if name == "adapter_config.json":
+                with open(os.path.join(root, name)) as f:
+                    config = json.load(f)
+                if isinstance(config.get("base_model_name_or_path"), str):
+                    config["base_model_name_or_path"] = public_spec(config["base_model_name_or_path"])
+                with open(target, "w") as f:
+                    json.dump(config, f, indent=2)
+            else:
+                try:
+                    os.link(os.path.join(root, name), target)  # weights: no copy on the same file system
+                except OSError:
+                    shutil.copy2(os.path.join(root, name), target)
+            files.append(rel)
+    return sorted(files)
+
+
 def push_run(output_dir: str, args) -> str:
     """Upload a finished run's folder (model, processor, card, training summary; no checkpoint) to the Hub repo that
     `args` (`VideoSFTConfig`: `hub_model_id`, else the folder's name; `hub_token`, `hub_private_repo`,
-    `hub_revision`) names, as Trainer would; returns the repo id. Call it after `write_run_files`."""
+    `hub_revision`) names, as Trainer would; returns the repo id. Call it after `write_run_files`.
+
+    Nothing machine-local is published, as for a distilled set (`compressa_hf.hub.push_repo`): the card and summary
+    name local folders by their last component (`write_run_files`), so does the uploaded `adapter_config.json`, and a
+    file that would still publish a path of this machine is refused, naming the file and the path, before anything
+    is sent (`PUSH_IGNORE` lists what stays behind)."""
+    import tempfile
+
     from huggingface_hub import HfApi
 
-    api = HfApi(library_name="compressa_hf")
-    repo = args.hub_model_id or Path(output_dir).absolute().name
-    repo_id = api.create_repo(repo, token=args.hub_token, private=args.hub_private_repo, exist_ok=True).repo_id
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=output_dir,
-        commit_message="compressa_hf: model, model card and training summary",
-        token=args.hub_token,
-        revision=args.hub_revision,
-        ignore_patterns=["_*", "checkpoint-*"],
-    )
+    from compressa_hf.hub import local_paths_in
+
+    stage = tempfile.mkdtemp(dir=output_dir, prefix="_push-")  # "_*": never uploaded itself, even if left behind
+    try:
+        files = _staged_upload(output_dir, stage)
+        local = local_paths_in(stage, [f for f in files if os.path.basename(f) not in VOCABULARY_FILES])
+        if local:
+            shown = "; ".join(f"{rel}: {p}" for rel, p in local[:5]) + (
+                f"; ... ({len(local)} in all)" * (len(local) > 5)
+            )
+            raise ValueError(
+                f"{output_dir} would publish paths of this machine ({shown}). The card and training summary written "
+                "by sft_qwen.py name local folders by their last component; remove or edit the files named (or "
+                "re-run into a fresh --output_dir) and push again"
+            )
+        api = HfApi(library_name="compressa_hf")
+        repo = args.hub_model_id or Path(output_dir).absolute().name
+        repo_id = api.create_repo(repo, token=args.hub_token, private=args.hub_private_repo, exist_ok=True).repo_id
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=stage,
+            commit_message="compressa_hf: model, model card and training summary",
+            token=args.hub_token,
+            revision=args.hub_revision,
+            ignore_patterns=PUSH_IGNORE,
+        )
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     logger.info(f"pushed {output_dir} to https://huggingface.co/{repo_id}")
     return repo_id
 
 
+def public_summary(summary: dict) -> dict:
+    """`run_summary` as published (card, `training_summary.json`): local folders (base model, set, source, output) by
+    their last component, as a distilled set's card names them (`compressa_hf.publish`), the evaluation command by
+    `public_command`, and any other local path in a text by its last component."""
+    from compressa_hf.publish import public_command, public_spec, public_text
+
+    def walk(value):
+        if isinstance(value, str):
+            return public_text(value)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v) for v in value]
+        return value
+
+    out = walk(summary)
+    for key in ("model_name_or_path", "repo", "source", "output_dir"):
+        if isinstance(summary.get(key), str):
+            out[key] = public_spec(summary[key])
+    if isinstance(summary.get("repo"), str) and os.path.isdir(summary["repo"]):
+        out["repo_is_local"] = True  # a folder's name is no Hub dataset id: the card's header names none
+    if isinstance(summary.get("eval_command"), str):
+        out["eval_command"] = public_command(summary["eval_command"])
+    return out
+
+
+LOCAL_RUN_FILE = "_local_run.json"
+
+
 def write_run_files(output_dir: str, summary: dict, command: str, summary_file: str = "training_summary.json") -> None:
-    """`training_summary.json` and the model card (README.md, replacing the one PEFT / TRL wrote) in `output_dir`."""
+    """`training_summary.json` and the model card (README.md, replacing the one PEFT / TRL wrote) in `output_dir`, as
+    published: no path of this machine (`public_summary`, `public_command`). The summary and command as run, with
+    their local paths, go to `_local_run.json` beside them, which `push_run` never uploads (as a distilled set keeps
+    its local source spec in `local/`)."""
+    from compressa_hf.publish import public_command
+
+    with open(os.path.join(output_dir, LOCAL_RUN_FILE), "w") as f:
+        json.dump({"command": command, "summary": summary}, f, indent=2)
+    published = public_summary(summary)
     with open(os.path.join(output_dir, summary_file), "w") as f:
-        json.dump(summary, f, indent=2)
+        json.dump(published, f, indent=2)
+    base_is_local = os.path.isdir(os.path.expanduser(str(summary.get("model_name_or_path", ""))))
     with open(os.path.join(output_dir, "README.md"), "w") as f:
-        f.write(model_card(summary, command))
+        f.write(model_card(published, public_command(command), base_is_local=base_is_local))

@@ -289,7 +289,8 @@ def read_meta(repo_dir: str | os.PathLike) -> dict[str, dict]:
 def _yaml_header(metas: dict[str, dict]) -> str:
     import yaml
 
-    header = {
+    header = _license_header(metas)
+    header |= {
         "configs": [
             {"config_name": name, "data_files": [{"split": "train", "path": m["data_files"]}]}
             for name, m in metas.items()
@@ -302,6 +303,31 @@ def _yaml_header(metas: dict[str, dict]) -> str:
         },
     }
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
+
+
+def _license_header(metas: dict[str, dict]) -> dict:
+    """The card's `license` (and `license_name` / `license_link` for `other`): the configs' common licence, `other`
+    named `several` when they differ (each config's section says its own), nothing for configs written before."""
+    found = {}
+    for m in metas.values():
+        if m.get("license"):
+            terms = {k: m["license"][k] for k in ("license", "license_name", "license_link") if m["license"].get(k)}
+            found[json.dumps(terms, sort_keys=True)] = terms
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if len(found) > 1:
+        return {"license": "other", "license_name": "several", "license_link": "README.md"}
+    return {}
+
+
+def _license_text(terms: dict | None) -> str | None:
+    """One line of a config's licence for its card section."""
+    if not terms:
+        return None
+    name = terms["license"] + (
+        f" ({terms['license_name']}, {terms['license_link']})" if terms.get("license_name") else ""
+    )
+    return f"{name}: {terms['note']}" if terms.get("note") else name
 
 
 def _options_text(options: dict) -> str:
@@ -380,6 +406,7 @@ def _config_section(name: str, m: dict) -> str:
             else None,
         ),
         ("seed", m.get("seed")),
+        ("licence", _license_text(m.get("license"))),
         ("classes", ", ".join(m.get("class_names", []))),
         ("classes left out (no readable clip in the split)", ", ".join(m.get("dropped_classes") or []) or None),
         (

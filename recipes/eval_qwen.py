@@ -44,7 +44,9 @@ def main(args):
     from compressa_hf.qwen.compress.attach import describe_token_compressor
     from compressa_hf.qwen_eval import choice_token_ids, evaluate_batch, load_for_eval, summarize, write_results
     from compressa_hf.sft import torch_dtype
+    from compressa_hf.threads import configure_threads
 
+    configure_threads(what="eval_qwen")  # one thread per free core of this process (compressa_hf.threads)
     logger = logging.getLogger(__name__)
     # cpu=True on a machine without GPUs: processes started with `--multi_gpu` / ddp.yaml then form one gloo group
     # (without it each would evaluate every clip alone and all would write one results file)

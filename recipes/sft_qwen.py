@@ -78,7 +78,10 @@ def main(script_args, training_args, model_args):
         write_run_files,
     )
     from compressa_hf.sft_trainer import VideoSFTTrainer
+    from compressa_hf.threads import configure_threads
 
+    # The DataLoader workers decode clips for the whole run: leave them their cores (compressa_hf.threads).
+    configure_threads(workers=training_args.dataloader_num_workers, what="sft_qwen")
     logger = get_logger(__name__)
     check_processes(training_args)
     check_kernels(model_args, training_args)

@@ -15,6 +15,19 @@ TAEF2 = SHARED / "weights" / "taef2"
 QWEN = SHARED / "qwen2_5_vl"
 
 
+#: torch's thread count in this session (what it starts with: OMP_NUM_THREADS, else one per CPU of the affinity).
+SESSION_THREADS = os.environ.get("OMP_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
+
+
+@pytest.fixture(autouse=True)
+def _fixed_thread_count(monkeypatch):
+    """Every test's commands run with the session's thread count, as they did before the thread policy
+    (`compressa_hf.threads`): a count chosen from the machine's load could differ between two runs a test compares,
+    and a decoder's last bits depend on it. tests/test_threads.py sets its own."""
+    if not os.environ.get("COMPRESSA_NUM_THREADS"):
+        monkeypatch.setenv("COMPRESSA_NUM_THREADS", SESSION_THREADS)
+
+
 @pytest.fixture(autouse=True)
 def _private_latent_cache(tmp_path, monkeypatch):
     """Every test gets its own shared-cache folder (`compressa_hf.cache.cache_home`), never the user's."""

@@ -344,8 +344,13 @@ def test_the_hub_gets_the_folder_after_its_card_and_summary_exist(finished_run):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_the_cards_evaluation_command_runs_as_printed(finished_run, tmp_path):
+    from compressa_hf.publish import find_local_paths, public_command
+
     card = (finished_run["dir"] / "README.md").read_text()
-    command = card.split("Evaluate on the real test split:")[1].split("```bash\n")[1].split("\n```")[0]
+    printed = card.split("Evaluate on the real test split:")[1].split("```bash\n")[1].split("\n```")[0]
+    # The card names this machine's folders by their last component; `_local_run.json` keeps the command as run here.
+    command = json.loads((finished_run["dir"] / "_local_run.json").read_text())["summary"]["eval_command"]
+    assert printed == public_command(command) and not find_local_paths(printed)
     argv = shlex.split(command)
     assert argv[:3] == ["accelerate", "launch", "recipes/eval_qwen.py"]
     evaluation = load_script("eval_qwen")

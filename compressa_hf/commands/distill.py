@@ -57,6 +57,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -111,6 +112,10 @@ class DistillArguments:
         resume: Continue from the checkpoints in `work_dir` (the cache always resumes).
         push_to_hub: Also upload the repo to this Hub dataset id (`org/name`).
         private: Create the Hub repo as private.
+        license / license_name / license_link: The card's `license` (an identifier of the Hub's list,
+            https://hf.co/docs/hub/repositories-licenses, e.g. `cc-by-4.0`; `other` needs `license_name` and
+            `license_link`). Default: the source's terms where compressa_hf knows them (UCF101, HMDB51, Kinetics-400,
+            SSv2, the procedural set, an `hf:` dataset's own card; `VideoSource.license_info`), else `unknown`.
     """
 
     source: str = field(default="procedural", metadata={"help": "Source spec."})
@@ -145,6 +150,12 @@ class DistillArguments:
     preview: bool = field(default=True, metadata={"help": "Add a `preview` image column (not in the ratio)."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset id to upload to."})
     private: bool = field(default=False, metadata={"help": "Private Hub repo."})
+    license: str | None = field(
+        default=None,
+        metadata={"help": "Card licence: a Hub licence id (cc-by-4.0, other, ...); default: the source's."},
+    )
+    license_name: str | None = field(default=None, metadata={"help": "With --license other: the licence's name."})
+    license_link: str | None = field(default=None, metadata={"help": "With --license other: a URL to its text."})
 
     def __post_init__(self):
         from compressa_hf.distill.methods import METHODS
@@ -161,6 +172,17 @@ class DistillArguments:
             raise ValueError(f"`codec_dtype` must be float32 or bfloat16, got {self.codec_dtype!r}")
         if self.dtype not in ("auto", "uint8", "float16"):
             raise ValueError(f"`dtype` must be auto, uint8 or float16, got {self.dtype!r}")
+        if self.license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
+            raise ValueError(
+                f"--license {self.license!r} is not a Hub licence identifier (lower case, e.g. cc-by-4.0, mit, "
+                "apache-2.0, other; https://hf.co/docs/hub/repositories-licenses)"
+            )
+        if self.license == "other" and not (self.license_name and self.license_link):
+            raise ValueError(
+                "--license other needs --license_name (an id for it) and --license_link (a URL to its text)"
+            )
+        if (self.license_name or self.license_link) and self.license is None:
+            raise ValueError("--license_name / --license_link go with --license (e.g. --license other)")
         self.work_dir = self.work_dir or os.path.normpath(self.output) + ".work"
 
 
@@ -172,28 +194,53 @@ def make_parser():
     return TrlParser((DistillArguments, VideoCompressaConfig), prog="compressa distill", allow_abbrev=False)
 
 
-def class_space(labels: list[int], class_names: list[str], drop_empty: bool) -> tuple[list[int], list[str], list[str]]:
+def class_space(
+    labels: list[int], class_names: list[str], drop_empty: bool, warn: bool = True
+) -> tuple[list[int], list[str], list[str]]:
     """(labels, class names, dropped class names) for the clips at hand.
 
-    A class without a clip is an error naming it, or with `drop_empty` it is left out and the labels are renumbered
-    over the classes kept (in their order).
+    A class without a clip is an error naming it, or with `drop_empty` it is left out (with a warning unless `warn`
+    is False, for a second look at the same split) and the labels are renumbered over the classes kept (in their
+    order). Fewer than two classes is an error: a one-class set teaches nothing to tell apart (every chat sample
+    would ask to "choose one of" that class), so it is refused rather than published.
     """
     from compressa_hf.distill.budget import counts_per_class
 
     if not drop_empty:
         counts_per_class(labels, class_names, hint="or pass --drop_empty_classes to leave them out")
-        return list(labels), list(class_names), []
-    counts = [0] * len(class_names)
-    for y in labels:
-        counts[y] += 1
-    kept = [c for c, n in enumerate(counts) if n > 0]
-    if not kept:
-        raise ValueError("no class has a clip in the split; nothing to distil")
-    new = {old: i for i, old in enumerate(kept)}
-    dropped = [name for c, name in enumerate(class_names) if counts[c] == 0]
-    if dropped:
+        kept_names, dropped, new = list(class_names), [], None
+    else:
+        counts = [0] * len(class_names)
+        for y in labels:
+            counts[y] += 1
+        kept = [c for c, n in enumerate(counts) if n > 0]
+        if not kept:
+            raise ValueError("no class has a clip in the split; nothing to distil")
+        new = {old: i for i, old in enumerate(kept)}
+        kept_names = [class_names[c] for c in kept]
+        dropped = [name for c, name in enumerate(class_names) if counts[c] == 0]
+    if len(kept_names) < 2:
+        left = f" after --drop_empty_classes left out {len(dropped)} class(es) without clips" if dropped else ""
+        raise ValueError(
+            f"the split has clips of one class only ({kept_names[0]!r}){left}: a set of one class teaches nothing to "
+            "tell apart (every chat sample would ask to choose among that one class), so none is written. Distil a "
+            "split with clips of at least two classes (a partial download: fetch more of it)"
+        )
+    if dropped and warn:
         logger.warning("leaving out %d classes without clips: %s", len(dropped), ", ".join(dropped[:10]))
-    return [new[y] for y in labels], [class_names[c] for c in kept], dropped
+    return ([new[y] for y in labels] if new else list(labels)), kept_names, dropped
+
+
+def _class_space_again(labels, class_names, drop_empty: bool, dropped_before: list[str]):
+    """`class_space` of the clips left once unreadable ones are known, warning only about classes that became empty
+    since the first look (the first look already named the others)."""
+    labels, names, dropped = class_space(labels, class_names, drop_empty, warn=False)
+    newly = [name for name in dropped if name not in dropped_before]
+    if newly:
+        logger.warning(
+            "leaving out %d more classes whose clips are all unreadable: %s", len(newly), ", ".join(newly[:10])
+        )
+    return labels, names, dropped
 
 
 def plan_for(
@@ -228,6 +275,15 @@ def plan_for(
     return plan
 
 
+def card_license(args: DistillArguments, source) -> dict:
+    """The licence the card states: `--license` (with its name and link) when given, else the source's terms."""
+    if args.license is None:
+        return source.license_info()
+    info = {"license": args.license, "note": "stated with `compressa distill --license`"}
+    info.update({k: v for k, v in (("license_name", args.license_name), ("license_link", args.license_link)) if v})
+    return info
+
+
 def _previews(stored, dtype: str, codec, batch: int = 64) -> list[bytes]:
     """PNG strips of what each stored row decodes to (after storage rounding), for the `preview` column."""
     import torch
@@ -251,8 +307,11 @@ def _previews(stored, dtype: str, codec, batch: int = 64) -> list[bytes]:
     z = uint8_to_latents(z) if dtype == "uint8" else z.float()
     n, k = z.shape[:2]
     out = []
+    from tqdm.auto import tqdm
+
+    chunks = torch.split(z.flatten(0, 1), batch * k)
     with torch.no_grad():
-        for chunk in torch.split(z.flatten(0, 1), batch * k):
+        for chunk in tqdm(chunks, desc="preview strips", unit="batch", leave=False):
             frames = codec.decode(chunk.to(codec.device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             out += [preview_png(f) for f in frames.reshape(-1, k, *frames.shape[1:])]
     return out
@@ -625,6 +684,7 @@ def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, cl
         work_dir=work,
         shared_dir=args.work_dir,  # kept across runs (expert trajectories); `work` is cleared without --resume
         device=codec.device,
+        progress=True,  # the main process runs this; DM printed nothing for 14 minutes without it
         class_names=class_names,
     )
     return compress(args.method, ctx), ctx, latents
@@ -637,7 +697,15 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from compressa_hf.cache import EncodeConfig, LatentCache, cache_meta, encode_split, refuse_other_settings
+    from compressa_hf.cache import (
+        EncodeConfig,
+        LatentCache,
+        cache_meta,
+        encode_split,
+        known_unreadable,
+        refuse_other_settings,
+        shared_cache_dir,
+    )
     from compressa_hf.clips import describe_policy
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distill.budget import qwen_visual_tokens
@@ -676,6 +744,15 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
 
     method = {"method": args.method, "method_kind": kind, "method_options": options}
     if args.dry_run:
+        # Clips the cache for these settings already found unreadable are not planned: the real run will not keep them.
+        cache_dir = args.cache_dir or shared_cache_dir(cache_meta(enc, source, codec, refs))
+        unreadable = known_unreadable(cache_dir)
+        if unreadable:
+            bad = {row["clip_id"] for row in unreadable}
+            refs = [r for r in refs if r.clip_id not in bad]
+            labels, class_names, dropped = _class_space_again(
+                [r.label for r in refs], source.class_names, args.drop_empty_classes, dropped
+            )
         latent_shape = codec.latent_shape(args.size, args.size)
         plan, text = _dry_run_plan(
             args, kind, vc_cfg.frames_per_video, labels, class_names, latent_shape, options=options
@@ -685,6 +762,11 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             text += (
                 f"\n{len(missing)} listed clips are missing and left out of the plan "
                 f"(first: {', '.join(r.clip_id for r in missing[:3])})"
+            )
+        if unreadable:
+            text += (
+                f"\n{len(unreadable)} clips the latent cache ({cache_dir}) found unreadable are left out of the plan "
+                f"(first: {', '.join(row['clip_id'] for row in unreadable[:3])}; reasons in its skipped.jsonl)"
             )
         if dropped:
             text += f"\nclasses left out (no clips): {', '.join(dropped)}"
@@ -697,13 +779,14 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "class_names": class_names,  # the order of the plan's videos_per_class
             "clips": len(refs),
             "missing_clips": len(missing),
+            "unreadable_clips": len(unreadable),
             "dropped_classes": dropped,
         }
 
     cache_summary = encode_split(enc, codec=codec, source=source)
     cache = LatentCache(cache_summary["output_dir"])
-    labels_all, class_names, dropped = class_space(
-        [row["label"] for row in cache.index], cache.class_names, args.drop_empty_classes
+    labels_all, class_names, dropped = _class_space_again(
+        [row["label"] for row in cache.index], cache.class_names, args.drop_empty_classes, dropped
     )
     if args.method == "videocompressa":
         plan = plan_for(args, vc_cfg.frames_per_video, labels_all, class_names, cache.meta["latent_shape"])
@@ -771,6 +854,10 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
         summary["method_info"] = cset.info if cset is not None else None
         summary["diagnostics"] = cset.info.get("diagnostics") if cset is not None else None
 
+    from compressa_hf.threads import last_choice
+
+    choice = last_choice()  # how many threads ran this (some results' last bits depend on it)
+    summary["torch_threads"] = choice.to_dict() if choice is not None else {"threads": torch.get_num_threads()}
     if state.is_main_process:
         published, published_note = _published_latents(cset, "float16" if args.dtype == "float16" else "uint8")
         info = cache.meta["source_info"]
@@ -820,6 +907,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "clips_skipped": cache_summary.get("clips_skipped", 0),
             "dropped_classes": dropped,
             "diagnostics": cset.info.get("diagnostics"),
+            "license": card_license(args, source),
         }
         if args.method == "videocompressa":
             meta["hyperparameters"] = method["method_options"]  # the key sets written before --method read

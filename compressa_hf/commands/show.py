@@ -111,6 +111,20 @@ def render_strip(
     return np.concatenate([np.asarray(header), *rows])
 
 
+def framed_positions(sampled: list[int], kept: list[int]) -> list[bool]:
+    """Which of the T sampled frames to frame: the first occurrence of each kept source frame (as often as it was
+    kept), not the copies a short clip repeats (`short_clips` loop / pad) of it, which are fillers, not frames kept.
+    `sampled` are the T source indices in order, `kept` the row's `frame_indices`."""
+    from collections import Counter
+
+    left = Counter(kept)
+    framed = []
+    for idx in sampled:
+        framed.append(left[idx] > 0)
+        left[idx] -= 1
+    return framed
+
+
 def _source_for(cfg: ShowConfig, meta: dict):
     """The source the set was made from, as this machine reaches it, or None (then only decoded frames are drawn).
 
@@ -172,7 +186,7 @@ def show(cfg: ShowConfig) -> list[str]:
         try:
             if ref is not None:
                 clip = sample_clip(source, ref, clip_cfg)
-                source_frames, kept = clip.frames, [idx in kept_idx for idx in clip.frame_indices]
+                source_frames, kept = clip.frames, framed_positions(clip.frame_indices, kept_idx)
                 note = f" of {clip.frame_indices}"
         except ClipReadError as err:
             logger.warning("cannot read the source of %s (%s); drawing the decoded frames only", row["video_id"], err)

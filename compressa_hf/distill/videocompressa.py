@@ -83,6 +83,10 @@ optimisers, RNG states, counters, the generator state that redraws the pass's pe
 does not grow with N. Between checkpoints every overwritten row is first saved to an undo journal
 (`compressa_hf.rows.UndoJournal`); resuming rolls the files back to the last checkpoint, so a kill at any point
 resumes to the same bytes as an uninterrupted run, which are also the bytes of `state_storage="memory"`.
+`state_storage="auto"` (the default) chooses: memory when the estimated state of this process (`state_bytes`) is at
+most `state_memory_limit` (default: half of the memory it may use, the machine's available RAM or what its cgroup
+limit leaves, shared by the processes of a launch), disk otherwise; the choice and the estimate are logged and in
+`DistillResult.storage`. A run resumes with the storage it started with.
 `shuffle_window` draws each pass window by window over a seeded layout of the videos, so a disk-backed run reads one
 region of its files at a time (each video's T rows are one read in any case).
 """
@@ -93,7 +97,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -113,7 +117,9 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 3
 # Config fields that may differ between a run and its resumption.
-RESUMABLE_FIELDS = ("passes", "checkpoint_steps")
+RESUMABLE_FIELDS = ("passes", "checkpoint_steps", "state_memory_limit")
+#: Under state_storage="auto", the share of the memory this process may use that its state may take in memory.
+AUTO_MEMORY_SHARE = 0.5
 
 
 @dataclass
@@ -178,11 +184,15 @@ class VideoCompressaConfig:
             diagnostics) or "ce+dm" (`ce + dm_weight * dm`).
         checkpoint_steps: Also checkpoint every this many steps (0: only after each pass).
         state_storage: Where Z, its optimiser moments and step counts, and the decoded-frame cache live: "memory"
-            (host tensors, written whole into every checkpoint) or "disk" (files in the checkpoint folder, read and
+            (host tensors, written whole into every checkpoint), "disk" (files in the checkpoint folder, read and
             written a batch at a time: host memory is bounded by the batch, the codec and the networks, not by
-            the number of videos; a checkpoint is a flush plus a small state file). Both give the same bytes for
-            the same seed. "disk" needs a checkpoint folder and refuses `latent_optimizer="adam"` (dense Adam
-            moves every row at every step).
+            the number of videos; a checkpoint is a flush plus a small state file) or "auto" (memory when the
+            estimated state fits `state_memory_limit`, else disk; memory without a checkpoint folder or with
+            `latent_optimizer="adam"`). All give the same bytes for the same seed. "disk" needs a checkpoint folder
+            and refuses `latent_optimizer="adam"` (dense Adam moves every row at every step).
+        state_memory_limit: Under "auto", the most bytes the state may take in memory: a size such as `8GB` or
+            `512MiB`; None: half of what this process may use (available RAM, or what its cgroup memory limit
+            leaves, divided among the processes of a launch on this machine).
         shuffle_window: 0 draws each pass's batches from one permutation of all the videos. N > 0 lays the videos
             out in a seeded random order (so neighbours mix classes) and draws batches window by window: the
             windows of N neighbouring videos in a random order, the videos of each window shuffled, so a disk-backed
@@ -239,7 +249,11 @@ class VideoCompressaConfig:
     dm_width: int = field(default=64, metadata={"help": "Channels of DM's random embedding ConvNet."})
     checkpoint_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps too (0: per pass)."})
     state_storage: str = field(
-        default="memory", metadata={"help": "Z, moments and frame cache in memory or on disk (bounded memory)."}
+        default="auto",
+        metadata={"help": "Z, moments and frame cache in memory, on disk (bounded memory), or auto (by size)."},
+    )
+    state_memory_limit: str | None = field(
+        default=None, metadata={"help": "auto: most bytes of state kept in memory (8GB); default half the free RAM."}
     )
     shuffle_window: int = field(
         default=0, metadata={"help": "Videos per shuffle window (0: one permutation of all videos per pass)."}
@@ -273,7 +287,7 @@ class VideoCompressaConfig:
             "scorer_init": ("random", "uniform"),
             "latent_optimizer": ("lazy_adam", "adam", "sgd"),
             "objective": ("ce", "dm", "ce+dm"),
-            "state_storage": ("memory", "disk"),
+            "state_storage": ("auto", "memory", "disk"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -290,6 +304,10 @@ class VideoCompressaConfig:
                 "state_storage='disk' cannot run latent_optimizer='adam': dense Adam moves every latent frame at "
                 "every step, so each step would rewrite the whole state; use lazy_adam or sgd"
             )
+        if self.state_memory_limit is not None:
+            from compressa_hf.resources import parse_bytes
+
+            parse_bytes(self.state_memory_limit)  # a bad size is an error now, not after the cache pass
         if self.guide_warmup_epochs < 0:
             raise ValueError(f"`guide_warmup_epochs` must be >= 0, got {self.guide_warmup_epochs}")
         if not self.dm_weight >= 0:
@@ -436,7 +454,9 @@ class DistillResult:
         timings: Wall-clock seconds (`decode_s`, `decode_grad_s`, `forward_backward_s`, `optimizer_s`,
             `final_s`, `total_s`) and decoder counts (`decoded_frames` without grad, `decoded_frames_grad` with
             grad and backward, `decoder_calls`), for this process, summed over resumed runs.
-        config: The configuration as a dict.
+        config: The configuration as a dict (`state_storage` as it ran: memory or disk).
+        storage: Where the state lived and why (`choose_state_storage`): `state_storage`, `requested`,
+            `estimated_bytes`, `limit_bytes`, `reason`.
     """
 
     frame_indices: torch.Tensor
@@ -447,6 +467,7 @@ class DistillResult:
     timings: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     warmup: dict[str, Any] = field(default_factory=dict)
+    storage: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict:
         """JSON-ready summary (no tensors)."""
@@ -457,7 +478,77 @@ class DistillResult:
             "timings": dict(self.timings),
             "config": dict(self.config),
             "guide_warmup": dict(self.warmup),
+            "state_storage": dict(self.storage),
         }
+
+
+def state_bytes(cfg: VideoCompressaConfig, num_videos: int, num_frames: int, latent_shape, frame_size) -> int:
+    """Bytes of one process's VideoCompressa state for `num_videos` videos of `num_frames` latent frames: Z (float32),
+    the latent optimiser's moments and step counts, the decoded-frame cache (`frame_cache_dtype`, twice with a DM
+    objective, which keeps the first decodes too) and the stale flags. The networks and one batch come on top; they
+    do not grow with the videos."""
+    rows = num_videos * num_frames
+    latent = rows * math.prod(latent_shape) * 4
+    optimiser = {"lazy_adam": 2 * latent + rows * 8, "adam": 2 * latent, "sgd": 0}[cfg.latent_optimizer]
+    frames = rows * 3 * math.prod(frame_size) * torch.finfo(getattr(torch, cfg.frame_cache_dtype)).bits // 8
+    return latent + optimiser + frames * (1 if cfg.objective == "ce" else 2) + rows
+
+
+def choose_state_storage(
+    cfg: VideoCompressaConfig, estimate: int, can_use_disk: bool, resumed_with: str | None = None
+) -> dict:
+    """Where the state of a `cfg.state_storage="auto"` run lives, and why: a checkpoint's storage when resuming,
+    memory without a state folder or with dense Adam (which disk refuses), else memory when `estimate` fits the limit
+    (`state_memory_limit`, default `AUTO_MEMORY_SHARE` of the memory this process may use) and disk when it does not.
+    An explicit memory / disk is kept as given. Returns `state_storage`, `requested`, `estimated_bytes`,
+    `limit_bytes` and `reason`."""
+    from compressa_hf import resources
+    from compressa_hf.threads import local_processes
+
+    out = {"requested": cfg.state_storage, "estimated_bytes": int(estimate), "limit_bytes": None}
+    if cfg.state_storage != "auto":
+        return out | {"state_storage": cfg.state_storage, "reason": "set by state_storage"}
+    if resumed_with is not None:
+        return out | {"state_storage": resumed_with, "reason": "the storage of the checkpoint being resumed"}
+    if cfg.state_memory_limit is not None:
+        limit, where = resources.parse_bytes(cfg.state_memory_limit), "state_memory_limit"
+    else:
+        free, where = resources.available_memory()
+        processes = local_processes()
+        limit = int(AUTO_MEMORY_SHARE * free / processes)
+        where = f"{AUTO_MEMORY_SHARE:g} of {where}" + (f", shared by {processes} processes" if processes > 1 else "")
+    out["limit_bytes"] = limit
+    if estimate <= limit:
+        return out | {"state_storage": "memory", "reason": f"the estimate fits the limit ({where})"}
+    if not can_use_disk:
+        return out | {"state_storage": "memory", "reason": f"over the limit ({where}), but no checkpoint folder"}
+    if cfg.latent_optimizer == "adam":
+        return out | {"state_storage": "memory", "reason": f"over the limit ({where}), but dense Adam needs memory"}
+    return out | {"state_storage": "disk", "reason": f"the estimate exceeds the limit ({where})"}
+
+
+def _checkpoint_peek(path: str | None) -> dict:
+    """The `state_storage` and torch thread count a checkpoint was written with (memory-mapped, so a large one is not
+    read); empty when there is none."""
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, OSError, ValueError):
+        return {}  # unreadable: `load` names the problem when the run tries it
+    return {
+        "state_storage": state.get("meta", {}).get("config", {}).get("state_storage"),
+        "torch_threads": state.get("torch_threads"),
+    }
+
+
+def _track(iterable, progress: bool, desc: str, unit: str):
+    """`iterable` behind a tqdm bar (closed when done) when `progress`, else as it is."""
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit=unit, leave=False)
 
 
 def _module_device(module: nn.Module) -> torch.device:
@@ -783,16 +874,16 @@ class _Distiller:
         stats["entropy"].append(float(entropy.mean()))
         self.timings["steps"] += 1
 
-    def warmup(self) -> None:
+    def warmup(self, progress: bool = False) -> None:
         """Train the guide alone on K real cached frames per video (a random one per segment), for
         `guide_warmup_epochs` epochs, before the joint passes."""
         cfg, T = self.cfg, self.T
-        for vids in self._video_chunks():
+        for vids in _track(self._video_chunks(), progress, "videocompressa: decode", "chunk"):
             self.refresh(self._rows(vids))
         bounds = segment_bounds(T, self.K)
         correct = seen = 0
         losses = []
-        for _ in range(cfg.guide_warmup_epochs):
+        for _ in _track(range(cfg.guide_warmup_epochs), progress, "videocompressa: guide warm-up", "epoch"):
             perm = torch.randperm(self.n, generator=self.generator)
             for vids in torch.tensor_split(perm, self.steps_per_pass):
                 b = len(vids)
@@ -830,7 +921,7 @@ class _Distiller:
         in_pass = self.step_in_pass if self.perm is not None else 0
         done = min(total, self.passes_done * self.steps_per_pass + in_pass)
         if not self.warmup_done:
-            self.warmup()
+            self.warmup(progress and is_main)
             if checkpoint_path:
                 self.save(checkpoint_path)
         bar = None
@@ -890,12 +981,12 @@ class _Distiller:
             bar.close()
 
     @torch.no_grad()
-    def final(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def final(self, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Stage 3: final decoded frames -> final scores -> top-K in time -> their optimised latents."""
         start = time.perf_counter()
         scorer = self.scorer_core.eval()
         scores = []
-        for vids in self._video_chunks():
+        for vids in _track(self._video_chunks(), progress, "videocompressa: final scores", "chunk"):
             rows = self._rows(vids)
             self.refresh(rows)
             frames = self.frames[rows].to(self.device, torch.float32).view(len(vids), self.T, 3, *self.frame_size)
@@ -957,6 +1048,8 @@ class _Distiller:
             "history": self.history,
             "timings": self.timings,
             "generation": self.generation + 1,
+            # A resumed run uses it (`compressa_hf.threads.resumed_with`): the decoder's last bits depend on it.
+            "torch_threads": torch.get_num_threads(),
         }
         if self.disk:
             for array in self._arrays():
@@ -1112,11 +1205,31 @@ def distill(
         os.makedirs(checkpoint_dir, exist_ok=True)
         checkpoint_path = os.path.join(os.fspath(checkpoint_dir), f"videocompressa_rank{rank}.pt")
 
+    resuming = bool(resume and checkpoint_path and os.path.exists(checkpoint_path))
+    saved = _checkpoint_peek(checkpoint_path) if resuming else {}
+    n_local = len(range(rank, n_all, world))
+    frame_size = (latents.shape[3] * codec.downscale, latents.shape[4] * codec.downscale)
+    estimate = state_bytes(cfg, n_local, t, tuple(latents.shape[2:]), frame_size)
+    storage = choose_state_storage(cfg, estimate, checkpoint_dir is not None, saved.get("state_storage"))
+    if cfg.state_storage == "auto":
+        cfg = replace(cfg, state_storage=storage["state_storage"])
+        limit = storage["limit_bytes"]
+        logger.info(
+            "state storage: %s (auto): estimated state %.3g GB for %d videos x %d frames%s; %s",
+            storage["state_storage"],
+            estimate / 1e9,
+            n_local,
+            t,
+            f", limit {limit / 1e9:.3g} GB" if limit is not None else "",
+            storage["reason"],
+        )
+
+    from compressa_hf.threads import resumed_with
+
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
+    with torch.random.fork_rng(devices=rng_devices), resumed_with(saved.get("torch_threads")):
         # Own RNG stream (dropout in a guide net) so results do not depend on the caller's RNG state.
         torch.manual_seed(cfg.seed + rank)
-        resuming = bool(resume and checkpoint_path and os.path.exists(checkpoint_path))
         if checkpoint_path and not resuming and os.path.exists(checkpoint_path):
             logger.warning(
                 "%s holds a checkpoint of an earlier run; starting over without it (resume=True / --resume continues "
@@ -1144,7 +1257,7 @@ def distill(
             logger.info("no checkpoint in %s; starting from scratch", checkpoint_dir)
         start = time.perf_counter()
         run.run(progress, checkpoint_path)
-        indices, kept, scores = run.final()
+        indices, kept, scores = run.final(progress and (accelerator is None or accelerator.is_main_process))
         run.timings["total_s"] += time.perf_counter() - start
 
     out_labels = labels.to(torch.int64).cpu()
@@ -1161,4 +1274,5 @@ def distill(
         timings=run.timings,
         config=asdict(cfg),
         warmup=run.warmup_stats,
+        storage=storage,
     )

@@ -124,14 +124,17 @@ def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs:
                 for m in means
             }
             comparisons = {}
-            for m in means:
+            for m in sorted(means, key=lambda m: m != baselines[0]):  # the best first: its row is the pair's
                 ref = baselines[0] if m != baselines[0] else (baselines[1] if len(baselines) > 1 else None)
                 if m.endswith(SOFT_SUFFIX):  # soft labels against the same method's hard labels
                     ref = m[: -len(SOFT_SUFFIX)] if m[: -len(SOFT_SUFFIX)] in means else None
-                if ref is None:
-                    continue
+                if ref is None or comparisons.get(ref, {}).get("against") == m:
+                    continue  # one row per pair: the runner-up against the best is the best against it, mirrored
                 comparisons[m] = {"against": ref, **paired_bootstrap(matrices[m], matrices[ref]).to_dict()}
+            tied = [m for m in baselines if means[m] == means[baselines[0]]]
             per_ratio[rk] = {"best_baseline": baselines[0], "comparisons": comparisons}
+            if len(tied) > 1:
+                per_ratio[rk]["tied_best_baselines"] = tied
         significance[arch] = per_ratio
 
     times = defaultdict(list)
@@ -176,10 +179,11 @@ def to_markdown(report: dict) -> str:
                 else:
                     cells.append(f"{100 * entry['mean']:.1f} +- {100 * entry['std']:.1f}")
             ok = [e for e in row.values() if e.get("status") == "ok"]
-            comp = np.mean([e["compress_s"] for e in ok]) if ok else math.nan
-            train = np.mean([e["train_s"] for e in ok]) if ok else math.nan
+            # A row with no finished cell (n/a at every ratio) has no time to show: a dash, not "nan".
+            comp = f"{np.mean([e['compress_s'] for e in ok]):.1f}" if ok else "-"
+            train = f"{np.mean([e['train_s'] for e in ok]):.1f}" if ok else "-"
             kind = report["kinds"].get(method, "")
-            lines.append("| " + " | ".join([method, kind, *cells, f"{comp:.1f}", f"{train:.1f}"]) + " |")
+            lines.append("| " + " | ".join([method, kind, *cells, comp, train]) + " |")
         per_fold = report.get("protocol", {}).get("budget_bytes_per_fold")
         if per_fold:
             span = {rk: f"{_fmt_bytes(min(v))} - {_fmt_bytes(max(v))}" for rk, v in per_fold.items()}
@@ -266,9 +270,12 @@ def _significance_md(report: dict, arch: str, rkeys: list[str], n_test: int, cha
         "|---|---|---|---|---|---|",
     ]
     sig = report["significance"].get(arch, {})
+    ties = []
     for rk in rkeys:
         if rk not in sig:
             continue
+        if sig[rk].get("tied_best_baselines"):
+            ties.append(f"{rk} %: {', '.join(sig[rk]['tied_best_baselines'])}")
         comps = sig[rk]["comparisons"]
         for method in sorted(comps, key=lambda m: -comps[m]["diff"]):
             c = comps[method]
@@ -276,11 +283,31 @@ def _significance_md(report: dict, arch: str, rkeys: list[str], n_test: int, cha
                 f"| {rk} % | {method} | {c['against']} | {100 * c['diff']:+.1f} | "
                 f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] | {c['verdict']} |"
             )
+    if ties:
+        lines += ["", "Tied for the best baseline (the first named is compared with the others): " + "; ".join(ties)]
     return lines
 
 
+#: One marker per method (in the order of the report's methods), so two methods on the same point stay apart.
+MARKERS = "osD^vP*Xh<>pd"
+
+
+def point_offsets(n: int, spread: float = 0.06) -> list[float]:
+    """Factors that set the points of `n` methods side by side around one budget on the log bytes axis.
+
+    Every method at a ratio stores about the same bytes, so without them the points (and error bars) of methods
+    with close accuracies sit on each other and one hides another. The whole group stays within a factor e^0.5
+    (1.65) of the budget, narrower than the distance between ratios a factor 2 apart (`k1`, `k2`).
+    """
+    if n <= 1:
+        return [1.0]
+    step = min(spread, 0.5 / (n - 1))
+    return [math.exp(step * (i - (n - 1) / 2)) for i in range(n)]
+
+
 def plot(report: dict, path: str) -> None:
-    """Accuracy against stored bytes (log scale), one panel per network, full data as a reference line."""
+    """Accuracy against stored bytes (log scale), one panel per network, full data as a reference line. Methods get
+    distinct markers and are set side by side at each budget (`point_offsets`); the legend sits outside the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,9 +316,10 @@ def plot(report: dict, path: str) -> None:
     archs = report["archs"]
     fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 4.5), squeeze=False)
     rkeys = [ratio_key(r) for r in report["ratios"]]
+    offsets = point_offsets(len(report["methods"]))
     for ax, arch in zip(axes[0], archs):
         table = report["tables"].get(arch, {})
-        for method in report["methods"]:
+        for i, method in enumerate(report["methods"]):
             row = table.get(method, {})
             pts = [
                 (row[rk]["stored_bytes"], row[rk]["mean"], row[rk]["std"])
@@ -301,8 +329,18 @@ def plot(report: dict, path: str) -> None:
             if not pts:
                 continue
             x, y, e = (np.array(v) for v in zip(*pts))
-            style = "-o" if report["kinds"].get(method) != "ours" else "-s"
-            ax.errorbar(x, 100 * y, yerr=100 * e, fmt=style, capsize=3, label=method, lw=2.5 if style == "-s" else 1.2)
+            ours = report["kinds"].get(method) == "ours"
+            ax.errorbar(
+                x * offsets[i],
+                100 * y,
+                yerr=100 * e,
+                fmt="-" + MARKERS[i % len(MARKERS)],
+                capsize=3,
+                label=method,
+                lw=2.5 if ours else 1.2,
+                markersize=7 if ours else 5,
+                alpha=0.85,
+            )
         full = table.get("full", {}).get("full")
         if full and full["status"] == "ok":
             ax.axhline(
@@ -314,7 +352,11 @@ def plot(report: dict, path: str) -> None:
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{report['source']} - {arch}")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    legend: dict[str, object] = {}  # one entry per label over all panels
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.legend(list(legend.values()), list(legend), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -207,6 +207,7 @@ def load_pixels(source, split: str, clip_cfg, num_workers: int, path: str, order
     state = get_state()  # with several processes the main one decodes, the others wait and read the file
     if not os.path.exists(path) and state.is_main_process:
         from compressa_hf.cache import clip_loader
+        from compressa_hf.threads import beside_workers
 
         refs = source.list_clips(split)
         if order is not None:
@@ -221,14 +222,15 @@ def load_pixels(source, split: str, clip_cfg, num_workers: int, path: str, order
         writer = SafetensorsRowWriter(path, "pixels", row_shape, torch.uint8)
         labels, ids = [], []
         try:
-            for batch in clip_loader(source, refs, clip_cfg, clips_per_batch=8, num_workers=num_workers):
-                for item in batch:
-                    if "error" in item:
-                        logger.warning("skipped %s: %s", item["path"], item["error"])
-                        continue
-                    writer.append(torch.from_numpy(item["frames"]).permute(0, 3, 1, 2)[None])
-                    labels.append(item["label"])
-                    ids.append(item["clip_id"])
+            with beside_workers(num_workers):
+                for batch in clip_loader(source, refs, clip_cfg, clips_per_batch=8, num_workers=num_workers):
+                    for item in batch:
+                        if "error" in item:
+                            logger.warning("skipped %s: %s", item["path"], item["error"])
+                            continue
+                        writer.append(torch.from_numpy(item["frames"]).permute(0, 3, 1, 2)[None])
+                        labels.append(item["label"])
+                        ids.append(item["clip_id"])
             if not ids:
                 raise ValueError(f"no decodable clip in split {split!r} of the source")
             atomic_write_json(path + ".ids.json", ids)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from compressa_hf.nets import NETS, build_net
+from compressa_hf.threads import beside_workers
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ def train_network(
     device = torch.device(device)
     size = tuple(train_frames.shape[-2:])
     decay_epoch = int(cfg.epochs * cfg.lr_decay_at)
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), beside_workers(cfg.loader_workers):
         torch.manual_seed(seed)
         net = build_net(arch, num_classes, size, width=cfg.width).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

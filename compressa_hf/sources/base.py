@@ -58,6 +58,8 @@ class VideoSource(abc.ABC):
 
     #: registry name, e.g. "videofolder"
     name: str = ""
+    #: The terms the clips come under, as the dataset card states them (`license_info`); None: not known.
+    LICENSE: dict | None = None
 
     @property
     @abc.abstractmethod
@@ -77,11 +79,13 @@ class VideoSource(abc.ABC):
         return list(getattr(self, "_missing", {}).get(split, []))
 
     def _note_missing(self, split: str, missing: list[ClipRef], listed: int, where: str) -> None:
-        """Keep a split's missing clips for `missing_clips` and say so in one warning line."""
+        """Keep a split's missing clips for `missing_clips` and say so in one warning line, once: a command lists a
+        split several times (the plan, the cache pass, the pixels), and the same news is not repeated."""
         if not hasattr(self, "_missing"):
             self._missing = {}
+        said = self._missing.get(split)
         self._missing[split] = missing
-        if missing:
+        if missing and missing != said:
             logger.warning(
                 "%s %s: %d of %d listed clips are not under %s and are left out (first: %s); the cache pass lists them "
                 "in skipped.jsonl",
@@ -100,6 +104,19 @@ class VideoSource(abc.ABC):
     def describe(self) -> dict:
         """What a dataset card or summary needs to say where the data came from."""
         return {"source": self.name, "num_classes": len(self.class_names)}
+
+    def license_info(self) -> dict:
+        """The terms the clips come under, for a distilled set's card: `license` (an identifier of the Hub's list,
+        https://hf.co/docs/hub/repositories-licenses, or `other` / `unknown`), `license_name` and `license_link` with
+        `other`, and a `note` saying where the terms are stated. A set distilled from the clips is derived from them,
+        so their terms are the set's unless the user states others (`compressa distill --license`)."""
+        if self.LICENSE is not None:
+            return dict(self.LICENSE)
+        return {
+            "license": "unknown",
+            "note": f"the terms of these {self.name} clips are not known to compressa_hf; state them with "
+            "`compressa distill --license <Hub licence id>`",
+        }
 
     # File-backed sources decode with PyAV (`compressa_hf.decode`); in-memory sources override both methods.
     def probe(self, ref: ClipRef) -> VideoInfo:

@@ -382,6 +382,36 @@ class HFDatasetSource(VideoSource):
         else:
             yield from super().read_frames(ref, indices)
 
+    def license_info(self) -> dict:
+        """The source dataset's own licence: its `DatasetInfo.license` (a `save_to_disk` folder, a loaded dataset),
+        else the `license` of its card (`README.md` of a local folder, or of the Hub repo, read through the Hub
+        cache), else `unknown` with what was looked at."""
+        for ds in self._data.values():
+            text = (getattr(getattr(ds, "info", None), "license", None) or "").strip()
+            if text:
+                return {"license": text, "note": f"the source dataset's own info ({self._describe_path()})"}
+        if isinstance(self.path, str | os.PathLike):
+            path = os.fspath(self.path)
+            card = os.path.join(path, "README.md") if os.path.isdir(path) else path
+            try:
+                from huggingface_hub import DatasetCard
+
+                data = DatasetCard.load(card if os.path.isfile(card) else path).data
+            except Exception as err:  # no card, offline, or not a Hub id: the licence stays unknown, said why
+                return {"license": "unknown", "note": f"no licence found for {os.path.basename(path)} ({err})"}
+            if data.get("license"):
+                found = data.get("license")
+                found = found[0] if isinstance(found, list) and len(found) == 1 else found
+                info = {"license": found if isinstance(found, str) else "other"}
+                if not isinstance(found, str):
+                    info["license_name"] = "+".join(map(str, found))
+                for key in ("license_name", "license_link"):
+                    if data.get(key):
+                        info[key] = data.get(key)
+                where = os.path.basename(os.path.normpath(path)) if os.path.exists(path) else path
+                return info | {"note": f"the card of the source dataset ({where})"}
+        return super().license_info()
+
     def describe(self) -> dict:
         return super().describe() | {
             "path": self._describe_path(),

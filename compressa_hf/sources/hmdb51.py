@@ -37,6 +37,12 @@ class HMDB51Source(VideoSource):
     """
 
     name = "hmdb51"
+    LICENSE = {
+        "license": "cc-by-4.0",
+        "note": "HMDB by H. Kuehne, H. Jhuang, E. Garrote, T. Poggio and T. Serre is licensed under CC BY 4.0 "
+        "(https://serre-lab.clps.brown.edu/resource/hmdb-a-large-human-motion-database/); its clips come mostly from "
+        "movies, and from the Prelinger archive, YouTube and Google videos",
+    }
 
     def __init__(self, root: str, split_id: int = 1, splits_dir: str | None = None):
         if split_id not in SPLIT_IDS:

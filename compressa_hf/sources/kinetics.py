@@ -83,6 +83,12 @@ class Kinetics400Source(VideoSource):
     """
 
     name = "kinetics400"
+    LICENSE = {
+        "license": "cc-by-4.0",
+        "note": "the Kinetics dataset is licensed by Google Inc. under CC BY 4.0 (its DeepMind page, "
+        "https://deepmind.com/research/open-source/kinetics): that covers the annotations; the videos are "
+        "YouTube's, and their rights stay with their uploaders",
+    }
 
     def __init__(self, root: str, annotation_dir: str | None = None):
         self.root = os.fspath(root)
@@ -118,9 +124,13 @@ class Kinetics400Source(VideoSource):
         return ["train", "validation"]
 
     def _resolve_split(self, split: str) -> str:
-        if split in SPLIT_ALIASES:
-            logger.info("Kinetics-400 has no labelled %r split; reading 'validation' instead", split)
-            split = SPLIT_ALIASES[split]
+        if split == "test" and "validation" in self._csv:
+            # "val" is only another name of the validation split (annotations/val.csv): nothing to say about it.
+            logger.info(
+                "Kinetics-400: split 'test' reads the validation split (%s), the labelled split results are reported on",
+                self._csv["validation"],
+            )
+        split = SPLIT_ALIASES.get(split, split)
         if split not in self.splits:
             raise SourceError(f"Kinetics-400 has splits {self.splits} ('test' reads validation), got {split!r}")
         if split not in self._rows:

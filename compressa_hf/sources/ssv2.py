@@ -56,6 +56,13 @@ class SomethingSomethingV2Source(VideoSource):
     """
 
     name = "ssv2"
+    LICENSE = {
+        "license": "other",
+        "license_name": "something-something-v2",
+        "license_link": "https://www.qualcomm.com/developer/software/something-something-v-2-dataset",
+        "note": "Something-Something v2 (20BN, now Qualcomm) is free of charge for academic research; commercial "
+        "licences are available on request",
+    }
 
     def __init__(self, root: str, annotation_dir: str | None = None, video_dir: str | None = None):
         self.root = os.fspath(root)

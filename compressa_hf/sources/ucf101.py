@@ -56,6 +56,12 @@ class UCF101Source(VideoSource):
     """
 
     name = "ucf101"
+    LICENSE = {
+        "license": "unknown",
+        "note": "UCF101 (Soomro, Zamir and Shah, arXiv:1212.0402) states no licence: its page "
+        "(https://www.crcv.ucf.edu/data/UCF101.php) says only (c) 2011 CRCV, and its clips are YouTube uploads whose "
+        "rights stay with their uploaders",
+    }
 
     def __init__(self, root: str, fold: int = 1, video_dir: str | None = None, splits_dir: str | None = None):
         if fold not in FOLDS:

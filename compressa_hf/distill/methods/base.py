@@ -182,7 +182,7 @@ class MethodContext:
             if self.pixels_fn is not None:
                 self._pixels = self.pixels_fn()
             else:
-                self._pixels = decode_latents(self.codec, self.latents_tensor(), device=self.device)
+                self._pixels = decode_latents(self.codec, self.latents_tensor(), device=self.device, track=self.track)
             expected = (self.num_videos, self.num_frames, 3, *self.frame_size)
             if tuple(self._pixels.shape) != expected or self._pixels.dtype != torch.uint8:
                 raise ValueError(
@@ -197,14 +197,25 @@ class MethodContext:
     def method_options(self, options_cls: type, method: str):
         return parse_options(options_cls, self.options, method)
 
+    def track(self, iterable, desc: str, total: int | None = None, unit: str = "it"):
+        """`iterable` behind a tqdm progress bar when `progress` is set, else as it is: every method's long loop
+        goes through it, so no method runs for minutes without a word."""
+        if not self.progress:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False)
+
 
 @torch.no_grad()
-def decode_latents(codec, latents: torch.Tensor, device=None, batch: int = 256) -> torch.Tensor:
-    """`(M, K, C, h, w)` raw latents -> `(M, K, 3, H, W)` uint8 frames, decoded in batches of frames."""
+def decode_latents(codec, latents: torch.Tensor, device=None, batch: int = 256, track=None) -> torch.Tensor:
+    """`(M, K, C, h, w)` raw latents -> `(M, K, 3, H, W)` uint8 frames, decoded in batches of frames. `track` wraps
+    the loop over batches (`MethodContext.track`: a progress bar)."""
     m, k = latents.shape[:2]
     device = device if device is not None else codec.device
     out = []
-    for chunk in torch.split(latents.flatten(0, 1), batch):
+    chunks = torch.split(latents.flatten(0, 1), batch)
+    for chunk in track(chunks, "decode latents", len(chunks), "batch") if track else chunks:
         out.append(codec.decode(chunk.to(device)).mul(255).round().to("cpu", torch.uint8))
     if not out:
         return torch.zeros(m, k, 3, *(s * codec.downscale for s in latents.shape[3:]), dtype=torch.uint8)
@@ -439,7 +450,8 @@ def whole_clip_set(
     """
     plan = ctx.plan(frames_per_video=ctx.num_frames)
     keep: list[int] = []
-    for c, v in enumerate(plan.videos_per_class):
+    per_class = ctx.track(enumerate(plan.videos_per_class), f"{method}: rank", len(plan.videos_per_class), "class")
+    for c, v in per_class:
         members = torch.nonzero(ctx.labels == c).flatten()
         chosen = members if v >= len(members) else rank(members, int(v))
         if len(chosen) != min(v, len(members)):

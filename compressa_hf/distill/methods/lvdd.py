@@ -194,15 +194,21 @@ def tucker_ranks(shape: tuple[int, ...], max_elements: int, spectra: list[np.nda
     return tuple(int(r) for r in ranks[best])
 
 
-def tucker_compress(latents: torch.Tensor, ranks: tuple[int, ...], iterations: int = 100) -> dict[str, torch.Tensor]:
+def tucker_compress(
+    latents: torch.Tensor, ranks: tuple[int, ...], iterations: int = 100, track=None
+) -> dict[str, torch.Tensor]:
     """Tucker-decompose each clip of `(M, *shape)` at `ranks` (tensorly's HOOI from a truncated HOSVD) and return
-    the stored tensors: `core` `(M, *ranks)` and `factor_i` `(M, n_i, r_i)`, float16."""
+    the stored tensors: `core` `(M, *ranks)` and `factor_i` `(M, n_i, r_i)`, float16. `track(iterable, desc, total,
+    unit)` wraps the loop over clips (a progress bar, `MethodContext.track`)."""
     import tensorly as tl
     from tensorly.decomposition import tucker
 
     cores, factors = [], [[] for _ in ranks]
+    clips = latents.to(torch.float64).numpy()
+    if track is not None:
+        clips = track(clips, "lvdd: tucker", len(clips), "clip")
     with tl.backend_context("numpy"):
-        for clip in latents.to(torch.float64).numpy():
+        for clip in clips:
             core, mats = tucker(tl.tensor(clip), rank=list(ranks), n_iter_max=iterations, init="svd")
             cores.append(core)
             for i, mat in enumerate(mats):
@@ -295,7 +301,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
         )
 
     keep: list[int] = []
-    for c in range(ctx.num_classes):
+    for c in ctx.track(range(ctx.num_classes), f"lvdd: {opts.select}", ctx.num_classes, "class"):
         members = torch.nonzero(ctx.labels == c).flatten()
         features = ctx.latents[members].float().flatten(1).cpu().numpy()
         chosen = SELECTORS[opts.select](features, v, _seed_for(ctx.seed, c))
@@ -304,7 +310,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
     originals = ctx.latents[videos].float().cpu()
 
     if opts.method == "tucker":
-        stored = tucker_compress(originals, ranks, opts.tucker_iterations)
+        stored = tucker_compress(originals, ranks, opts.tucker_iterations, track=ctx.track)
         latents = tucker_reconstruct(stored)
     else:
         stored = pca_compress(originals, rank)

@@ -83,9 +83,10 @@ def score_videos(
     """`(len(videos), T)` CPU scores of the real frames of `videos`, computed on `ctx.device` a few videos at a time
     so a whole split's frames are never widened to float at once."""
     pixels = ctx.pixels()
+    chunks = torch.split(videos.to(torch.long), batch_videos)
     out = [
         score_fn(pixels[chunk].to(ctx.device)).float().cpu()
-        for chunk in torch.split(videos.to(torch.long), batch_videos)
+        for chunk in ctx.track(chunks, "score frames", len(chunks), "batch")
     ]
     return torch.cat(out) if out else torch.zeros(0, ctx.num_frames)
 
