@@ -37,7 +37,10 @@ def make_parser():
 
 def main(args) -> dict:
     from compressa_hf.qwen.compress.pretrain import pretrain_svc
+    from compressa_hf.threads import configure_threads
 
+    # The DataLoader workers decode clips for the whole run: leave them their cores (compressa_hf.threads).
+    configure_threads(workers=args.dataloader_num_workers, what="pretrain_svc")
     command = "python recipes/pretrain_svc.py " + shlex.join(sys.argv[1:])
     summary = pretrain_svc(args, command=command)
     print(json.dumps(summary, indent=2))
