@@ -16,6 +16,12 @@ that says when it trained nothing. Its config is `compressa_hf.configs.VideoSFTC
   `dataloader_drop_last`) as if it had trained, with a loss of 0.0. Here such a run raises before anything is saved.
   Resuming a checkpoint that had already reached the end is no error: no step runs, and `checkpoint_train_loss` holds
   the mean loss the checkpoint's log recorded (Trainer would report 0.0).
+- The LM head on CPU: TRL's fused head (`trl.trainer.utils.add_fused_lm_head`) scores only the positions with a label
+  on Triton devices, but every position elsewhere (static tile shapes for compilers such as Neuron's). On CPU, where
+  nothing compiles, that is pure waste: a video sample is mostly prompt and visual tokens, and a 150k-250k vocabulary
+  makes the head the bulk of a small model's step. `score_labelled_positions_only_on_cpu` (applied by the trainer)
+  makes CPU take the labelled-positions path too; losses and gradients are the same
+  (tests/test_sft_switches.py).
 """
 
 from __future__ import annotations
@@ -79,6 +85,29 @@ def parameter_groups(model, parts, decay_names, base_lr: float, weight_decay: fl
     ]
 
 
+def score_labelled_positions_only_on_cpu() -> bool:
+    """Make TRL's fused LM head score only the labelled positions on CPU as it does on Triton devices (see the module
+    docstring). Only the choice of positions changes: the tiles are still TRL's torch ones off Triton
+    (`trl.kernels.chunked_logprob` keeps its own `_use_triton`). Idempotent; returns False, changing nothing, when the
+    installed TRL has no such switch (another TRL version: its own behaviour stands)."""
+    # A private name of TRL 1.16 (`trl/trainer/utils.py`); TRL exposes no option for it, so the guard above keeps
+    # another version working as that version does.
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None or not callable(original):
+        return False
+    if getattr(original, "_compressa_cpu_compact", False):
+        return True
+
+    def use_compact_positions(device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    use_compact_positions._compressa_cpu_compact = True
+    trl_utils._use_triton = use_compact_positions
+    return True
+
+
 def _numel(param) -> int:
     return param.ds_numel if hasattr(param, "ds_numel") else param.numel()  # ZeRO-3 leaves an empty placeholder
 
@@ -93,6 +122,7 @@ class VideoSFTTrainer(SFTTrainer):
     """
 
     def __init__(self, *args, **kwargs):
+        score_labelled_positions_only_on_cpu()
         args_ = kwargs.get("args")
         packed = bool(getattr(args_, "packed", False))
         if packed:

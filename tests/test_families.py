@@ -409,8 +409,7 @@ def test_a_truncated_time_scale_is_refused(processors):
 #: of 32 x 32. 8 training clips per class (16: two batches of 8), 6 test clips per class.
 COLOURS = {"Red": (200, 40, 40), "Blue": (40, 40, 200)}
 # Raw clips through qwen-vl-utils, pinned to 4 frames on each family's grid: 28 x 28 at patch 14 (784 pixels), 32 x 32
-# at patch 16 (1024): one visual token per temporal group, two per clip. Short samples keep the CPU steps cheap (TRL's
-# LM head scores every position on a machine without Triton).
+# at patch 16 (1024): one visual token per temporal group, two per clip. Short samples keep the CPU steps cheap.
 VIDEO_FLAGS = ["--video_nframes", "4", "--video_min_pixels", "784", "--video_max_pixels", "1024"]
 #: The learning run: LoRA r 8 on every language projection and the vision blocks, the merger trained, a large rate,
 #: 12 steps of 8 (6 epochs of the 16 clips). Measured in-process, with packing: Qwen2.5-VL at 5e-3 answers all 12 test
@@ -419,7 +418,9 @@ VIDEO_FLAGS = ["--video_nframes", "4", "--video_min_pixels", "784", "--video_max
 #: still ~10.4 nats, so the answer token need not be the argmax of 152k random logits), and 1e-2 left Qwen2.5-VL at
 #: chance. So the check is the log-likelihood reading, the generation reading is reported. Through this test (2-core
 #: machine shared with other jobs): log-likelihood 100 % for every family; generation 100 % for Qwen2-VL, Qwen3-VL,
-#: Qwen3.5 and Qwen3.5-MoE, 50 % for Qwen2.5-VL; 4-6 minutes per family under that load.
+#: Qwen3.5 and Qwen3.5-MoE, 50 % for Qwen2.5-VL. With the LM head scoring only labelled positions on CPU
+#: (`compressa_hf.sft_trainer.score_labelled_positions_only_on_cpu`) the 12 steps take ~8 s; the launches (two
+#: Python start-ups of ~20 s each) are most of a family's ~80 s, the in-process unpacked check 13-24 s.
 LEARN_FLAGS = [
     "--max_steps", "12", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--lr_scheduler_type",
     "constant", "--lora_target_modules", "all-linear", "--tune_vision", "tower", "--logging_steps", "4",
@@ -517,6 +518,38 @@ def test_packed_lora_sft_learns_and_eval_answers_through_accelerate_launch(e2e_r
     wrong = [(r["video_id"], r["loglik_pred"], r["generated"]) for r in records if r["loglik_pred"] != r["label"]]
     assert results["accuracy_loglik"] == 1.0, f"{name} did not learn red vs blue: {wrong}"
     assert all(isinstance(r["generated"], str) for r in records) and "accuracy_generate" in results
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_unpacked_lora_sft_learns_and_eval_answers_in_process(e2e_root, name):
+    """The learning check without packing (padded batches, each sample its own row): `recipes/sft_qwen.py`'s and
+    `recipes/eval_qwen.py`'s `main` in this process (the launches are tested above) on the same colours set, run and
+    reading. Padded rows exercise what packing bypasses: the attention mask, the padding side and each row's own
+    positions."""
+    from tests.test_recipes import load_script
+
+    root, registry, env, qwen3_5_tokenizer = e2e_root
+    family = FAMILIES[name]
+    model_dir = save_tiny_model(TINY[name], root / f"tiny-unpacked-{name}", tokenizer_dir(name, qwen3_5_tokenizer))
+    out, eval_dir = root / f"lora-unpacked-{name}", root / f"eval-unpacked-{name}"
+    flags = VIDEO_FLAGS + ["--video_patch_size", str(family.patch_size), "--data_registry", registry]
+    sft, evaluate = load_script("sft_qwen"), load_script("eval_qwen")
+    sft_argv = ["--config", FIXTURES / "recipes" / "lora" / "config_tiny_full.yaml", "--model_name_or_path", model_dir]
+    sft_argv += ["--output_dir", out, "--data", "colours", *LEARN_FLAGS, *flags, "--packing", "false"]
+    sft.main(*sft.make_parser().parse_args_and_config([str(a) for a in sft_argv]))
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["global_step"] == 12 and summary["model_family"] == name and summary["packing"] is False
+    eval_argv = ["--model_name_or_path", out, "--data", "colours", "--output_dir", eval_dir, "--dtype", "float32"]
+    eval_argv += ["--max_new_tokens", "4", "--batch_size", "6", *flags, "--question", "Which colour is this video?"]
+    (eval_args,) = evaluate.make_parser().parse_args_and_config([str(a) for a in eval_argv])
+    evaluate.main(eval_args)
+    results = json.loads((eval_dir / "results.json").read_text())
+    records = [json.loads(line) for line in (eval_dir / "predictions.jsonl").open()]
+    assert results["model_family"] == name and results["num_samples"] == 12 and len(records) == 12
+    wrong = [(r["video_id"], r["loglik_pred"], r["generated"]) for r in records if r["loglik_pred"] != r["label"]]
+    assert results["accuracy_loglik"] == 1.0, f"{name} did not learn red vs blue without packing: {wrong}"
 
 
 # -- recipes per model ---------------------------------------------------------------------------------------------

@@ -60,9 +60,13 @@ def test_straight_through_forward_one_hot_backward_soft():
 
 
 def test_low_temperature_approaches_one_hot():
-    q = torch.randn(4, 10)
-    w = gumbel_softmax_samples(q, 5, tau=0.01, generator=torch.Generator().manual_seed(0))
-    assert (w.max(-1).values > 0.99).float().mean() > 0.9
+    # Seeded logits: the global RNG's state depends on which tests ran before, and with 20 samples one near-tie
+    # between the two largest perturbed logits moved the fraction across the bound.
+    q = torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
+    cold = gumbel_softmax_samples(q, 5, tau=0.01, generator=torch.Generator().manual_seed(0)).max(-1).values
+    warm = gumbel_softmax_samples(q, 5, tau=1.0, generator=torch.Generator().manual_seed(0)).max(-1).values
+    assert (cold > 0.99).float().mean() > 0.95  # 0.98 at these seeds
+    assert (warm > 0.99).float().mean() < 0.05 and warm.mean() < 0.7  # the same draws at tau = 1 are soft
 
 
 def test_topk_in_time_sorted_and_ties_to_earlier():

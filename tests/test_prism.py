@@ -234,14 +234,15 @@ def test_chat_samples_of_rows_of_different_k(prism_repo):
     assert np.array_equal(np.asarray(first["videos"][0]), batch["videos"][0][0])
 
 
-@pytest.mark.slow  # building three processors takes ~10 s of CPU
+@pytest.mark.slow  # building five processors and a Qwen3.5 tokenizer takes ~20 s of CPU
 @pytest.mark.real_data
-def test_a_batch_mixing_k_collates_for_every_family(prism_repo):
+def test_a_batch_mixing_k_collates_for_every_family(prism_repo, qwen3_5_tokenizer):
     from transformers import AutoProcessor
 
     from compressa_hf.chat import QwenVideoCollator, load_chat_dataset
     from compressa_hf.qwen import FAMILIES, build_processor
     from tests.conftest import QWEN, need_shared
+    from tests.test_families import tokenizer_dir
 
     need_shared(QWEN)
     ds = load_chat_dataset(str(prism_repo), "prism_ratio_k2", cache_dir=str(prism_repo) + ".hf")
@@ -251,7 +252,10 @@ def test_a_batch_mixing_k_collates_for_every_family(prism_repo):
     assert len(pick) > 1
     batch_samples = [samples[i] for i in pick]
     for name in FAMILIES:
-        processor = AutoProcessor.from_pretrained(str(QWEN)) if name == "qwen2_5_vl" else build_processor(name, QWEN)
+        if name == "qwen2_5_vl":
+            processor = AutoProcessor.from_pretrained(str(QWEN))
+        else:
+            processor = build_processor(name, tokenizer_dir(name, qwen3_5_tokenizer))
         batch = QwenVideoCollator(processor)(batch_samples)
         grid = batch["video_grid_thw"].tolist()
         assert [g[0] for g in grid] == [math.ceil(ks[i] / 2) for i in pick], name  # each row's own K

@@ -258,6 +258,54 @@ def test_use_liger_kernel_reaches_the_trainer_with_the_fused_loss_off(processor,
     assert seen["model"] is trainer.model and seen["config"]["fused_linear_cross_entropy"] is False
 
 
+def test_the_cpu_lm_head_scores_labelled_positions_only_with_the_same_loss_and_gradients(monkeypatch):
+    """`score_labelled_positions_only_on_cpu`: TRL's fused head on CPU takes the labelled-positions path (as on
+    Triton devices) and gives the loss, log-probabilities and gradients of scoring every position (fp32, 1e-5)."""
+    import trl.trainer.utils as trl_utils
+    from trl.kernels.chunked_logprob import _use_triton as trls_own_choice  # never patched
+    from trl.trainer.utils import add_fused_lm_head
+
+    from compressa_hf.sft_trainer import score_labelled_positions_only_on_cpu
+
+    # TRL's own choice (a trainer built earlier in this session has patched it; undone after the test)
+    monkeypatch.setattr(trl_utils, "_use_triton", trls_own_choice)
+    assert trls_own_choice(torch.device("cpu")) is False  # on CPU: score every position
+
+    torch.manual_seed(0)
+    model = random_qwen(TINY_CONFIG).float()
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, 1000, (2, 40))
+    labels = torch.full_like(ids, -100)
+    labels[0, 30:34], labels[1, 20:25] = ids[0, 30:34], ids[1, 20:25]
+    probe = model.get_output_embeddings().weight
+
+    def scored():
+        model.zero_grad()
+        counted = {}
+
+        def counting_apply(hidden, *args, **kwargs):
+            counted["rows"] = hidden.shape[0]
+            return apply(hidden, *args, **kwargs)
+
+        apply = trl_utils._ChunkedLogProbFunction.apply
+        monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting_apply)
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", apply)
+        out.loss.backward()
+        return out, probe.grad.clone(), counted["rows"]
+
+    full, full_grad, full_rows = scored()
+    assert score_labelled_positions_only_on_cpu() and score_labelled_positions_only_on_cpu()  # idempotent
+    compact, compact_grad, compact_rows = scored()
+    assert (full_rows, compact_rows) == (2 * 39, 9)  # every shifted position against the 9 labelled ones
+    torch.testing.assert_close(compact.loss, full.loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compact.log_probs, full.log_probs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compact.entropy, full.entropy, rtol=1e-5, atol=1e-5)
+    assert torch.equal(compact.is_top1, full.is_top1)
+    torch.testing.assert_close(compact_grad, full_grad, rtol=1e-5, atol=1e-7)
+    assert full_grad.abs().sum() > 0
+
+
 # -- runs that trained nothing -------------------------------------------------------------------------------------
 
 
