@@ -283,9 +283,10 @@ def test_evaluate_trains_on_every_new_method_and_trains_the_experts_once(tmp_pat
     assert os.listdir(tmp_path / "eval" / "work" / "shared" / "experts")
 
 
-def test_distill_keeps_experts_in_its_work_folder_and_says_vdsd_rows_are_synthetic(tmp_path, count_trainings):
+def test_distill_keeps_experts_in_its_work_folder_and_says_vdsd_rows_are_synthetic(tmp_path, count_trainings, capsys):
     """`compressa distill --method mtt_vdsd`, then `--method mtt` with the same `--work_dir`: the second run trains no
-    expert; the first's card says its rows are synthetic and that it stores the memories, not the rows."""
+    expert; the first's card says its rows are synthetic and that it stores the memories, not the rows; its
+    `--dry-run` plans exactly the memory, bytes and rows the run then stores."""
     from compressa_hf.cli import main as cli
     from compressa_hf.store import read_meta
 
@@ -300,9 +301,15 @@ def test_distill_keeps_experts_in_its_work_folder_and_says_vdsd_rows_are_synthet
         "--method_options",
         options,
     ]
+    assert cli([*common, "--method", "mtt_vdsd", "--output", str(tmp_path / "a"), "--dry-run"]) == 0
+    planned = capsys.readouterr().out
+    assert count_trainings == [] and not (tmp_path / "a").exists()
+    assert "static / dynamic memory (VDSD): 1 slot(s) per class x 3 classes" in planned and "plan: K=" not in planned
     assert cli([*common, "--method", "mtt_vdsd", "--output", str(tmp_path / "a")]) == 0
     assert count_trainings == [0, 1]
     meta = read_meta(str(tmp_path / "a"))["mtt_vdsd_ratio_1"]
+    assert f"{meta['stored_bytes']:,} of {meta['budget_bytes']:,} bytes" in planned
+    assert f"published as {meta['num_videos']} rows of 4 frames" in planned
     assert meta["row_kinds"] == {"real": 0, "derived": 0, "synthetic": 12} and "synthetic" in meta["rows"]
     assert "static" in meta["published_note"] and "combiner.weight" in meta["published_note"]
     assert meta["stored_bytes"] <= meta["budget_bytes"] < meta["latent_bytes"]

@@ -449,13 +449,47 @@ def _prism_plan(args, options: dict, labels, class_names, latent_shape) -> tuple
     return plan.to_dict(), text
 
 
+def _static_dynamic_plan(args, options: dict, labels, class_names, latent_shape) -> tuple[dict, str]:
+    """(plan dict, text) of a VDSD static/dynamic memory's budget (`static_dynamic.plan_memory`): slots per class,
+    the memories' and the combiner's bytes, the rows they expand to."""
+    import torch
+
+    from compressa_hf.distill.budget import resolve_ratio
+    from compressa_hf.distill.methods.base import MethodContext
+    from compressa_hf.distill.static_dynamic import PAIRS, plan_memory
+
+    # plan_memory reads only the context's shapes and budget: a zero-strided stand-in for the latents, no memory
+    ctx = MethodContext(
+        latents=torch.zeros(()).expand(len(labels), args.num_frames, *latent_shape),
+        labels=torch.as_tensor(labels),
+        num_classes=len(class_names),
+        codec=None,
+        ratio=resolve_ratio(args.ratio, args.num_frames, args.size, latent_shape),
+        frame_size=(args.size, args.size),
+        dtype="float16" if args.dtype == "float16" else "auto",
+        class_names=class_names,
+    )
+    plan = plan_memory(ctx, options.get("combiner_kernel", 3))
+    memories = plan.num_classes * plan.videos_per_class * PAIRS
+    text = (
+        f"static / dynamic memory (VDSD): {plan.videos_per_class} slot(s) per class x {plan.num_classes} classes, "
+        f"{memories} static latent frames ({plan.static_bytes:,} bytes each) and {memories} one-channel "
+        f"{plan.num_frames}-frame motion maps ({plan.dynamic_bytes:,} bytes each) at {plan.dtype}, combiner "
+        f"{plan.combiner_bytes:,} bytes (kernel {plan.kernel}); {plan.stored_bytes:,} of {plan.budget_bytes:,} bytes; "
+        f"published as {plan.rows} rows of {plan.num_frames} frames (every static x dynamic pair of a slot)"
+    )
+    return plan.to_dict(), text
+
+
 def _dry_run_plan(
     args, kind: str, frames_per_video, labels, class_names, latent_shape, options: dict | None = None
 ) -> tuple[dict | None, str]:
     """(plan dict, text) of what `--method` keeps: the planner's K frames per video, or whole clips for coresets,
-    or PRISM's key-frame budget."""
+    PRISM's key-frame budget, or a VDSD static/dynamic memory."""
     if args.method == "prism":
         return _prism_plan(args, options or {}, labels, class_names, latent_shape)
+    if args.method in ("dm_vdsd", "mtt_vdsd"):
+        return _static_dynamic_plan(args, options or {}, labels, class_names, latent_shape)
     whole_clips = kind == "coreset" or args.method in PLAN_NOTES
     try:
         frames = args.num_frames if whole_clips else frames_per_video
