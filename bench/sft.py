@@ -191,6 +191,7 @@ def child(args) -> dict:
         torch_dtype,
         trainable_summary,
     )
+    from compressa_hf.sft_trainer import score_labelled_positions_only_on_cpu
 
     kinds = _kinds(args) if args.child == "all" else (args.child,)
     frame_sizes = _frame_sizes(args) if args.child == "all" else [args.frame_size]
@@ -233,6 +234,8 @@ def child(args) -> dict:
             report_to="none",
             use_cpu=device.type != "cuda",
         )
+        if args.cpu_lm_head == "labelled":  # as VideoSFTTrainer (the recipe's trainer) does; CUDA is unchanged
+            score_labelled_positions_only_on_cpu()
         trainer = SFTTrainer(
             model=model,
             args=training_args,
@@ -304,6 +307,13 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument(
+        "--cpu_lm_head",
+        default="labelled",
+        choices=["labelled", "every"],
+        help="CPU: score the labelled positions only, as the recipe does (compressa_hf.sft_trainer), or every "
+        "position, TRL's own choice off Triton (the baseline of that change)",
+    )
     parser.add_argument("--output", default="bench/results/sft_cpu.json")
     parser.add_argument("--child", choices=[*KINDS, "all"], help=argparse.SUPPRESS)
     args = parser.parse_args()

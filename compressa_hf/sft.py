@@ -399,26 +399,30 @@ def num_samples(dataset) -> int | None:
 
 
 def first_batch_stats(dataset, collator, video_token_id: int) -> dict:
-    """Frames, visual tokens and total tokens of the first readable sample (what one training sample costs); a
+    """Frames, visual tokens and total tokens of the first readable sample (what one training sample costs), and
+    `frames_range` ([min, max] frames over the first 8 readable samples: rows of a set such as PRISM's differ); a
     streamed dataset is read from its start."""
     import itertools
 
     n = num_samples(dataset)
     rows = (dataset[i] for i in range(min(n, 8))) if n is not None else itertools.islice(iter(dataset), 8)
-    for row in rows:
-        if row is not None and row.get("messages") is not None:
-            batch = collator([row])
-            return {
-                "frames_per_sample": int(len(row["videos"][0])),
-                "frame_shape": list(row["videos"][0].shape[1:3]),
-                "video_grid_thw": batch["video_grid_thw"][0].tolist(),  # the processor's patch grid (t, h, w)
-                "visual_tokens_per_sample": int((batch["input_ids"] == video_token_id).sum()),
-                # a packed batch has no padding, so no attention mask
-                "tokens_per_sample": int(
-                    batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()
-                ),
-            }
-    raise ValueError("none of the first 8 training samples could be read")
+    rows = [row for row in rows if row is not None and row.get("messages") is not None]
+    if not rows:
+        raise ValueError("none of the first 8 training samples could be read")
+    row = rows[0]
+    batch = collator([row])
+    frames = [int(len(r["videos"][0])) for r in rows]
+    return {
+        "frames_per_sample": frames[0],
+        "frames_range": [min(frames), max(frames)],
+        "frame_shape": list(row["videos"][0].shape[1:3]),
+        "video_grid_thw": batch["video_grid_thw"][0].tolist(),  # the processor's patch grid (t, h, w)
+        "visual_tokens_per_sample": int((batch["input_ids"] == video_token_id).sum()),
+        # a packed batch has no padding, so no attention mask
+        "tokens_per_sample": int(
+            batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()
+        ),
+    }
 
 
 # -- checks before anything loads ---------------------------------------------------------------------------------
@@ -490,6 +494,16 @@ def set_ratio(named) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def set_frames_per_video(named):
+    """A local distilled set's `frames_per_video` from its card: K, or `{"mean", "min", "max"}` for rows of different
+    K; None for a Hub set or a raw split."""
+    if not named.distilled or not os.path.isdir(named.repo):
+        return None
+    from compressa_hf.store import read_meta
+
+    return read_meta(named.repo).get(named.config, {}).get("frames_per_video")
+
+
 def describe_data(named, num_samples: int | None, stats: dict) -> str:
     """One sentence naming the training data: the distilled set and ratio, or the raw split (`num_samples` None: a
     streamed set)."""
@@ -498,9 +512,15 @@ def describe_data(named, num_samples: int | None, stats: dict) -> str:
     if named.distilled:
         ratio = set_ratio(named)
         ratio_text = f"{ratio:g} % of the training split's bytes" if ratio is not None else "an unknown ratio"
+        kept = f"{frames} latent keyframes each"
+        per_video = set_frames_per_video(named)
+        low, high = stats.get("frames_range", [frames, frames])
+        if isinstance(per_video, dict):  # rows of different K (PRISM), from the local card
+            kept = f"{per_video['min']} to {per_video['max']} latent keyframes each (mean {per_video['mean']:.2f})"
+        elif low != high:  # a Hub set: what the first rows show
+            kept = f"a varying number of latent keyframes ({low} to {high} in the first rows)"
         return (
-            f"the distilled set `{named.repo}`, config `{named.config}` ({ratio_text}): {num_samples} videos of "
-            f"{frames} latent keyframes each"
+            f"the distilled set `{named.repo}`, config `{named.config}` ({ratio_text}): {num_samples} videos of {kept}"
         )
     return f"the full training split `{named.split}` of `{named.source}`: {num_samples} videos of {frames} frames each"
 
@@ -609,6 +629,7 @@ def run_summary(named, train_dataset, collator, trainer, result, model_args, scr
         "num_train_samples": num_samples(train_dataset),
         "streaming": num_samples(train_dataset) is None,
         **stats,
+        "frames_per_video": set_frames_per_video(named),  # the card's K, or mean / min / max for rows of different K
         "data_description": describe_data(named, num_samples(train_dataset), stats),
         "model_name_or_path": model_args.model_name_or_path,
         "model_family": collator.family.name,

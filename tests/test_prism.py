@@ -263,6 +263,26 @@ def test_a_batch_mixing_k_collates_for_every_family(prism_repo, qwen3_5_tokenize
         assert tokens == [g[0] * g[1] * g[2] // 4 for g in grid], name
 
 
+def test_a_run_on_rows_of_different_k_says_so(prism_repo):
+    """The SFT run summary and card sentence: K's range from the local card, or from the first rows of a Hub set."""
+    from types import SimpleNamespace
+
+    from compressa_hf.sft import describe_data, set_frames_per_video
+    from compressa_hf.store import read_meta
+
+    per_video = read_meta(prism_repo)["prism_ratio_k2"]["frames_per_video"]
+    local = SimpleNamespace(distilled=True, repo=str(prism_repo), config="prism_ratio_k2")
+    assert set_frames_per_video(local) == per_video
+    stats = {"frames_per_sample": 3, "frames_range": [2, 5]}
+    expected = f"{per_video['min']} to {per_video['max']} latent keyframes each (mean {per_video['mean']:.2f})"
+    assert describe_data(local, 36, stats).endswith(f"36 videos of {expected}")
+    hub = SimpleNamespace(distilled=True, repo="org/prism_set", config="prism_ratio_k2")
+    assert set_frames_per_video(hub) is None
+    assert describe_data(hub, 36, stats).endswith("a varying number of latent keyframes (2 to 5 in the first rows)")
+    same = {"frames_per_sample": 2, "frames_range": [2, 2]}
+    assert describe_data(hub, 36, same).endswith("36 videos of 2 latent keyframes each")
+
+
 def test_evaluate_trains_prism_rows_interpolated_to_t(tmp_path):
     from compressa_hf.cli import main
 
