@@ -17,6 +17,8 @@ import importlib
 import logging
 import sys
 
+from compressa_hf.progress import bars_for_log_files, log_lines_between_bars
+
 # name -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("compressa_hf.commands.encode", "stage 1: encode every sampled frame of a split into a latent cache"),
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # Before tqdm is imported (it reads its TQDM_* defaults then): stderr to a file gets a redraw every 30 s and no
+    # cursor movement (compressa_hf.progress)
+    bars_for_log_files()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         if not {"-h", "--help"} & set(rest):  # --help stays instant: nothing imports torch for it
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
             # Before any torch work: one thread per free core of this process, not one per CPU (compressa_hf.threads).
             configure_threads(what=f"compressa {args.command}")
-        return module.main(rest) or 0
+        with log_lines_between_bars():
+            return module.main(rest) or 0
     except USER_ERRORS as err:
         if args.debug:
             raise

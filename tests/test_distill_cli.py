@@ -48,6 +48,7 @@ def test_dry_run_prints_the_plan_and_computes_nothing(tmp_path):
     out = _distill("--ratio", "0.5", "--output", str(tmp_path / "set"), "--dry-run").stdout
     assert "plan: K=" in out and "Qwen2.5-VL visual tokens per sample" in out
     assert not (tmp_path / "set").exists() and not (tmp_path / "set.work").exists()
+    assert "no latent cache for these settings yet" in out  # nothing has opened the clips: the plan says so
 
 
 @pytest.mark.slow

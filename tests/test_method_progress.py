@@ -66,3 +66,27 @@ def test_distill_command_shows_the_methods_progress(tmp_path, capsys):
             "--preview", "false", "--output", str(tmp_path / "set")]  # fmt: skip
     assert cli(argv) == 0
     assert "dm: 100%" in capsys.readouterr().err
+
+
+def test_bars_in_a_log_file_move_no_cursor_and_leave_log_records_their_own_lines(tmp_path):
+    """`compressa evaluate ... 2> run.log` (a nested method bar inside the cell bar, a warning while bars are drawn): no
+    terminal escape codes in the file, and every log record starts a line once the cleared bar is set apart."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    source = "procedural:num_classes=2,train_per_class=2,test_per_class=1,length=8,frame_size=16"
+    argv = [sys.executable, "-m", "compressa_hf.cli", "evaluate", "--source", source, "--size", "16",
+            "--num_frames", "4", "--codec", "pixel", "--ratios", "k1", "--seeds", "1", "--methods", "dm,uniform",
+            "--epochs", "2", "--width", "8", "--full_data", "false", "--output", str(tmp_path / "eval")]  # fmt: skip
+    log = tmp_path / "run.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")} | {"PYTHONPATH": str(REPO)}
+    with log.open("wb") as err:
+        subprocess.run(argv, stderr=err, stdout=subprocess.DEVNULL, env=env, check=True, timeout=600)
+    text = log.read_text()
+    assert "\x1b[" not in text
+    assert "evaluate: 100%" in text and "dm: 100%" in text  # the bars are drawn
+    records = [line.split("\r")[-1] for line in text.splitlines() if " INFO " in line or " WARNING " in line]
+    assert records and all(r[:2].isdigit() and r[2] == ":" for r in records), records[:5]

@@ -46,6 +46,7 @@ def test_dry_run_leaves_out_clips_the_cache_knows_are_unreadable(tmp_path, capsy
     assert plan["plan"]["num_videos"] == 6 and plan["unreadable_clips"] == 3
     assert plan["plan"]["stored_bytes"] == real["output"]["stored_bytes"]
     assert "3 clips the latent cache" in out and "found unreadable are left out of the plan" in out
+    assert "no latent cache for these settings yet" not in out
 
 
 def test_a_one_class_set_is_refused(tmp_path, capsys):

@@ -238,7 +238,7 @@ def _class_space_again(labels, class_names, drop_empty: bool, dropped_before: li
     newly = [name for name in dropped if name not in dropped_before]
     if newly:
         logger.warning(
-            "leaving out %d more classes whose clips are all unreadable: %s", len(newly), ", ".join(newly[:10])
+            "leaving out %d more class(es) whose clips are all unreadable: %s", len(newly), ", ".join(newly[:10])
         )
     return labels, names, dropped
 
@@ -801,6 +801,12 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             text += (
                 f"\n{len(unreadable)} clips the latent cache ({cache_dir}) found unreadable are left out of the plan "
                 f"(first: {', '.join(row['clip_id'] for row in unreadable[:3])}; reasons in its skipped.jsonl)"
+            )
+        elif not os.path.isdir(cache_dir):
+            text += (
+                f"\nno latent cache for these settings yet ({cache_dir}): no clip has been opened, so the plan counts "
+                "every listed clip; the run leaves out the ones it cannot read (`compressa encode` first makes a dry "
+                "run count them)"
             )
         if dropped:
             text += f"\nclasses left out (no clips): {', '.join(dropped)}"
