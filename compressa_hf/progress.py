@@ -4,9 +4,9 @@ On a terminal, tqdm's bars are left as they are. When stderr is not a terminal (
 job, CI), tqdm would still redraw every bar ten times a second, move the cursor up for nested bars (`ESC[A` in the
 file) and put a log line on the same line as a bar. `bars_for_log_files` sets tqdm's own defaults through its
 `TQDM_*` environment variables (tqdm >= 4.66 reads them when it is imported, so this runs first: `compressa_hf.cli`):
-one redraw per `interval_s`, every bar at position 0 (no cursor movement). `log_lines_between_bars` routes log records through `tqdm.write`, which clears the
-bars before a record, so each record is a line of its own after the cleared bar (`tr '\\r' '\\n' < run.log` puts every
-redraw on its own line too). A user's own `TQDM_*` settings win.
+one redraw per `interval_s`, every bar at position 0 (no cursor movement). `log_lines_between_bars` routes log
+records through `tqdm.write`, which clears the bars before a record, so each record is a line of its own after the
+cleared bar (`tr '\\r' '\\n' < run.log` puts every redraw on its own line too). A user's own `TQDM_*` settings win.
 """
 
 from __future__ import annotations
