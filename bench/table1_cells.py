@@ -1,0 +1,100 @@
+"""The finished cells of a `compressa evaluate` run folder as a table, before (or without) the run's own report.
+
+`bench/table1.py` writes one JSON per finished (network, method, ratio, seed) cell under `<run>/cells/` and its
+report only when every cell is done; a Table 1 run on two CPU cores takes hours. This prints what is finished:
+per method and ratio the seeds done, accuracy per seed and mean, frames per row (mean and range for sets whose rows
+differ), stored bytes, compress and train seconds, and the paired bootstrap difference (test clips x the seeds both
+sides finished; `compressa_hf.evaluate.stats.paired_bootstrap`) against each `--against` method at the same ratio.
+
+Usage:
+    python bench/table1_cells.py --run bench/results/table1_runs/arid6_iid --against uniform,dm \\
+        --output bench/results/table1_arid6_iid_new_rows_cells.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from compressa_hf.evaluate.stats import paired_bootstrap
+from compressa_hf.io import atomic_write_json
+
+
+def read_cells(run: str, arch: str) -> dict[tuple[str, float], dict[int, dict]]:
+    """{(method, ratio): {seed: cell}} of the finished ("ok") cells of `arch`."""
+    cells: dict[tuple[str, float], dict[int, dict]] = defaultdict(dict)
+    for path in sorted(glob.glob(os.path.join(run, "cells", arch, "*", "*.json"))):
+        with open(path) as f:
+            cell = json.load(f)
+        if cell.get("status") == "ok":
+            cells[cell["method"], round(cell["ratio"], 5)][cell["seed"]] = cell
+    return cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="an evaluate --output folder (bench/results/table1_runs/<set>)")
+    parser.add_argument("--arch", default="convnet")
+    parser.add_argument("--against", default="uniform,dm", help="methods each row is compared with, same ratio")
+    parser.add_argument("--output", default=None, help="JSON of the table")
+    args = parser.parse_args()
+    cells = read_cells(args.run, args.arch)
+    anchors = [m for m in args.against.split(",") if m]
+    rows = []
+    for (method, ratio), by_seed in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        seeds = sorted(by_seed)
+        acc = [100 * by_seed[s]["accuracy"] for s in seeds]
+        frames = [by_seed[s]["frames_per_row"] for s in seeds]
+        ranges = [by_seed[s].get("frames_per_row_stats") for s in seeds]
+        row = {
+            "method": method,
+            "ratio": ratio,
+            "seeds": seeds,
+            "accuracy": acc,
+            "mean": float(np.mean(acc)),
+            "rows": [by_seed[s]["rows"] for s in seeds],
+            "frames_per_row": float(np.mean(frames)),
+            "frames_range": [min(r["min"] for r in ranges), max(r["max"] for r in ranges)] if all(ranges) else None,
+            "stored_bytes": [by_seed[s]["stored_bytes"] for s in seeds],
+            "budget_bytes": by_seed[seeds[0]]["budget_bytes"],
+            "compress_s": float(np.mean([by_seed[s]["compress_s"] for s in seeds])),
+            "train_s": float(np.mean([by_seed[s]["train_s"] for s in seeds])),
+            "against": {},
+        }
+        for anchor in anchors:
+            other = cells.get((anchor, ratio), {})
+            shared = [s for s in seeds if s in other]
+            if anchor == method or not shared:
+                continue
+            a = np.array([by_seed[s]["correct"] for s in shared], dtype=float)
+            b = np.array([other[s]["correct"] for s in shared], dtype=float)
+            row["against"][anchor] = paired_bootstrap(a, b).to_dict() | {"seeds": shared}
+        rows.append(row)
+
+    print(f"| method | ratio % | seeds | accuracy % per seed | rows x frames | stored / budget bytes | compress s | "
+          f"train s | {' | '.join(f'- {a} [95 %]' for a in anchors)} |")  # fmt: skip
+    print("|---" * (8 + len(anchors)) + "|")
+    for r in rows:
+        frames = f"{r['frames_per_row']:.2f}" + (
+            f" [{r['frames_range'][0]}-{r['frames_range'][1]}]" if r["frames_range"] else ""
+        )
+        diffs = []
+        for anchor in anchors:
+            d = r["against"].get(anchor)
+            diffs.append(f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if d else "")
+        print(
+            f"| {r['method']} | {r['ratio']:.3f} | {len(r['seeds'])} | {', '.join(f'{a:.1f}' for a in r['accuracy'])} | "
+            f"{r['rows'][0]} x {frames} | {max(r['stored_bytes']):,} / {r['budget_bytes']:,} | {r['compress_s']:.0f} | "
+            f"{r['train_s']:.0f} | {' | '.join(diffs)} |"
+        )
+    if args.output:
+        atomic_write_json(args.output, {"args": vars(args), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
