@@ -26,13 +26,14 @@ from compressa_hf.io import atomic_write_json
 
 
 def read_cells(run: str, arch: str) -> dict[tuple[str, float], dict[int, dict]]:
-    """{(method, ratio): {seed: cell}} of the finished ("ok") cells of `arch`."""
+    """{(method, ratio): {seed: cell}} of the finished ("ok") cells of `arch` (ratio None: full data)."""
     cells: dict[tuple[str, float], dict[int, dict]] = defaultdict(dict)
     for path in sorted(glob.glob(os.path.join(run, "cells", arch, "*", "*.json"))):
         with open(path) as f:
             cell = json.load(f)
         if cell.get("status") == "ok":
-            cells[cell["method"], round(cell["ratio"], 5)][cell["seed"]] = cell
+            ratio = None if cell["ratio"] is None else round(cell["ratio"], 5)  # None: the full-data reference
+            cells[cell["method"], ratio][cell["seed"]] = cell
     return cells
 
 
@@ -46,7 +47,7 @@ def main() -> None:
     cells = read_cells(args.run, args.arch)
     anchors = [m for m in args.against.split(",") if m]
     rows = []
-    for (method, ratio), by_seed in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (method, ratio), by_seed in sorted(cells.items(), key=lambda kv: (kv[0][1] or float("inf"), kv[0][0])):
         seeds = sorted(by_seed)
         acc = [100 * by_seed[s]["accuracy"] for s in seeds]
         frames = [by_seed[s]["frames_per_row"] for s in seeds]
@@ -88,7 +89,7 @@ def main() -> None:
             d = r["against"].get(anchor)
             diffs.append(f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if d else "")
         print(
-            f"| {r['method']} | {r['ratio']:.3f} | {len(r['seeds'])} | {', '.join(f'{a:.1f}' for a in r['accuracy'])} | "
+            f"| {r['method']} | {'full' if r['ratio'] is None else format(r['ratio'], '.3f')} | {len(r['seeds'])} | {', '.join(f'{a:.1f}' for a in r['accuracy'])} | "
             f"{r['rows'][0]} x {frames} | {max(r['stored_bytes']):,} / {r['budget_bytes']:,} | {r['compress_s']:.0f} | "
             f"{r['train_s']:.0f} | {' | '.join(diffs)} |"
         )
