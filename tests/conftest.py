@@ -116,3 +116,27 @@ def videofolder(tmp_path) -> Path:
                 t = 20 + 5 * j + c
                 write_video(root / split / cls / f"clip{j}.mp4", ramp_frames(t, 24 + 8 * c, 32, seed=j))
     return root
+
+
+def class_pattern_latents(
+    num_clips: int, num_frames: int, size: int, latent_shape, num_classes: int = 3, seed: int = 0
+):
+    """(latents `(N, T, *latent_shape)` float16 of `PixelCodec`, labels `arange(N) % num_classes`) of toy clips for the
+    synthesis tests: a smooth pattern per class, a per-clip change over time and a little noise (so a clip's K < T
+    frames do not already match its T frames, and classes differ)."""
+    import torch
+    import torch.nn.functional as F
+
+    from compressa_hf.codecs.pixel import PixelCodec
+
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(num_clips) % num_classes
+
+    def smooth(n: int) -> torch.Tensor:
+        return F.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=size, mode="bilinear")
+
+    time = torch.linspace(0, 1, num_frames).view(1, num_frames, 1, 1, 1)
+    pixels = 0.6 * smooth(num_classes)[labels, None] + 0.4 * time * smooth(num_clips)[:, None]
+    pixels = (pixels + 0.05 * torch.rand(num_clips, num_frames, 3, size, size, generator=gen)).clamp(0, 1)
+    latents = PixelCodec().encode(pixels.flatten(0, 1)).view(num_clips, num_frames, *latent_shape)
+    return latents.to(torch.float16), labels

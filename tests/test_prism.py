@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from compressa_hf.codecs.base import uint8_to_latents
 from compressa_hf.codecs.pixel import PixelCodec
@@ -33,6 +32,7 @@ from compressa_hf.distill.methods.prism import (
     insertion_scores,
     plan_keyframes,
 )
+from tests.conftest import class_pattern_latents
 
 T, SIZE, LATENT = 8, 16, (3, 2, 2)
 FAST = {"iterations": 12, "width": 8, "depth": 1, "batch_real": 4, "insert_every": 2}
@@ -51,17 +51,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def data():
     """Latents and labels of 18 clips: a smooth pattern per class and a per-clip change over time."""
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.arange(18) % 3
-
-    def smooth(n: int) -> torch.Tensor:
-        return F.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=SIZE, mode="bilinear")
-
-    time = torch.linspace(0, 1, T).view(1, T, 1, 1, 1)
-    pixels = 0.6 * smooth(3)[labels, None] + 0.4 * time * smooth(18)[:, None]
-    pixels = (pixels + 0.05 * torch.rand(18, T, 3, SIZE, SIZE, generator=gen)).clamp(0, 1)
-    latents = PixelCodec().encode(pixels.flatten(0, 1)).view(18, T, *LATENT).to(torch.float16)
-    return latents, labels
+    return class_pattern_latents(18, T, SIZE, LATENT)
 
 
 def make_ctx(data, frames: int, **kw) -> MethodContext:

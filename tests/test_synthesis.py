@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from compressa_hf.codecs.pixel import PixelCodec
 from compressa_hf.distill.budget import ratio_for_frames
@@ -16,6 +15,7 @@ from compressa_hf.distill.methods import compress, get_method
 from compressa_hf.distill.methods import dm as dm_mod
 from compressa_hf.distill.methods import lvdd as lvdd_mod
 from compressa_hf.distill.methods.base import MethodContext
+from tests.conftest import class_pattern_latents
 
 T, SIZE, LATENT = 4, 16, (3, 2, 2)
 FAST_DM = {"iterations": 10, "width": 16, "depth": 2, "batch_real": 4}
@@ -35,17 +35,7 @@ def one_thread():
 def data():
     """Latents and labels of 12 clips: a smooth pattern per class, a per-clip change over time and a little noise
     (so a clip's K < T frames do not already match its T frames, and classes differ)."""
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.arange(12) % 3
-
-    def smooth(n: int) -> torch.Tensor:
-        return F.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=SIZE, mode="bilinear")
-
-    time = torch.linspace(0, 1, T).view(1, T, 1, 1, 1)
-    pixels = 0.6 * smooth(3)[labels, None] + 0.4 * time * smooth(12)[:, None]
-    pixels = (pixels + 0.05 * torch.rand(12, T, 3, SIZE, SIZE, generator=gen)).clamp(0, 1)
-    latents = PixelCodec().encode(pixels.flatten(0, 1)).view(12, T, *LATENT).to(torch.float16)
-    return latents, labels
+    return class_pattern_latents(12, T, SIZE, LATENT)
 
 
 def make_ctx(data, frames: int, **kw) -> MethodContext:

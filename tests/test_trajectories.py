@@ -10,7 +10,6 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from compressa_hf.codecs.pixel import PixelCodec
 from compressa_hf.distill import trajectories
@@ -29,6 +28,7 @@ from compressa_hf.distill.trajectories import (
     match_trajectories,
     trajectory_loss,
 )
+from tests.conftest import class_pattern_latents
 
 T, SIZE, LATENT = 4, 16, (3, 2, 2)
 EXPERTS = {"num_experts": 2, "train_epochs": 3, "batch_train": 4, "width": 8, "depth": 2}
@@ -50,17 +50,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def data():
     """12 clips: a smooth pattern per class, a per-clip change over time and a little noise."""
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.arange(12) % 3
-
-    def smooth(n: int) -> torch.Tensor:
-        return F.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=SIZE, mode="bilinear")
-
-    time = torch.linspace(0, 1, T).view(1, T, 1, 1, 1)
-    pixels = 0.6 * smooth(3)[labels, None] + 0.4 * time * smooth(12)[:, None]
-    pixels = (pixels + 0.05 * torch.rand(12, T, 3, SIZE, SIZE, generator=gen)).clamp(0, 1)
-    latents = PixelCodec().encode(pixels.flatten(0, 1)).view(12, T, *LATENT).to(torch.float16)
-    return latents, labels
+    return class_pattern_latents(12, T, SIZE, LATENT)
 
 
 def make_ctx(data, frames: float, **kw) -> MethodContext:
