@@ -30,8 +30,7 @@ def _cells(out: Path) -> dict[str, dict]:
     }
 
 
-@pytest.mark.slow
-def test_two_processes_split_the_cells_and_report_what_one_process_reports(tmp_path):
+def _one_and_two_processes(tmp_path, args) -> tuple[dict, dict]:
     env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     launch = [
         # `--cpu` would start one process (accelerate's simple launcher); see compressa_hf.distributed.get_state
@@ -39,19 +38,33 @@ def test_two_processes_split_the_cells_and_report_what_one_process_reports(tmp_p
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
     ]  # fmt: skip
     two = subprocess.run(
-        [*launch, "-m", "compressa_hf.cli", *ARGS, "--output", str(tmp_path / "two")],
+        [*launch, "-m", "compressa_hf.cli", *args, "--output", str(tmp_path / "two")],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
     assert "process 1 of 2 runs cells 1, 1 + 2" in two.stderr
     one = subprocess.run(
-        [sys.executable, "-m", "compressa_hf.cli", *ARGS, "--output", str(tmp_path / "one")],
+        [sys.executable, "-m", "compressa_hf.cli", *args, "--output", str(tmp_path / "one")],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
-    a, b = _cells(tmp_path / "two"), _cells(tmp_path / "one")
-    assert len(a) == 2 * (3 * 2 + 1) and a == b
     assert (tmp_path / "two" / "report.md").exists() and (tmp_path / "two" / "report.png").exists()
+    return _cells(tmp_path / "two"), _cells(tmp_path / "one")
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_cells_and_report_what_one_process_reports(tmp_path):
+    a, b = _one_and_two_processes(tmp_path, ARGS)
+    assert len(a) == 2 * (3 * 2 + 1) and a == b
+
+
+@pytest.mark.slow
+def test_augmented_rows_run_where_their_sets_are_made(tmp_path):
+    """A `+aug` cell trains on its row's set, so it runs on that row's process: every set is made by one process."""
+    args = [*ARGS[: ARGS.index("--methods")], "--methods", "uniform", "--ratios", "k1", "--progress", "false"]
+    a, b = _one_and_two_processes(tmp_path, [*args, "--augment", "flip_cutout"])
+    assert len(a) == 2 * 4 and a == b  # (uniform, full) x (plain, +aug) x 2 seeds
+    assert sorted(p.name for p in (tmp_path / "two" / "sets").iterdir()) == ["uniform"]
 
 
 def test_methods_full_means_the_full_data_reference_alone():

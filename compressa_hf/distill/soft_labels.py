@@ -70,8 +70,14 @@ def soft_name(method: str) -> str:
 
 
 def base_method(name: str) -> str:
-    """The registry method of a row name: `uniform+soft` -> `uniform`, `uniform` -> `uniform`."""
-    return name[: -len(SOFT_SUFFIX)] if name.endswith(SOFT_SUFFIX) else name
+    """The registry method of a row name: `uniform+soft` -> `uniform`, `uniform+soft+aug` -> `uniform`, `uniform` ->
+    `uniform` (a row adds its variants to the method's name with `+`, which no method name holds)."""
+    return name.split("+", 1)[0]
+
+
+def is_soft(name: str) -> bool:
+    """Whether the row `name` trains on teacher soft labels (`uniform+soft`, `uniform+soft+aug`)."""
+    return SOFT_SUFFIX in name
 
 
 def check_options(dtype: str, temperature: float) -> None:

@@ -3,7 +3,8 @@ against stored bytes, and a significance section (chance, standard error, paired
 
 A cell is one (method, ratio, seed, network) run, stored as a dict (see `compressa_hf.evaluate.runner`); the
 full-data reference has `ratio` None. Methods of kind "ours" and the reference are never "the best baseline", nor
-are the soft-label rows `<method>+soft` (`--soft_labels`): each of those is compared with its hard-label row.
+are the variant rows, `<method>+soft` (`--soft_labels`) and `<row>+aug` (`--augment`): each of those is compared
+with the row it varies (its hard-label row; the same row without augmentation).
 Under `--folds` a cell also has a `fold`: per seed, the cells of all folds together test every pooled clip once, so
 a seed's correctness vector is their `correct` lists in fold order, and means and stds are over folds x seeds. A
 seed counts only when every one of its cells is "ok" (a method that cannot meet the budget on one fold is not
@@ -17,8 +18,17 @@ from collections import defaultdict
 
 import numpy as np
 
-from compressa_hf.distill.soft_labels import SOFT_SUFFIX
 from compressa_hf.evaluate.stats import binomial_se, paired_bootstrap
+
+
+def is_variant(row: str) -> bool:
+    """Whether `row` is a method's row with soft labels or augmentation (`uniform+soft`, `dm+aug`, ...)."""
+    return "+" in row
+
+
+def parent_row(row: str) -> str:
+    """The row a variant is compared with: its name less the last `+...` (`uniform+soft+aug` -> `uniform+soft`)."""
+    return row.rsplit("+", 1)[0]
 
 
 def ratio_key(ratio: float | None) -> str:
@@ -109,7 +119,7 @@ def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs:
                 if rk in tables[arch].get(m, {}) and tables[arch][m][rk]["status"] == "ok"
             }
             baselines = sorted(
-                (m for m in means if kinds.get(m) not in ("ours", "reference") and not m.endswith(SOFT_SUFFIX)),
+                (m for m in means if kinds.get(m) not in ("ours", "reference") and not is_variant(m)),
                 key=lambda m: -means[m],
             )
             if not baselines:
@@ -126,8 +136,8 @@ def summarise(cells: list[dict], methods: list[str], ratios: list[float], archs:
             comparisons = {}
             for m in sorted(means, key=lambda m: m != baselines[0]):  # the best first: its row is the pair's
                 ref = baselines[0] if m != baselines[0] else (baselines[1] if len(baselines) > 1 else None)
-                if m.endswith(SOFT_SUFFIX):  # soft labels against the same method's hard labels
-                    ref = m[: -len(SOFT_SUFFIX)] if m[: -len(SOFT_SUFFIX)] in means else None
+                if is_variant(m):  # soft labels / augmentation against the same row without them
+                    ref = parent_row(m) if parent_row(m) in means else None
                 if ref is None or comparisons.get(ref, {}).get("against") == m:
                     continue  # one row per pair: the runner-up against the best is the best against it, mirrored
                 comparisons[m] = {"against": ref, **paired_bootstrap(matrices[m], matrices[ref]).to_dict()}
@@ -346,6 +356,9 @@ def plot(report: dict, path: str) -> None:
             ax.axhline(
                 100 * full["mean"], color="k", ls="--", lw=1, label=f"full data ({_fmt_bytes(full['stored_bytes'])})"
             )
+        full_aug = table.get("full+aug", {}).get("full")
+        if full_aug and full_aug["status"] == "ok":
+            ax.axhline(100 * full_aug["mean"], color="k", ls="-.", lw=1, label="full data, augmented")
         ax.axhline(100 * report["chance"]["uniform"], color="grey", ls=":", lw=1, label="chance")
         ax.set_xscale("log")
         ax.set_xlabel("stored bytes")

@@ -94,6 +94,11 @@ class EvaluateArguments:
         validation_fraction: F > 0: train on the train split minus a stratified F of it and test on that F; the test
             split is never read. For choosing settings (a sweep) without touching the test clips. 0: off.
         fold_seed: Seeds the folds and the validation carve (not the methods or networks).
+        augment: A DSA-style augmentation strategy (`dsa`, or transform names joined by `_`:
+            `compressa_hf.evaluate.augment.TRANSFORMS`): also evaluate every row (each method, its `+soft` row, the
+            full-data reference) trained on the same set with that augmentation, one draw per clip for all its
+            frames, as separate rows `<row>+aug`. "" (default): off, the paper's protocol (flips only).
+        augment_mode: `single` (one transform per batch, DSA's default) or `all`.
     """
 
     source: str = field(default="procedural", metadata={"help": "Source spec."})
@@ -125,6 +130,11 @@ class EvaluateArguments:
         default=0.0, metadata={"help": "Hold out this stratified share of the train split; never read test (0: off)."}
     )
     fold_seed: int = field(default=0, metadata={"help": "Seed of the folds / validation carve."})
+    augment: str = field(
+        default="",
+        metadata={"help": "Add <row>+aug rows trained with this augmentation (`dsa` or names joined by _)."},
+    )
+    augment_mode: str = field(default="single", metadata={"help": "single (one transform per batch) or all."})
 
     def __post_init__(self):
         from compressa_hf.distill.methods import METHODS
@@ -164,6 +174,14 @@ class EvaluateArguments:
 
         for token in self.ratio_tokens:
             check_ratio_token(token)
+        self.augmentation  # noqa: B018 - an unknown transform or mode is an error now
+
+    @property
+    def augmentation(self):
+        """The `Augmentation` of the `+aug` rows, or None when `augment` is off."""
+        from compressa_hf.evaluate.augment import Augmentation
+
+        return Augmentation(self.augment.strip(), self.augment_mode) if self.augment.strip() else None
 
     @property
     def protocol(self) -> str:
@@ -268,6 +286,18 @@ def _protocol_settings(args: EvaluateArguments) -> dict:
     if args.protocol == "folds":
         return {"folds": args.folds, "fold_seed": args.fold_seed, "splits": [args.train_split, args.test_split]}
     return {"validation_fraction": args.validation_fraction, "fold_seed": args.fold_seed, "split": args.train_split}
+
+
+def _check_augment_cells(paths: list[str], augmentation) -> None:
+    """Refuse to resume `+aug` cells trained with another augmentation than `augmentation`, naming the file."""
+    for path in paths:
+        with open(path) as f:
+            saved = json.load(f).get("augment")
+        if saved is not None and saved != augmentation.settings():
+            raise ValueError(
+                f"{path} was trained with augmentation {saved}, not {augmentation.settings()}; use another --output or "
+                "delete the +aug rows' cells"
+            )
 
 
 def _check_settings(path: str, settings: dict) -> None:
@@ -483,9 +513,10 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distill.methods import MethodContext, compress, get_method
     from compressa_hf.distill.methods.base import CompressedSet, parse_options
-    from compressa_hf.distill.soft_labels import SoftLabeller, base_method, soft_name
+    from compressa_hf.distill.soft_labels import SoftLabeller, base_method, is_soft, soft_name
     from compressa_hf.distill.soft_labels import targets as soft_targets
     from compressa_hf.distributed import get_state
+    from compressa_hf.evaluate.augment import aug_name, unaugmented
     from compressa_hf.sources import parse_source_spec
 
     state = get_state()  # under `accelerate launch`, rank r runs cells r, r + W, ...; the main process reports
@@ -569,7 +600,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             device=device,
             progress=args.progress,
             class_names=class_names,
-            label_bytes_per_video=labeller.bytes_per_row if method != base_method(method) else 0,
+            label_bytes_per_video=labeller.bytes_per_row if is_soft(method) else 0,
             shared_dir=os.path.join(work, "shared"),
         )
 
@@ -582,12 +613,21 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
         jobs.append(("full", None))
     if labeller is not None:  # the same methods on teacher soft labels, as rows of their own
         jobs += [(soft_name(m), r) for m in args.method_list for r in ratios]
-    total = len(data.parts) * len(jobs) * args.seeds
+    augmentation = args.augmentation
+    if augmentation is not None:  # every row's set again, trained with augmentation, as rows of their own
+        jobs += [(aug_name(m), r) for m, r in jobs]
+    # A `+aug` cell trains on its row's set, so it runs where that row's cell runs: one process makes each set.
+    owners = [jobs.index((unaugmented(m), r)) for m, r in jobs]
+    blocks = [(p, s) for p in data.parts for s in range(args.seeds)]  # cell order: part, seed, then jobs
+
+    def is_mine(block: int, job: int) -> bool:
+        return (block * len(jobs) + owners[job]) % state.num_processes == state.process_index
+
     bar = None
     if args.progress and state.is_main_process:
         from tqdm.auto import tqdm
 
-        own = len(range(state.process_index, total, state.num_processes))  # this rank's cells
+        own = sum(is_mine(b, j) for b in range(len(blocks)) for j in range(len(jobs)))  # this rank's cells
         bar = tqdm(total=own, desc="evaluate", unit="cell")
     if state.num_processes > 1:
         logger.info(
@@ -598,8 +638,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             state.process_index,
             state.num_processes,
         )
-    part, cell_index, cell_files = None, -1, []
-    for next_part, seed in [(p, s) for p in data.parts for s in range(args.seeds)]:
+    part, cell_files = None, []
+    for block, (next_part, seed) in enumerate(blocks):
         if next_part is not part:  # the part's rows, taken once for all its seeds
             part = next_part
             latents, labels, train_pixels = (
@@ -609,25 +649,27 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             for r in ratios:
                 budgets[ratio_key(float(r))].append(context(r, 0, "uniform").budget_bytes)
             full_bytes.append(context(ratios[0], 0, "uniform").full_bytes)
-        for method, ratio in jobs:
+        for job, (method, ratio) in enumerate(jobs):
             rk = ratio_key(None if ratio is None else float(ratio))
             name = f"{part.prefix}r{rk}_s{seed}"
             kind = get_method(base_method(method)).KIND
             cell_paths = {a: os.path.join(out, "cells", a, method, name + ".json") for a in args.arch_list}
             cell_files += [cell_paths[a] for a in args.arch_list]
-            cell_index += 1
-            mine = cell_index % state.num_processes == state.process_index
+            mine = is_mine(block, job)
             todo = [a for a, p in cell_paths.items() if not os.path.exists(p)] if mine else []
+            if mine and method != unaugmented(method):
+                _check_augment_cells([cell_paths[a] for a in args.arch_list if a not in todo], augmentation)
+            set_row = unaugmented(method)  # the row whose set this cell trains on (itself, or `<row>` of `<row>+aug`)
             if todo:
-                set_path = os.path.join(out, "sets", method, name + ".safetensors")
-                na_path = os.path.join(out, "sets", method, name + ".na.json")
+                set_path = os.path.join(out, "sets", set_row, name + ".safetensors")
+                na_path = os.path.join(out, "sets", set_row, name + ".na.json")
                 ratio_value = None if ratio is None else float(ratio)
                 base = {"method": method, "kind": kind, "ratio": ratio_value, "seed": seed, **part.fields}
                 cset, compress_s, reason = None, 0.0, None
                 if os.path.exists(na_path):
                     with open(na_path) as f:
                         reason = json.load(f)["reason"]
-                elif method == "full":
+                elif set_row == "full":
                     start = time.perf_counter()
                     cset = compress("full", context(ratios[0], seed, "full"))
                     compress_s = time.perf_counter() - start
@@ -642,23 +684,23 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             "sets and cells"
                         )
                     saved = cset.info.get("soft_labels", {}).get("settings")
-                    if method != base_method(method) and saved != labeller.settings:
+                    if is_soft(set_row) and saved != labeller.settings:
                         raise ValueError(
                             f"{set_path} was made with soft-label settings {saved}, not {labeller.settings}; use "
                             "another --output or delete that row's sets and cells"
                         )
                 else:
-                    if method != base_method(method):  # train or load the teacher outside the n/a net below
+                    if is_soft(set_row):  # train or load the teacher outside the n/a net below
                         labeller.teacher(seed, train_pixels, labels, part.prefix)
                     start = time.perf_counter()
                     try:
-                        cset = compress(base_method(method), context(ratio, seed, method))
-                        if method != base_method(method):  # the teacher's labels, in the room the method left
+                        cset = compress(base_method(method), context(ratio, seed, set_row))
+                        if is_soft(set_row):  # the teacher's labels, in the room the method left
                             cset = labeller(cset, codec, cset.budget_bytes, seed, train_pixels, labels, part.prefix)
                     except ValueError as err:  # the budget cannot be met by this method at this ratio
                         reason = str(err)
                         atomic_write_json(na_path, {"reason": reason})
-                        logger.warning("%s at %s %%: not applicable: %s", method, rk, reason)
+                        logger.warning("%s at %s %%: not applicable: %s", set_row, rk, reason)
                     else:
                         # the method's own cost: the registry's diagnostics (decoded PSNR) are not part of it
                         compress_s = time.perf_counter() - start - cset.info.get("diagnostics_s", 0.0)
@@ -682,6 +724,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             seed=seed,
                             device=device,
                             train_targets=soft_targets(cset),
+                            augment=augmentation if method != set_row else None,
                         )
                         stats = cset.frame_stats()  # rows of different K (PRISM's key frames): mean, min, max
                         frames_per_row = stats["mean"] if cset.variable_frames else cset.frames_per_row
@@ -702,6 +745,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                             "train_s": res.seconds,
                             # drift in storage steps, decoded PSNR, overlap with uniform (distill/diagnostics.py)
                             "diagnostics": cset.info.get("diagnostics", {}),
+                            **({"augment": augmentation.settings()} if method != set_row else {}),
                         }
                         logger.info(
                             "%s %s%% %sseed %d %s: %.1f %% (train %.1f %%, %d rows x %s frames, %s bytes)",
@@ -752,6 +796,8 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     if data.held_ids is not None:
         meta["held_out_ids"] = data.held_ids
     rows = args.method_list + ([soft_name(m) for m in args.method_list] if labeller is not None else [])
+    if augmentation is not None:
+        rows += [aug_name(m) for m in rows] + (["full+aug"] if args.full_data else [])
     report = summarise(cells, rows, [float(r) for r in ratios], args.arch_list, meta)
     if not state.is_main_process:
         return report

@@ -7,9 +7,10 @@ frames (every network averages or pools over time, so K and T may differ). With 
 soft labels, `compressa_hf.distill.soft_labels`) the loss is the cross-entropy to those probabilities,
 -sum_c p_c log q_c averaged over the batch: the KL divergence from the teacher to the network plus the targets' own
 entropy, a constant, so the gradients are KL's (Hinton et al.'s distillation loss at temperature 1, without the
-hard-label term, as in SRe2L / RDED's relabelled training). The reported number is the accuracy
-after the LAST epoch: no checkpoint is picked on the test set (the peer code that reports its best test epoch
-overstates every method, most of all the noisiest).
+hard-label term, as in SRe2L / RDED's relabelled training). With `augment` (`compressa evaluate --augment`, rows
+`<row>+aug`) each training batch is augmented DSA-style, one draw per clip (`compressa_hf.evaluate.augment`).
+The reported number is the accuracy after the LAST epoch: no checkpoint is picked on the test set (the peer code
+that reports its best test epoch overstates every method, most of all the noisiest).
 
 Deterministic for a seed on a given machine: the initialisation, the shuffling and dropout draw from RNGs seeded
 here, inside `torch.random.fork_rng`, so the caller's RNG state neither matters nor changes.
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from compressa_hf.evaluate.augment import Augmentation
 from compressa_hf.nets import NETS, build_net
 from compressa_hf.threads import beside_workers
 
@@ -153,12 +155,14 @@ def train_network(
     device: str | torch.device = "cpu",
     progress: bool = False,
     train_targets: torch.Tensor | None = None,
+    augment: Augmentation | None = None,
 ) -> tuple[torch.nn.Module, float, list[float]]:
     """Train a fresh `arch` network on uint8 clips `(M, K, 3, H, W)` with the protocol of the module docstring.
 
     Returns the trained network (in eval mode, on `device`), the mean loss of the last epoch and each epoch's wall
     time. `train_targets` `(M, num_classes)` class probabilities replace the hard `train_labels` in the loss (see
-    the module docstring); the labels are still checked. Arguments as in `train_and_test`, which calls it.
+    the module docstring); the labels are still checked. `augment` transforms each training batch after the flips
+    (`compressa_hf.evaluate.augment`), drawing from the run's seeded generator. Arguments as in `train_and_test`.
     """
     cfg = cfg or TrainConfig()
     if arch not in NETS:
@@ -206,6 +210,8 @@ def train_network(
                 if cfg.flip:
                     flips = torch.rand(len(batch), generator=generator) < 0.5
                     x[flips.to(device)] = x[flips.to(device)].flip(-1)
+                if augment is not None:
+                    x = augment(x, generator)
                 y = (train_labels if train_targets is None else train_targets)[batch].to(device)
                 loss = F.cross_entropy(net(x), y)  # class indices, or probabilities (soft cross-entropy)
                 opt.zero_grad(set_to_none=True)
@@ -232,6 +238,7 @@ def train_and_test(
     device: str | torch.device = "cpu",
     progress: bool = False,
     train_targets: torch.Tensor | None = None,
+    augment: Augmentation | None = None,
 ) -> RunResult:
     """Train a fresh `arch` network on `train_frames` and test it on `test_frames`.
 
@@ -248,6 +255,8 @@ def train_and_test(
         progress: Show a progress bar over epochs.
         train_targets: Optional `(M, num_classes)` class probabilities (teacher soft labels) to train on instead of
             `train_labels`: the loss is then the cross-entropy to them (see the module docstring). None: hard labels.
+        augment: Optional DSA-style augmentation of every training batch, one draw per clip for all its frames
+            (`compressa_hf.evaluate.augment.Augmentation`). None: the protocol's flips only (`cfg.flip`).
     """
     if test_frames.dtype != torch.uint8 or test_frames.dim() != 5:
         raise ValueError(
@@ -261,7 +270,7 @@ def train_and_test(
     device = torch.device(device)
     start = time.perf_counter()
     net, final_loss, epoch_seconds = train_network(
-        train_frames, train_labels, num_classes, arch, cfg, seed, device, progress, train_targets
+        train_frames, train_labels, num_classes, arch, cfg, seed, device, progress, train_targets, augment
     )
     train_pred = predict(net, train_frames, cfg.test_batch_size, device)
     test_pred = predict(net, test_frames, cfg.test_batch_size, device)
