@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 #: What a card's `compressa_hf:` YAML entry records per config: all a reader needs to decode the rows.
-CARD_DECODE_KEYS = ("codec_id", "codec_revision", "latents_dtype", "latents_shape", "latent_scaling")
+CARD_DECODE_KEYS = ("codec_id", "codec_revision", "latents_dtype", "latents_shape", "latent_scaling", "latent_ranges")
 
 
 def config_name_for_ratio(ratio: float | str, split: str = "train") -> str:
@@ -76,6 +76,9 @@ class DistilledConfig:
             stored in a `preview` Image column, their bytes reported apart and never counted in the ratio.
         keyframe_positions: For key-frame rows (PRISM), each key frame's position among the T frames the row is
             interpolated to (the caller states T and the rule in `meta`); None for every other set.
+        latent_ranges: For a set stored as 4-bit codes (`compressa_hf.codecs.storage`, "uint4"): the `(C, 2)` per-channel
+            [lo, hi] of its codes; `latents` then holds the codes unpacked, one uint8 (0..15) per value, and the card
+            says `latents_dtype: uint4` with the ranges. None for uint8 / float16 latents.
     """
 
     name: str
@@ -91,6 +94,7 @@ class DistilledConfig:
     previews: list[bytes] | None = None
     starts: list[float | None] | None = None
     keyframe_positions: list[list[int]] | None = None
+    latent_ranges: list[list[float]] | None = None
 
     def __post_init__(self):
         if not _CONFIG_NAME.match(self.name):
@@ -116,6 +120,8 @@ class DistilledConfig:
             raise ValueError(f"config {self.name}: {len(self.starts)} starts for {n} videos")
         if self.previews is not None and len(self.previews) != n:
             raise ValueError(f"config {self.name}: {len(self.previews)} previews for {n} videos")
+        if self.latent_ranges is not None:
+            self._check_codes()
         if self.variable_frames:
             return
         if self.latents.ndim != 5:
@@ -124,6 +130,20 @@ class DistilledConfig:
             raise ValueError(f"config {self.name}: latents must be uint8 or float16, got {self.latents.dtype}")
         if self.keyframe_positions is not None:
             raise ValueError(f"config {self.name}: keyframe_positions are for rows of different K (a list of latents)")
+
+    def _check_codes(self) -> None:
+        """4-bit codes: uint8 values 0..15 and one [lo < hi] range per latent channel."""
+        rows = self.latents if self.variable_frames else [self.latents]
+        channels = (rows[0].shape[1] if self.variable_frames else self.latents.shape[2]) if len(rows[0]) else None
+        ranges = np.asarray(self.latent_ranges, dtype=np.float64)
+        if any(np.asarray(x).dtype != np.uint8 for x in rows) or any(
+            np.asarray(x).size and np.max(x) > 15 for x in rows
+        ):
+            raise ValueError(f"config {self.name}: uint4 latents must be uint8 codes 0..15")
+        if ranges.ndim != 2 or ranges.shape[1] != 2 or (channels is not None and len(ranges) != channels):
+            raise ValueError(f"config {self.name}: latent_ranges must be ({channels}, 2), got {ranges.shape}")
+        if not (ranges[:, 1] > ranges[:, 0]).all():
+            raise ValueError(f"config {self.name}: every latent range needs lo < hi")
 
     @property
     def variable_frames(self) -> bool:
@@ -142,7 +162,13 @@ class DistilledConfig:
 
     @property
     def latents_dtype(self) -> np.dtype:
+        """The rows' array dtype (uint8 for uint4 codes too; `latents_format` names the stored format)."""
         return self.latents[0].dtype if self.variable_frames else self.latents.dtype
+
+    @property
+    def latents_format(self) -> str:
+        """What the card calls the latents: `uint8`, `float16` or `uint4` (codes, with `latent_ranges`)."""
+        return "uint4" if self.latent_ranges is not None else str(self.latents_dtype)
 
     def _check_rows(self) -> None:
         """Rows of different K: one dtype and frame shape, and per row as many indices, times (and positions)."""
@@ -262,7 +288,8 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
         "num_videos": len(cfg.video_ids),
         # rows of different K: the first dimension is None (null in the card), as in the parquet's Array4D
         "latents_shape": [None, *cfg.frame_shape] if cfg.variable_frames else list(cfg.latents.shape[1:]),
-        "latents_dtype": str(cfg.latents_dtype),
+        "latents_dtype": cfg.latents_format,
+        **({"latent_ranges": [[float(v) for v in r] for r in cfg.latent_ranges]} if cfg.latent_ranges else {}),
         "latent_bytes": int(sum(x.nbytes for x in cfg.latents)) if cfg.variable_frames else int(cfg.latents.nbytes),
         "preview_bytes": sum(map(len, cfg.previews)) if cfg.previews is not None else 0,
         "class_names": cfg.class_names,

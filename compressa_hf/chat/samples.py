@@ -62,7 +62,7 @@ import torch
 from compressa_hf.chat.prompts import PromptTemplate
 from compressa_hf.clips import ClipConfig, SampledClip, sample_clip
 from compressa_hf.codecs import CODECS, LatentCodec, load_codec, parse_codec_spec, pinned_spec
-from compressa_hf.codecs.base import uint8_to_latents
+from compressa_hf.codecs.storage import BITS, dequantise
 from compressa_hf.qwen.video import QwenVideoConfig, sample_qwen_clip
 from compressa_hf.sources import ClipReadError, VideoSource, parse_source_spec
 from compressa_hf.store import CARD_DECODE_KEYS
@@ -182,7 +182,8 @@ class DistilledChatTransform:
 
     Args:
         meta: The config's card facts: `class_names` (label order) and `latents_dtype` (`uint8`: TAESD-scaled
-            bytes; `float16`: raw latents); `fps` / `source_info` are read for sets without an `fps` column.
+            bytes; `float16`: raw latents; `uint4`: 4-bit codes under the card's per-channel `latent_ranges`,
+            `compressa_hf.codecs.storage`); `fps` / `source_info` are read for sets without an `fps` column.
         codec: The frozen codec the card names (decoding uses it on its own device).
         prompt: Question / answer templates; `PromptTemplate()` when None.
         fps: Overrides every row's source frame rate; None uses the rows' `fps` column.
@@ -200,8 +201,11 @@ class DistilledChatTransform:
         if not meta.get("class_names"):
             raise ValueError("distilled-set metadata has no `class_names`; cannot write the question")
         self.latents_dtype = meta.get("latents_dtype", "uint8")
-        if self.latents_dtype not in ("uint8", "float16"):
-            raise ValueError(f"`latents_dtype` must be uint8 or float16, got {self.latents_dtype!r}")
+        if self.latents_dtype not in BITS:
+            raise ValueError(f"`latents_dtype` must be one of {sorted(BITS)}, got {self.latents_dtype!r}")
+        self.latent_ranges = meta.get("latent_ranges")
+        if self.latents_dtype == "uint4" and self.latent_ranges is None:
+            raise ValueError("a uint4 set's card must give `latent_ranges` (its per-channel ranges)")
         self.codec, self.prompt = codec, prompt or PromptTemplate()
         self.class_texts = self.prompt.class_texts(list(meta["class_names"]))
         self.fps = fps
@@ -217,7 +221,7 @@ class DistilledChatTransform:
         Rows of one K are decoded as one array (`decode`); rows of different K (PRISM's key frames) are decoded
         frame by frame together and split back per row, so a batch may mix K.
         """
-        dtype = np.uint8 if self.latents_dtype == "uint8" else np.float16
+        dtype = np.float16 if self.latents_dtype == "float16" else np.uint8
         rows = [np.asarray(x, dtype=dtype) for x in latents]
         if len({x.shape for x in rows}) <= 1:
             return list(self.decode(np.stack(rows))) if rows else []
@@ -232,8 +236,7 @@ class DistilledChatTransform:
                 f"latents have {c} channels but codec {self.codec.codec_id} has {self.codec.latent_channels}; "
                 f"decode with the codec the dataset card names"
             )
-        z = torch.from_numpy(latents).flatten(0, 1)
-        z = uint8_to_latents(z) if self.latents_dtype == "uint8" else z.float()
+        z = dequantise(latents, self.latents_dtype, self.latent_ranges).flatten(0, 1)
         with torch.inference_mode():
             images = torch.cat(
                 [self.codec.decode(chunk.to(self.codec.device)) for chunk in torch.split(z, self.decode_batch_size)]

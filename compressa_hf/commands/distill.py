@@ -69,6 +69,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: What the card says of each latent format (`compressa_hf.codecs.storage`).
+LATENT_SCALING = {
+    "uint8": "uint8 = round(255 * clamp(z / 6 + 0.5, 0, 1)) (TAESD's 8-bit convention, for every codec); "
+    "z = (q / 255 - 0.5) * 6",
+    "float16": "raw latents",
+    "uint4": "4-bit codes q in 0..15 (one per uint8 in the rows), per latent channel c: "
+    "q = round(15 * (z - lo_c) / (hi_c - lo_c)), z = lo_c + q / 15 * (hi_c - lo_c), [lo_c, hi_c] = latent_ranges[c]",
+}
+
 FULL_REFUSAL = (
     "--method full is the uncompressed reference (every real frame of every clip as pixels, 100 % of the split's "
     "bytes): there is nothing to distil, and its rows would not be latents. Publish the source split itself (e.g. "
@@ -93,8 +102,10 @@ class DistillArguments:
             uint8 latent frames of every video (`k1`). A percent buys frames by the codec's latent size: TAEF2's 32
             channels cost 8x what TAESD's 4 do, so the same percent keeps 8x fewer frames; `--dry-run` shows the plan.
         split: Split to distil.
-        dtype: Latent storage dtype: `uint8` (TAESD scaling), `float16`, or `auto` (uint8 unless float16 fits the
-            same plan).
+        dtype: Latent storage dtype: `uint8` (TAESD scaling), `float16`, `uint4` (4-bit codes under per-channel ranges:
+            twice uint8's frames for the bytes, `compressa_hf.codecs.storage`), or `auto` (uint8 unless float16 fits
+            the same plan). uint4 suits the methods that go through the planner (frame selection, coresets, DM,
+            MTT, DATM, VideoCompressa); PRISM, LVDD and the VDSD memories take uint8 or float16.
         config_name: Config name in the repo (default `ratio_<ratio>`, `<split>_ratio_<ratio>` for a split other than
             train). Writing a config that exists replaces it (logged); other configs are never touched.
         work_dir: Checkpoints and the run summary (default `<output>.work`).
@@ -134,7 +145,7 @@ class DistillArguments:
         default=None, metadata={"help": "Budget: percent of the split's uint8 clips (0.52), or k<K> (k1)."}
     )
     split: str = field(default="train", metadata={"help": "Split to distil."})
-    dtype: str = field(default="auto", metadata={"help": "Latent storage dtype: uint8, float16 or auto."})
+    dtype: str = field(default="auto", metadata={"help": "Latent storage dtype: uint8, float16, uint4 or auto."})
     config_name: str | None = field(default=None, metadata={"help": "Config name (default ratio_<ratio>)."})
     work_dir: str | None = field(default=None, metadata={"help": "Checkpoints (default <output>.work)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Latent cache folder; default: the shared one."})
@@ -170,8 +181,8 @@ class DistillArguments:
             self.ratio = check_ratio_token(self.ratio)
         if self.codec_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"`codec_dtype` must be float32 or bfloat16, got {self.codec_dtype!r}")
-        if self.dtype not in ("auto", "uint8", "float16"):
-            raise ValueError(f"`dtype` must be auto, uint8 or float16, got {self.dtype!r}")
+        if self.dtype not in ("auto", "uint8", "float16", "uint4"):
+            raise ValueError(f"`dtype` must be auto, uint8, float16 or uint4, got {self.dtype!r}")
         if self.license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
             raise ValueError(
                 f"--license {self.license!r} is not a Hub licence identifier (lower case, e.g. cc-by-4.0, mit, "
@@ -259,10 +270,10 @@ def plan_for(
         raise ValueError("give --ratio (percent of the split's bytes, or k<K>) or --frames_per_video K (all videos)")
     else:
         dtype = "uint8" if args.dtype == "auto" else args.dtype  # K fixed for every video: the ratio it costs
-        ratio = ratio_for_frames(frames_per_video, args.num_frames, args.size, latent_shape, dtype)
+        ratio = ratio_for_frames(frames_per_video, args.num_frames, args.size, latent_shape, dtype, len(labels))
     plan = plan_budget(ratio, counts, args.num_frames, args.size, latent_shape, frames_per_video, args.dtype)
     if plan.coreset and warn:
-        every = ratio_for_frames(1, args.num_frames, args.size, latent_shape, plan.dtype)
+        every = ratio_for_frames(1, args.num_frames, args.size, latent_shape, plan.dtype, len(labels))
         logger.warning(
             "--ratio %s keeps only %d of %d videos (a random subset per class); one %s latent frame of every video "
             "needs --ratio %.6f (or k1)",
@@ -284,27 +295,26 @@ def card_license(args: DistillArguments, source) -> dict:
     return info
 
 
-def _previews(stored, dtype: str, codec, batch: int = 64) -> list[bytes]:
-    """PNG strips of what each stored row decodes to (after storage rounding), for the `preview` column."""
+def _previews(stored, dtype: str, codec, batch: int = 64, ranges=None) -> list[bytes]:
+    """PNG strips of what each stored row decodes to (after storage rounding), for the `preview` column; `ranges`:
+    a uint4 set's per-channel ranges."""
     import torch
 
-    from compressa_hf.codecs.base import uint8_to_latents
+    from compressa_hf.codecs.storage import dequantise
     from compressa_hf.store import preview_png
 
     if isinstance(stored, list):  # rows of different K: decode all their frames, then split them back per row
         import numpy as np
 
         counts = [len(x) for x in stored]
-        z = torch.from_numpy(np.concatenate(stored))
-        z = uint8_to_latents(z) if dtype == "uint8" else z.float()
+        z = dequantise(np.concatenate(stored), dtype, ranges)
         with torch.no_grad():
             frames = torch.cat(
                 [codec.decode(chunk.to(codec.device)).cpu() for chunk in torch.split(z, batch * max(counts))]
             )
         frames = frames.mul(255).round().byte().permute(0, 2, 3, 1).numpy()
         return [preview_png(row) for row in np.split(frames, np.cumsum(counts)[:-1])]
-    z = torch.from_numpy(stored)
-    z = uint8_to_latents(z) if dtype == "uint8" else z.float()
+    z = dequantise(stored, dtype, ranges)
     n, k = z.shape[:2]
     out = []
     from tqdm.auto import tqdm
@@ -505,9 +515,12 @@ def _dry_run_plan(
     return (plan.to_dict() if plan else None), text
 
 
-def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray], str | None]:
-    """The `(M, K, C, h, w)` latents the rows hold, and a note when they are not exactly what the method stores.
+def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray], str | None, list | None]:
+    """The `(M, K, C, h, w)` latents the rows hold, a note when they are not exactly what the method stores, and a
+    uint4 set's per-channel ranges (None for every other set).
 
+    A uint4 set (`compressa_hf.codecs.storage`) is published as its codes unpacked, one uint8 (0..15) per value,
+    with its ranges for the card; the note gives the packed bytes the budget counts.
     A set storing `latents` (every method but LVDD and the VDSD memories) is published byte for byte, with a note
     when it also stores soft labels (DATM), which the rows do not carry. Otherwise the latents as read
     back (what a network trains on) are rounded to `dtype` ("uint8" or "float16"), and the note says how their
@@ -517,8 +530,24 @@ def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray],
     import numpy as np
     import torch
 
+    from compressa_hf.codecs.storage import RANGES_KEY, stored_codes
     from compressa_hf.distill.methods.base import store_latents
 
+    if RANGES_KEY in cset.stored and not cset.variable_frames:
+        codes = stored_codes(cset.stored, "uint4", tuple(cset.latents.shape[2:])).numpy()
+        ranges = cset.stored[RANGES_KEY]
+        others = {k: v for k, v in cset.stored.items() if k not in ("latents", RANGES_KEY)}
+        note = (
+            f"{codes.nbytes:,}: the stored 4-bit codes ({cset.stored['latents'].nbytes:,} bytes packed two a byte, "
+            f"plus {ranges.nbytes} bytes of per-channel ranges, in the stored bytes above) unpacked to one uint8 per "
+            "code, so every reader indexes them like uint8 latents (the parquet's dictionary encoding keeps them near "
+            "4 bits a value)"
+            + "".join(
+                f"; the set also stores {k} {tuple(v.shape)} ({v.nbytes:,} bytes, counted), which the rows do not carry"
+                for k, v in others.items()
+            )
+        )
+        return codes, note, ranges.float().tolist()
     if cset.variable_frames:
         flat, counts = cset.stored.get("latents"), cset.row_frames
         if flat is None or flat.dtype not in (torch.uint8, torch.float16) or len(flat) != int(counts.sum()):
@@ -526,10 +555,10 @@ def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray],
                 f"method {cset.method!r} holds rows of different K but does not store their frames one after "
                 "another as `latents`; it cannot be written as a latent set"
             )
-        return np.split(flat.numpy(), np.cumsum(counts.numpy())[:-1]), None
+        return np.split(flat.numpy(), np.cumsum(counts.numpy())[:-1]), None, None
 
     if set(cset.stored) == {"latents"} and cset.stored["latents"].dtype in (torch.uint8, torch.float16):
-        return cset.stored["latents"].numpy(), None
+        return cset.stored["latents"].numpy(), None, None
     if set(cset.stored) == {"latents", "soft_labels"} and cset.stored["latents"].dtype in (torch.uint8, torch.float16):
         labels = cset.stored["soft_labels"]
         note = (
@@ -538,7 +567,7 @@ def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray],
             f"({labels.numel() * labels.element_size():,} bytes, counted in the stored bytes above), which the rows "
             "do not carry: they hold the hard labels"
         )
-        return cset.stored["latents"].numpy(), note
+        return cset.stored["latents"].numpy(), note, None
     if cset.latents is None:
         raise ValueError(f"method {cset.method!r} stores pixels, not latents; it cannot be written as a latent set")
     published = store_latents(cset.latents, dtype)[0]["latents"].numpy()
@@ -554,7 +583,7 @@ def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray],
         )
         + ". The ratio counts the method's stored bytes, as `compressa evaluate` does"
     )
-    return published, note
+    return published, note, None
 
 
 def _stats(values: list[int]) -> dict:
@@ -591,7 +620,9 @@ def _nominal_position(cache_index: list[dict], num_frames: int) -> tuple[float, 
     return float(np.median(strides)) or 1.0, float(np.median([row["fps"] for row in cache_index]))
 
 
-def row_columns(cset, published: np.ndarray | list, cached_latents, cache_index: list[dict], root) -> dict:
+def row_columns(
+    cset, published: np.ndarray | list, cached_latents, cache_index: list[dict], root, ranges=None
+) -> dict:
     """The rows' columns (video ids, source frame indices, timestamps, fps, sources, starts) and what the rows are.
 
     A row with a source clip (`source_videos >= 0`) takes its id, the source indices and timestamps of its
@@ -600,12 +631,14 @@ def row_columns(cset, published: np.ndarray | list, cached_latents, cache_index:
     A row without one is `synthetic_<label>_<i>` with nominal positions (its `frame_indices`, else K uniform
     positions, spread by the cache's median stride) at the cache's median fps. Rows of different K (`published` a
     list) get per-row lists, and `keyframe_positions` (their positions among T) when the set's rows are key frames
-    of T-frame clips (`cset.interpolate_to`); else that column is absent.
+    of T-frame clips (`cset.interpolate_to`); else that column is absent. `ranges`: a uint4 set's per-channel ranges
+    (its rows hold codes, compared with the cached frames' codes under the same ranges).
     """
     import numpy as np
     import torch
 
     from compressa_hf.clips import uniform_indices
+    from compressa_hf.codecs.storage import uint4_codes
     from compressa_hf.distill.methods.base import store_latents
     from compressa_hf.publish import public_path
     from compressa_hf.sources import printable_name
@@ -645,7 +678,11 @@ def row_columns(cset, published: np.ndarray | list, cached_latents, cache_index:
         columns["fps"].append(row["fps"])
         columns["starts"].append(row.get("start"))  # variable-rate clips only (`cache.py`)
         columns["sources"].append(printable_name(public_path(row["path"], root)))
-        cached = store_latents(cached_latents[src, pos].float(), dtype)[0]["latents"].numpy()
+        cached = (
+            uint4_codes(cached_latents[src, pos].float(), torch.tensor(ranges)).numpy()
+            if ranges is not None
+            else store_latents(cached_latents[src, pos].float(), dtype)[0]["latents"].numpy()
+        )
         kinds["real" if np.array_equal(cached, published[i]) else "derived"] += 1
     if variable:
         columns["keyframe_positions"] = (
@@ -899,13 +936,14 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     choice = last_choice()  # how many threads ran this (some results' last bits depend on it)
     summary["torch_threads"] = choice.to_dict() if choice is not None else {"threads": torch.get_num_threads()}
     if state.is_main_process:
-        published, published_note = _published_latents(cset, "float16" if args.dtype == "float16" else "uint8")
+        published, published_note, ranges = _published_latents(cset, "float16" if args.dtype == "float16" else "uint8")
         info = cache.meta["source_info"]
         root = info.get("root") or (info.get("path") if isinstance(info.get("path"), str) else None)
-        rows = row_columns(cset, published, latents_all, cache.index, root)
+        rows = row_columns(cset, published, latents_all, cache.index, root, ranges=ranges)
         variable = isinstance(published, list)  # rows of different K (PRISM's key frames)
         latents_dtype = "uint8" if (published[0] if variable else published).dtype == np.uint8 else "float16"
-        previews = _previews(published, latents_dtype, codec) if args.preview else None
+        latents_dtype = "uint4" if ranges is not None else latents_dtype
+        previews = _previews(published, latents_dtype, codec, ranges=ranges) if args.preview else None
         # Published: nothing machine-local (compressa_hf.publish); the local spec is kept beside, unpublished.
         meta = {
             "source": public_spec(args.source),
@@ -916,12 +954,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "row_kinds": rows["row_kinds"],
             "codec_id": codec.codec_id,
             "codec_revision": getattr(codec, "revision", None),
-            "latent_scaling": (
-                "uint8 = round(255 * clamp(z / 6 + 0.5, 0, 1)) (TAESD's 8-bit convention, for every codec); "
-                "z = (q / 255 - 0.5) * 6"
-                if latents_dtype == "uint8"
-                else "raw latents"
-            ),
+            "latent_scaling": LATENT_SCALING[latents_dtype],
             "frames_per_video": cset.frame_stats() if variable else cset.frames_per_row,
             "requested_ratio": ratio,
             "achieved_ratio": cset.stored_bytes / full_bytes * 100,
@@ -968,6 +1001,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
                 previews=previews,
                 starts=rows["starts"],
                 keyframe_positions=rows.get("keyframe_positions"),
+                latent_ranges=ranges,
             ),
         )
         # What `compressa show` needs to find the source frames on this machine; `push` never uploads local/.

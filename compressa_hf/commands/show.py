@@ -153,7 +153,7 @@ def show(cfg: ShowConfig) -> list[str]:
     from compressa_hf.chat.samples import check_codec_id
     from compressa_hf.clips import ClipConfig, sample_clip
     from compressa_hf.codecs import load_codec, pinned_spec
-    from compressa_hf.codecs.base import uint8_to_latents
+    from compressa_hf.codecs.storage import dequantise
     from compressa_hf.distill.keyframes import expand_rows
     from compressa_hf.sources import ClipReadError
     from compressa_hf.store import load_config, read_meta
@@ -190,8 +190,7 @@ def show(cfg: ShowConfig) -> list[str]:
                 note = f" of {clip.frame_indices}"
         except ClipReadError as err:
             logger.warning("cannot read the source of %s (%s); drawing the decoded frames only", row["video_id"], err)
-        z = torch.from_numpy(np.asarray(row["latents"], dtype=meta["latents_dtype"]))
-        z = uint8_to_latents(z) if meta["latents_dtype"] == "uint8" else z.float()
+        z = dequantise(row["latents"], meta["latents_dtype"], meta.get("latent_ranges"))
         with torch.no_grad():
             decoded = codec.decode(z.to(codec.device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         cls = meta["class_names"][int(row["label"])]

@@ -24,10 +24,13 @@ Note the paper's ratios are rounded: K = 4 needs 0.5208 %, so `--ratio 0.52` yie
 (0.39 %), and `describe()` says which ratio the next K needs. Ask for the exact value (`ratio_for_frames`) to
 reproduce a paper setting.
 
-dtype: "uint8" stores TAESD-scaled latents (~0.1 dB PSNR cost, FACTS.md), "float16" raw latents at twice the
-bytes. "auto" means uint8 (twice the frames for a 0.1 dB loss), except where float16 gives exactly the same K and
-videos - only when the budget already holds all T frames of every video twice over - where the extra precision is
-free.
+dtype (`compressa_hf.codecs.storage`): "uint8" stores TAESD-scaled latents (~0.1 dB PSNR cost, FACTS.md),
+"float16" raw latents at twice the bytes, "uint4" 4-bit codes (half uint8's bytes, so twice the frames) under
+per-channel ranges that cost `set_bytes` (4 bytes a latent channel) once per set: the budget less those bytes is what
+rules 2-3 share out, and they are part of `stored_bytes`. "auto" means uint8 (twice the frames for a 0.1 dB loss),
+except where float16 gives exactly the same K and videos - only when the budget already holds all T frames of every
+video twice over - where the extra precision is free; uint4 is never chosen by "auto" (ask for it, or let
+`--method auto` compare it on a validation split).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
+from compressa_hf.codecs.storage import BITS, frame_bytes, set_bytes
+
+#: Bytes per value of the formats with whole bytes (the methods that index bytes per value accept these only).
 DTYPE_BYTES = {"uint8": 1, "float16": 2}
 
 
@@ -97,11 +103,16 @@ def ratio_for_frames(
     frame_size: int | Sequence[int],
     latent_shape: Sequence[int],
     dtype: str = "uint8",
+    num_videos: int | None = None,
 ) -> Fraction:
-    """Exact ratio (percent) of keeping `frames_per_video` latent frames of every video."""
+    """Exact ratio (percent) of keeping `frames_per_video` latent frames of every video. A uint4 set also pays its
+    per-channel ranges once: with `num_videos` (the split's) the ratio includes their share; without it, not."""
     h, w = _pair(frame_size)
-    per_frame = math.prod(latent_shape) * DTYPE_BYTES[dtype]
-    return Fraction(100 * frames_per_video * per_frame, num_frames * 3 * h * w)
+    per_frame = frame_bytes(latent_shape, dtype)
+    if num_videos is None:
+        return Fraction(100 * frames_per_video * per_frame, num_frames * 3 * h * w)
+    once = set_bytes(latent_shape, dtype)
+    return Fraction(100 * (num_videos * frames_per_video * per_frame + once), num_videos * num_frames * 3 * h * w)
 
 
 def check_ratio_token(token: str) -> str:
@@ -139,7 +150,7 @@ class BudgetPlan:
 
     `videos_per_class` follows the input's form (a list by class index, or a dict with the same keys).
     `stored_bytes` is the latents' bytes plus `label_bytes` (`label_bytes_per_video` reserved for each kept video,
-    0 with hard labels). `achieved_ratio` is `stored_bytes / full_bytes * 100`, correctly rounded from the exact
+    0 with hard labels) plus `set_bytes` (stored once per set: uint4's per-channel ranges; 0 for uint8 / float16). `achieved_ratio` is `stored_bytes / full_bytes * 100`, correctly rounded from the exact
     fraction, and never above `ratio`. `coreset` is True when some videos are dropped.
     """
 
@@ -162,9 +173,13 @@ class BudgetPlan:
     next_frames_ratio: float | None = None
     label_bytes_per_video: int = 0
     label_bytes: int = 0
+    set_bytes: int = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.set_bytes:  # only uint4 plans have them; other plans keep the keys they always had
+            del out["set_bytes"]
+        return out
 
     def describe(self) -> str:
         """A few lines for `--dry-run`."""
@@ -178,7 +193,8 @@ class BudgetPlan:
             f"ratio {self.ratio:.6g}% of {self.num_videos} clips x {self.num_frames} x 3 x {h} x {w} uint8 "
             f"= {self.budget_bytes:,} of {self.full_bytes:,} bytes",
             f"plan: K={self.frames_per_video} frame(s) per video for {kept}, latents {tuple(self.latent_shape)} "
-            f"as {self.dtype} ({self.bytes_per_frame:,} bytes/frame)",
+            f"as {self.dtype} ({self.bytes_per_frame:,} bytes/frame"
+            + (f", + {self.set_bytes:,} bytes of per-channel ranges once)" if self.set_bytes else ")"),
             f"stored {self.stored_bytes:,} bytes = {self.achieved_ratio:.4f}% (requested {self.ratio:.6g}%)",
             *(
                 [f"labels: {self.label_bytes_per_video} bytes reserved per kept video ({self.label_bytes:,} in all)"]
@@ -229,11 +245,11 @@ def plan_budget(
         frame_size: H or (H, W) of the cached clips.
         latent_shape: (C, h, w) of one latent frame.
         frames_per_video: Fix K instead of taking the largest that fits.
-        dtype: "uint8", "float16" or "auto".
+        dtype: "uint8", "float16", "uint4" or "auto".
         label_bytes_per_video: Bytes reserved for the stored labels of each kept video (rule 5); 0 for hard labels.
     """
-    if dtype not in (*DTYPE_BYTES, "auto"):
-        raise ValueError(f"dtype must be one of {[*DTYPE_BYTES, 'auto']}, got {dtype!r}")
+    if dtype not in (*BITS, "auto"):
+        raise ValueError(f"dtype must be one of {[*BITS, 'auto']}, got {dtype!r}")
     exact_ratio = _as_fraction(ratio)
     if exact_ratio <= 0:
         raise ValueError(f"ratio must be > 0 (percent), got {ratio}")
@@ -258,24 +274,26 @@ def plan_budget(
 
     def plan_for(dt: str) -> tuple[int, int | None]:
         """(K, videos per class cap or None for all) under dtype `dt`; the cap is 0 when nothing fits."""
-        per_frame = math.prod(latent_shape) * DTYPE_BYTES[dt]
+        per_frame = frame_bytes(latent_shape, dt)
+        room = budget_bytes - set_bytes(latent_shape, dt)  # what the frames (and labels) share
         # K from the frames alone (rules 2-3); the labels (rule 5) only ever cost videos.
-        k = min(num_frames, budget_bytes // per_frame // num_videos) if frames_per_video is None else frames_per_video
+        k = min(num_frames, max(room, 0) // per_frame // num_videos) if frames_per_video is None else frames_per_video
         k = max(k, 1)
         per_video = k * per_frame + label_bytes
-        if num_videos * per_video <= budget_bytes:
+        if num_videos * per_video <= room:
             return k, None
-        return k, videos_per_class_cap(counts, budget_bytes // per_video)
+        return k, videos_per_class_cap(counts, max(room, 0) // per_video)
 
     chosen = "uint8" if dtype == "auto" else dtype
     k, cap = plan_for(chosen)
     if dtype == "auto" and cap is None and plan_for("float16") == (k, None):
         chosen = "float16"  # same K and videos at higher precision costs nothing
-    per_frame = math.prod(latent_shape) * DTYPE_BYTES[chosen]
+    per_frame = frame_bytes(latent_shape, chosen)
+    once = set_bytes(latent_shape, chosen)
     if cap is not None and cap < 1:
-        one_each = Fraction(100 * len(counts) * (k * per_frame + label_bytes), full_bytes)
+        one_each = Fraction(100 * (len(counts) * (k * per_frame + label_bytes) + once), full_bytes)
         ways = ["fewer frames per video"] if k > 1 else []
-        ways += ["uint8 storage (--dtype uint8)"] if chosen != "uint8" else []
+        ways += ["uint8 storage (--dtype uint8)"] if chosen == "float16" else []
         ways += ["fewer label bytes (uint8 soft labels, or hard labels)"] if label_bytes else []
         labels = f" and its {label_bytes} label bytes" if label_bytes else ""
         raise ValueError(
@@ -284,11 +302,11 @@ def plan_budget(
             f"{math.ceil(one_each * 10**6) / 10**6:.6f}%" + (f" (or use {' / '.join(ways)})" if ways else "")
         )
     kept = counts if cap is None else [min(cap, n) for n in counts]
-    stored = sum(kept) * (k * per_frame + label_bytes)
+    stored = sum(kept) * (k * per_frame + label_bytes) + once
     assert stored <= budget_bytes, (stored, budget_bytes)  # the rules above guarantee it
     next_ratio = None
     if cap is None and k < num_frames:
-        next_ratio = float(Fraction(100 * num_videos * ((k + 1) * per_frame + label_bytes), full_bytes))
+        next_ratio = float(Fraction(100 * (num_videos * ((k + 1) * per_frame + label_bytes) + once), full_bytes))
     return BudgetPlan(
         ratio=float(exact_ratio),
         frames_per_video=k,
@@ -309,4 +327,5 @@ def plan_budget(
         next_frames_ratio=next_ratio,
         label_bytes_per_video=label_bytes,
         label_bytes=sum(kept) * label_bytes,
+        set_bytes=once,
     )

@@ -130,7 +130,7 @@ def plan_memory(ctx, kernel: int) -> MemoryPlan:
     c, h, w = ctx.latent_shape
     dtype = "uint8" if ctx.dtype == "auto" else ctx.dtype
     if dtype not in DTYPE_BYTES:
-        raise ValueError(f"latent storage dtype must be uint8, float16 or auto, got {ctx.dtype!r}")
+        raise ValueError(f"the VDSD memories are stored as uint8, float16 or auto, got --dtype {ctx.dtype!r}")
     itemsize = DTYPE_BYTES[dtype]
     static = c * h * w * itemsize
     dynamic = ctx.num_frames * h * w * itemsize

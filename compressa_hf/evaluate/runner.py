@@ -79,7 +79,8 @@ class EvaluateArguments:
         train_split / test_split: Split names of the source.
         codec / codec_dtype / num_frames / size / policy / num_workers: The latent cache (see `compressa encode`).
         test_frames: Uniform frames per test clip (default: num_frames).
-        dtype: Latent storage dtype for the planner: auto, uint8 or float16.
+        dtype: Latent storage dtype for the planner: auto, uint8, float16 or uint4 (`compressa_hf.codecs.storage`;
+            a method that cannot store it, PRISM, LVDD or the VDSD memories, gives an n/a cell).
         method_config: YAML file of per-method options, `{method: {option: value}}`.
         device: `auto`, `cpu` or `cuda`.
         progress: Progress bars.
@@ -117,7 +118,7 @@ class EvaluateArguments:
     policy: str = field(default="uniform", metadata={"help": "Frame sampling policy of the cache."})
     num_workers: int = field(default=1, metadata={"help": "Decode workers."})
     test_frames: int | None = field(default=None, metadata={"help": "Frames per test clip (default T)."})
-    dtype: str = field(default="auto", metadata={"help": "Latent storage dtype: auto, uint8, float16."})
+    dtype: str = field(default="auto", metadata={"help": "Latent storage dtype: auto, uint8, float16, uint4."})
     method_config: str | None = field(default=None, metadata={"help": "YAML of per-method options."})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
     progress: bool = field(default=True, metadata={"help": "Progress bars."})
@@ -154,6 +155,8 @@ class EvaluateArguments:
             raise ValueError(f"unknown network(s) {bad} in --archs; known: {sorted(NETS)}")
         if self.seeds < 1:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
+        if self.dtype not in ("auto", "uint8", "float16", "uint4"):
+            raise ValueError(f"`dtype` must be auto, uint8, float16 or uint4, got {self.dtype!r}")
         if self.soft_label_teacher not in NETS:
             raise ValueError(f"unknown --soft_label_teacher {self.soft_label_teacher!r}; known: {sorted(NETS)}")
         from compressa_hf.distill.soft_labels import check_options

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressa_hf.codecs.base import latents_to_uint8, uint8_to_latents
 from compressa_hf.distill.budget import BudgetPlan, counts_per_class, plan_budget
 
 
@@ -223,14 +222,11 @@ def decode_latents(codec, latents: torch.Tensor, device=None, batch: int = 256, 
 
 
 def store_latents(latents: torch.Tensor, dtype: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Round raw latents to their storage dtype: (the tensors stored, the float32 latents read back from them)."""
-    if dtype == "uint8":
-        q = latents_to_uint8(latents)
-        return {"latents": q}, uint8_to_latents(q)
-    if dtype == "float16":
-        h = latents.to(torch.float16)
-        return {"latents": h}, h.float()
-    raise ValueError(f"latent storage dtype must be uint8 or float16, got {dtype!r}")
+    """Round raw latents to their storage dtype: (the tensors stored, the float32 latents read back from them); see
+    `compressa_hf.codecs.storage.quantise` (uint8, float16, uint4 with its per-channel ranges)."""
+    from compressa_hf.codecs.storage import quantise
+
+    return quantise(latents, dtype)
 
 
 @dataclass

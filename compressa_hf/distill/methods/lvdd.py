@@ -277,6 +277,8 @@ def compress(ctx: MethodContext) -> CompressedSet:
     counts = ctx.counts_per_class()
     shape = (ctx.num_frames, *ctx.latent_shape)
     # What a whole-clip coreset spends on one clip: uint8 latents unless the run asked for float16 ones.
+    if ctx.dtype == "uint4":
+        raise ValueError("lvdd stores recompressed clips (Tucker / PCA factors); --dtype uint4 does not apply to it")
     reference_dtype = "float16" if ctx.dtype == "float16" else "uint8"
     reference_bytes = math.prod(shape) * DTYPE_BYTES[reference_dtype]
     max_elements = math.floor(Fraction(str(opts.keep)) * reference_bytes) // STORE_BYTES

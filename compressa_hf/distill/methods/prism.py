@@ -590,6 +590,8 @@ def distill_keyframes(
 
 def compress(ctx: MethodContext) -> CompressedSet:
     opts = ctx.method_options(Options, "prism")
+    if ctx.dtype == "uint4":  # its key frames are indexed by whole bytes per value (`plan_keyframes`)
+        raise ValueError("prism stores key frames as uint8 or float16; --dtype uint4 is not supported by this method")
     dtype = "float16" if ctx.dtype == "float16" else "uint8"  # uint8 buys twice the key frames (0.1 dB, FACTS.md)
     plan = plan_keyframes(
         ctx.budget_bytes,
