@@ -272,7 +272,15 @@ def plan_for(
         dtype = "uint8" if args.dtype == "auto" else args.dtype  # K fixed for every video: the ratio it costs
         ratio = ratio_for_frames(frames_per_video, args.num_frames, args.size, latent_shape, dtype, len(labels))
     plan = plan_budget(ratio, counts, args.num_frames, args.size, latent_shape, frames_per_video, args.dtype)
-    if plan.coreset and warn:
+    if plan.coreset and warn and args.ratio is not None and frames_per_video is not None:
+        logger.info(
+            "--frames_per_video %d at --ratio %s keeps %d of %d videos (a random subset per class)",
+            frames_per_video,
+            args.ratio,
+            plan.total_videos,
+            plan.num_videos,
+        )
+    elif plan.coreset and warn:
         every = ratio_for_frames(1, args.num_frames, args.size, latent_shape, plan.dtype, len(labels))
         logger.warning(
             "--ratio %s keeps only %d of %d videos (a random subset per class); one %s latent frame of every video "
@@ -389,7 +397,7 @@ def videocompressa_flags(vc_cfg) -> list[str]:
 
 def method_options(args: DistillArguments, vc_cfg) -> tuple[str, dict]:
     """(KIND, every option value) `--method` runs with; option errors name the method, before any compute."""
-    from compressa_hf.distill.methods import get_method
+    from compressa_hf.distill.methods import FIXED_K_METHODS, get_method
     from compressa_hf.distill.methods.base import parse_options
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
 
@@ -403,6 +411,13 @@ def method_options(args: DistillArguments, vc_cfg) -> tuple[str, dict]:
             )
         return module.KIND, asdict(vc_cfg)
     flags = videocompressa_flags(vc_cfg)
+    if "--frames_per_video" in flags:
+        if args.method not in FIXED_K_METHODS:
+            raise ValueError(
+                f"method {args.method!r} chooses its own frames per video; --frames_per_video applies to "
+                f"{', '.join(FIXED_K_METHODS)}"
+            )
+        flags.remove("--frames_per_video")  # it fixes every planner method's K
     if flags:
         raise ValueError(
             f"{', '.join(flags)} belong to videocompressa (VideoCompressaConfig), not to method {args.method!r}; "
@@ -757,6 +772,7 @@ def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, cl
         device=codec.device,
         progress=True,  # the main process runs this; DM printed nothing for 14 minutes without it
         class_names=class_names,
+        frames_per_video=vc_cfg.frames_per_video,  # None unless `--frames_per_video` (a FIXED_K_METHODS method)
     )
     return compress(args.method, ctx), ctx, latents
 

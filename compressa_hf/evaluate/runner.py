@@ -79,6 +79,9 @@ class EvaluateArguments:
         train_split / test_split: Split names of the source.
         codec / codec_dtype / num_frames / size / policy / num_workers: The latent cache (see `compressa encode`).
         test_frames: Uniform frames per test clip (default: num_frames).
+        frames_per_video: K fixed for the methods that store the planner's K frames per video (frame selection,
+            VideoCompressa, DM, MTT, DATM; `FIXED_K_METHODS`), which then keep fewer videos per class when K frames
+            of every video do not fit; the other methods give n/a cells. None: the planner's largest K.
         dtype: Latent storage dtype for the planner: auto, uint8, float16 or uint4 (`compressa_hf.codecs.storage`;
             a method that cannot store it, PRISM, LVDD or the VDSD memories, gives an n/a cell).
         method_config: YAML file of per-method options, `{method: {option: value}}`.
@@ -119,6 +122,9 @@ class EvaluateArguments:
     num_workers: int = field(default=1, metadata={"help": "Decode workers."})
     test_frames: int | None = field(default=None, metadata={"help": "Frames per test clip (default T)."})
     dtype: str = field(default="auto", metadata={"help": "Latent storage dtype: auto, uint8, float16, uint4."})
+    frames_per_video: int | None = field(
+        default=None, metadata={"help": "Fix K for the planner's methods (fewer videos when K for all does not fit)."}
+    )
     method_config: str | None = field(default=None, metadata={"help": "YAML of per-method options."})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
     progress: bool = field(default=True, metadata={"help": "Progress bars."})
@@ -155,6 +161,10 @@ class EvaluateArguments:
             raise ValueError(f"unknown network(s) {bad} in --archs; known: {sorted(NETS)}")
         if self.seeds < 1:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
+        if self.frames_per_video is not None and not 1 <= self.frames_per_video <= self.num_frames:
+            raise ValueError(
+                f"`frames_per_video` must be in [1, num_frames={self.num_frames}], got {self.frames_per_video}"
+            )
         if self.dtype not in ("auto", "uint8", "float16", "uint4"):
             raise ValueError(f"`dtype` must be auto, uint8, float16 or uint4, got {self.dtype!r}")
         if self.soft_label_teacher not in NETS:
@@ -546,6 +556,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             "train_config": {k: v for k, v in asdict(train_cfg).items() if k != "loader_workers"},
             # Only other protocols add this key, so runs made before it existed still resume.
             **({"protocol": _protocol_settings(args)} if args.protocol != "split" else {}),
+            **({"frames_per_video": args.frames_per_video} if args.frames_per_video is not None else {}),
         },
     )
     options = _method_options(args.method_config)
@@ -605,6 +616,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
             class_names=class_names,
             label_bytes_per_video=labeller.bytes_per_row if is_soft(method) else 0,
             shared_dir=os.path.join(work, "shared"),
+            frames_per_video=args.frames_per_video,
         )
 
     # Budgets are per part's training set (per fold); one part in the default protocol.

@@ -55,6 +55,13 @@ METHODS: dict[str, str] = {
 }
 
 
+#: The methods that store the planner's K frames per video, so `MethodContext.frames_per_video` (`--frames_per_video`)
+#: sets their K; the others choose their own (whole clips, key frames, recompressed clips, VDSD memories).
+FIXED_K_METHODS = (
+    "videocompressa", "scorer_only", "uniform", "random_frame", "pixel_diff", "avs", "dm", "mtt", "datm",
+)  # fmt: skip
+
+
 def get_method(name: str) -> ModuleType:
     """The module implementing method `name` (`KIND`, `Options`, `compress`)."""
     if name not in METHODS:
@@ -72,6 +79,10 @@ def compress(name: str, ctx: MethodContext) -> CompressedSet:
     from compressa_hf.distill.diagnostics import set_diagnostics
     from compressa_hf.distill.methods.base import check_budget
 
+    if ctx.frames_per_video is not None and name not in (*FIXED_K_METHODS, "full"):
+        raise ValueError(
+            f"method {name!r} chooses its own frames per video; --frames_per_video applies to {', '.join(FIXED_K_METHODS)}"
+        )
     cset = get_method(name).compress(ctx)
     if cset.method != name:
         raise AssertionError(f"method {name!r} returned a set labelled {cset.method!r}")
@@ -83,4 +94,4 @@ def compress(name: str, ctx: MethodContext) -> CompressedSet:
     return check_budget(cset, ctx.budget_bytes)
 
 
-__all__ = ["METHODS", "CompressedSet", "MethodContext", "compress", "get_method"]
+__all__ = ["FIXED_K_METHODS", "METHODS", "CompressedSet", "MethodContext", "compress", "get_method"]

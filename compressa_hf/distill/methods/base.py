@@ -90,6 +90,10 @@ class MethodContext:
         shared_dir: Folder for what a method computes from the training data alone and reuses in every cell of a
             run (other seeds, ratios and methods), kept under a key of what determines it: the expert trajectories
             of `compressa_hf.distill.trajectories`. None: `work_dir` (or nothing kept when that is None too).
+        frames_per_video: K fixed for the methods that store the planner's K frames per video (`FIXED_K_METHODS` of
+            the registry: frame selection, VideoCompressa, DM, MTT, DATM), which then keep fewer videos per class
+            when K frames of every video do not fit (`plan_budget`, rule 3): the budget spent on frames rather than
+            videos. None: the planner's largest K that every video gets.
     """
 
     latents: torch.Tensor
@@ -108,6 +112,7 @@ class MethodContext:
     class_names: list[str] | None = None
     label_bytes_per_video: int = 0
     shared_dir: str | None = None
+    frames_per_video: int | None = None
     _pixels: torch.Tensor | None = field(default=None, init=False, repr=False)
     _latents_tensor: torch.Tensor | None = field(default=None, init=False, repr=False)
 
@@ -148,14 +153,15 @@ class MethodContext:
 
     def plan(self, frames_per_video: int | None = None, dtype: str | None = None) -> BudgetPlan:
         """The budget plan of this ratio (K frames per video, videos per class, dtype), with
-        `label_bytes_per_video` reserved for each kept video."""
+        `label_bytes_per_video` reserved for each kept video; K is `frames_per_video`, else the context's, else the
+        planner's choice."""
         return plan_budget(
             self.ratio,
             self.counts_per_class(),
             self.num_frames,
             self.frame_size,
             self.latent_shape,
-            frames_per_video=frames_per_video,
+            frames_per_video=frames_per_video if frames_per_video is not None else self.frames_per_video,
             dtype=dtype or self.dtype,
             label_bytes_per_video=self.label_bytes_per_video,
         )
