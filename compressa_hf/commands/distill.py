@@ -8,6 +8,11 @@ Usage:
     compressa distill ... --resume                                                    # after a kill
     accelerate launch --multi_gpu --num_processes 2 -m compressa_hf.cli distill --source ... --ratio ... --output ...
 
+    # the method and allocation (dtype, K) that win on a validation split of your clips, chosen and distilled in one
+    # command (config `auto_ratio_<r>`; the card holds the validation table; the test split is never read):
+    compressa distill --source path/to/clips --ratio k1 --output outputs/my_distilled --method auto \
+        --auto_methods uniform,dm --auto_dtypes uint8,uint4 --auto_frames_per_video plan,2
+
     # the set that wins `compressa evaluate` on your data, published the same way (config `<method>_ratio_<r>`).
     # Measured on real clips (arid6_iid, BENCHMARKS.md "VideoCompressa's levers"): no VideoCompressa setting beat
     # uniform frames or DM there; DM had the best mean at k1 and k2, so it is the recommendation for such data:
@@ -91,7 +96,9 @@ class DistillArguments:
 
     Args:
         method: Method of the registry (`compressa_hf.distill.methods.METHODS`) whose set is written; `full` (the
-            uncompressed reference) is refused. See the module docstring for what rows each kind gives.
+            uncompressed reference) is refused. See the module docstring for what rows each kind gives. `auto`
+            chooses the method, dtype and K on a validation split of the training split (`--auto_*` options,
+            `compressa_hf.distill.auto`) and writes the winner's set.
         method_options: Options of a method other than videocompressa / scorer_only: a YAML/JSON file
             (`{option: value}`, or `{method: {option: value}}` as `compressa evaluate --method_config` takes) or
             inline `key=value,...` (numbers, true/false and none are read as such). Unknown keys are errors naming
@@ -173,8 +180,10 @@ class DistillArguments:
 
         if self.method == "full":
             raise ValueError(FULL_REFUSAL)
-        if self.method not in METHODS:
-            raise ValueError(f"unknown --method {self.method!r}; one of {sorted(m for m in METHODS if m != 'full')}")
+        if self.method not in METHODS and self.method != "auto":
+            raise ValueError(
+                f"unknown --method {self.method!r}; one of {sorted(m for m in METHODS if m != 'full')} or auto"
+            )
         if self.ratio is not None:
             from compressa_hf.distill.budget import check_ratio_token
 
@@ -200,9 +209,12 @@ class DistillArguments:
 def make_parser():
     from trl import TrlParser
 
+    from compressa_hf.distill.auto import AutoArguments
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
 
-    return TrlParser((DistillArguments, VideoCompressaConfig), prog="compressa distill", allow_abbrev=False)
+    return TrlParser(
+        (DistillArguments, VideoCompressaConfig, AutoArguments), prog="compressa distill", allow_abbrev=False
+    )
 
 
 def class_space(
@@ -777,7 +789,58 @@ def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, cl
     return compress(args.method, ctx), ctx, latents
 
 
-def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
+def _resolve_auto(args: DistillArguments, vc_cfg, auto) -> tuple[DistillArguments, object, dict]:
+    """`--method auto`: the validation choice (`compressa_hf.distill.auto.choose`), and the arguments that distil
+    the winner: its method, dtype, K and options, into config `auto_ratio_<r>`."""
+    import dataclasses
+
+    from compressa_hf.distill.auto import choose
+    from compressa_hf.distill.methods import get_method
+    from compressa_hf.distill.videocompressa import VideoCompressaConfig
+    from compressa_hf.io import atomic_write_json
+    from compressa_hf.store import config_name_for_ratio
+
+    if args.ratio is None:
+        raise ValueError("--method auto needs --ratio (a percent of the split's bytes, or k<K>)")
+    flags = [f for f in videocompressa_flags(vc_cfg)]
+    if flags:
+        raise ValueError(
+            f"--method auto takes no VideoCompressaConfig flags ({', '.join(flags)}): give every candidate's options "
+            "in one --method_options file, {method: {option: value}}, and K with --auto_frames_per_video"
+        )
+    if args.method_options and not os.path.isfile(args.method_options):
+        raise ValueError(
+            f"--method auto reads --method_options from a YAML/JSON file of {{method: {{option: value}}}}, not "
+            f"{args.method_options!r}"
+        )
+    selection = choose(args, auto, seed=vc_cfg.seed, method_config=args.method_options)
+    chosen = selection["chosen"]
+    options = {}
+    if args.method_options:
+        import yaml
+
+        with open(args.method_options) as f:
+            options = (yaml.safe_load(f) or {}).get(chosen["method"], {})
+    method_options = None
+    if get_method(chosen["method"]).Options is VideoCompressaConfig:
+        vc_cfg = dataclasses.replace(vc_cfg, **options)
+    elif options:
+        method_options = os.path.join(args.work_dir, "auto", "chosen_options.json")
+        atomic_write_json(method_options, options)
+    vc_cfg = dataclasses.replace(vc_cfg, frames_per_video=chosen["frames_per_video"])
+    args = dataclasses.replace(
+        args,
+        method=chosen["method"],
+        dtype=chosen["dtype"],
+        method_options=method_options,
+        config_name=args.config_name or "auto_" + config_name_for_ratio(args.ratio, args.split),
+    )
+    return args, vc_cfg, selection
+
+
+def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -> dict:
+    """Distil (or plan, with `--dry-run`) and write the config; returns the run summary. `auto`: the
+    `AutoArguments` of `--method auto` (defaults when None)."""
     import dataclasses
 
     import numpy as np
@@ -806,6 +869,14 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
     from compressa_hf.store import DistilledConfig, write_config
 
     state = get_state()
+    selection = None
+    if args.method == "auto":
+        from compressa_hf.distill.auto import AutoArguments, describe
+
+        auto = auto or AutoArguments()
+        if args.dry_run:
+            return {"dry_run": True, "method": "auto", "plan_text": describe(auto), "auto": asdict(auto)}
+        args, vc_cfg, selection = _resolve_auto(args, vc_cfg, auto)
     kind, options = method_options(args, vc_cfg)  # option errors before loading or encoding anything
     dtype = getattr(torch, args.codec_dtype)
     codec = load_default_codec(dtype=dtype) if args.codec == "default" else load_codec(args.codec, dtype=dtype)
@@ -947,6 +1018,8 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
         summary["method_info"] = cset.info if cset is not None else None
         summary["diagnostics"] = cset.info.get("diagnostics") if cset is not None else None
 
+    if selection is not None:
+        summary["auto"] = selection
     from compressa_hf.threads import last_choice
 
     choice = last_choice()  # how many threads ran this (some results' last bits depend on it)
@@ -997,6 +1070,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
             "dropped_classes": dropped,
             "diagnostics": cset.info.get("diagnostics"),
             "license": card_license(args, source),
+            **({"auto": selection} if selection is not None else {}),
         }
         if args.method == "videocompressa":
             meta["hyperparameters"] = method["method_options"]  # the key sets written before --method read
@@ -1044,9 +1118,9 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from compressa_hf.distributed import get_state
 
-    args, vc_cfg = make_parser().parse_args_and_config(argv)
+    args, vc_cfg, auto = make_parser().parse_args_and_config(argv)
     command = "compressa distill " + shlex.join(argv if argv is not None else sys.argv[1:])
-    summary = run(args, vc_cfg, command=command)
+    summary = run(args, vc_cfg, command=command, auto=auto)
     if get_state().is_main_process:
         if summary.get("dry_run"):
             print(summary["plan_text"])

@@ -1,0 +1,285 @@
+"""`compressa distill --method auto`: choose the method and the budget's allocation on a validation split carved from
+the training split, then distil the whole split with the winner.
+
+Why: which method wins, and how its bytes are best spent (more frames per video or more videos, 8-bit or 4-bit
+latents), depends on the data; on arid6_iid DM and uniform frames led and VideoCompressa trailed (BENCHMARKS.md), on
+another set it may be the other way. A user with their own clips gets the best set this project can make for their
+bytes with one command, chosen the way a careful experimenter would: never on the test split.
+
+How:
+1. Candidates: every method of `auto_methods` x storage dtype of `auto_dtypes` x frames per video of
+   `auto_frames_per_video` (`plan`: the planner's K; an integer fixes K for the methods that store the planner's K,
+   `FIXED_K_METHODS`, which keep fewer videos per class to pay for it). A method that cannot take an allocation
+   (PRISM at uint4, a whole-clip coreset at a fixed K) is listed as n/a, not run.
+2. Validation: `compressa evaluate`'s validation protocol (`compressa_hf.evaluate.runner`, `--validation_fraction`):
+   a stratified `auto_validation_fraction` of the training split (seeded by `--seed`) is held out, each candidate
+   distils the rest at the same ratio, a network (`auto_arch`, `auto_epochs` epochs of batch `auto_batch_size`,
+   width `auto_width`) trains from scratch on the result for each of `auto_seeds` seeds and is tested on the held-out
+   clips; the full-data reference trains on all of the rest. The test split is never listed, decoded or read. The
+   runs live in `<work_dir>/auto/` and resume like every `compressa evaluate` run.
+3. Choice: the candidate with the best mean validation accuracy over seeds; a tie goes to the first in candidate
+   order (methods as listed, then dtypes, then K), so list the cheaper options first.
+4. The winner distils the whole training split as `--method`, `--dtype` and `--frames_per_video` would, into config
+   `auto_ratio_<r>`; the card names the chosen method and allocation and holds the validation table
+   (`meta["auto"]`, rendered by `compressa_hf.store`).
+The validation numbers choose; they are not a test result (the held-out clips trained nothing but are few): report a
+set's accuracy with `compressa evaluate` on the test split.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+
+logger = logging.getLogger(__name__)
+
+AUTO = "auto"
+DTYPES = ("uint8", "float16", "uint4")
+
+
+@dataclass
+class AutoArguments:
+    """Options of `compressa distill --method auto` (see the module docstring); ignored by every other method.
+
+    Args:
+        auto_methods: Comma-separated methods to compare (`compressa_hf.distill.methods.METHODS`, not `full`).
+        auto_dtypes: Comma-separated latent storage dtypes to compare: uint8, float16, uint4.
+        auto_frames_per_video: Comma-separated K to compare: `plan` (the planner's largest K for every video) and/or
+            integers (K fixed, fewer videos per class).
+        auto_validation_fraction: Stratified share of the training split held out for the choice.
+        auto_seeds: Seeds per candidate (networks and methods).
+        auto_arch: Network trained from scratch on each candidate (`compressa_hf.nets.NETS`).
+        auto_epochs / auto_batch_size / auto_width / auto_lr: Its training (SGD, the protocol of
+            `compressa_hf.evaluate.train`). The defaults are the CPU-sized protocol of BENCHMARKS.md's Table 1.
+    """
+
+    auto_methods: str = field(default="uniform,dm", metadata={"help": "--method auto: methods to compare."})
+    auto_dtypes: str = field(default="uint8,uint4", metadata={"help": "--method auto: storage dtypes to compare."})
+    auto_frames_per_video: str = field(
+        default="plan", metadata={"help": "--method auto: K to compare (`plan` and/or integers)."}
+    )
+    auto_validation_fraction: float = field(default=0.3, metadata={"help": "--method auto: held-out share."})
+    auto_seeds: int = field(default=2, metadata={"help": "--method auto: seeds per candidate."})
+    auto_arch: str = field(default="convnet", metadata={"help": "--method auto: network trained on each."})
+    auto_epochs: int = field(default=40, metadata={"help": "--method auto: training epochs."})
+    auto_batch_size: int = field(default=32, metadata={"help": "--method auto: training batch size."})
+    auto_width: int = field(default=32, metadata={"help": "--method auto: network width."})
+    auto_lr: float = field(default=0.01, metadata={"help": "--method auto: SGD learning rate."})
+
+    def __post_init__(self):
+        from compressa_hf.distill.methods import METHODS
+        from compressa_hf.nets import NETS
+
+        bad = [m for m in self.method_list if m not in METHODS or m == "full"]
+        if bad or not self.method_list:
+            raise ValueError(
+                f"--auto_methods: unknown or unusable method(s) {bad or [self.auto_methods]}; choose from "
+                f"{sorted(m for m in METHODS if m != 'full')}"
+            )
+        bad = [d for d in self.dtype_list if d not in DTYPES]
+        if bad or not self.dtype_list:
+            raise ValueError(f"--auto_dtypes: {bad or [self.auto_dtypes]} not in {list(DTYPES)}")
+        for token in self._frames_tokens:
+            if token != "plan" and not (token.isdigit() and int(token) >= 1):
+                raise ValueError(f"--auto_frames_per_video: {token!r} is neither `plan` nor an integer >= 1")
+        if not self._frames_tokens:
+            raise ValueError("--auto_frames_per_video is empty; give `plan` and/or integers")
+        if not 0 < self.auto_validation_fraction < 1:
+            raise ValueError(f"--auto_validation_fraction must be in (0, 1), got {self.auto_validation_fraction}")
+        if self.auto_arch not in NETS:
+            raise ValueError(f"--auto_arch {self.auto_arch!r} unknown; known: {sorted(NETS)}")
+        for name in ("auto_seeds", "auto_epochs", "auto_batch_size", "auto_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def method_list(self) -> list[str]:
+        return [m.strip() for m in self.auto_methods.split(",") if m.strip()]
+
+    @property
+    def dtype_list(self) -> list[str]:
+        return [d.strip() for d in self.auto_dtypes.split(",") if d.strip()]
+
+    @property
+    def _frames_tokens(self) -> list[str]:
+        return [k.strip() for k in self.auto_frames_per_video.split(",") if k.strip()]
+
+    @property
+    def frames_list(self) -> list[int | None]:
+        """K values to compare; None is the planner's own K."""
+        return [None if k == "plan" else int(k) for k in self._frames_tokens]
+
+    def train_config(self):
+        from compressa_hf.evaluate.train import TrainConfig
+
+        return TrainConfig(
+            epochs=self.auto_epochs, batch_size=self.auto_batch_size, width=self.auto_width, lr=self.auto_lr
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to spend the budget: a method, a storage dtype and K (None: the planner's)."""
+
+    method: str
+    dtype: str
+    frames_per_video: int | None
+
+    @property
+    def allocation(self) -> str:
+        return f"{self.dtype}, K={'plan' if self.frames_per_video is None else self.frames_per_video}"
+
+
+def candidates(auto: AutoArguments) -> list[Candidate]:
+    """Every (method, dtype, K) in candidate order: methods as listed, then dtypes, then K."""
+    return [Candidate(m, d, k) for m in auto.method_list for d in auto.dtype_list for k in auto.frames_list]
+
+
+def _run_dir(work_dir: str, dtype: str, frames: int | None) -> str:
+    return os.path.join(work_dir, AUTO, f"{dtype}_k{'plan' if frames is None else frames}")
+
+
+def describe(auto: AutoArguments) -> str:
+    """A few lines for `--dry-run`: the candidates and the validation protocol."""
+    cands = candidates(auto)
+    return "\n".join(
+        [
+            f"--method auto: {len(cands)} candidates ({', '.join(auto.method_list)} x {', '.join(auto.dtype_list)} x "
+            f"K in {', '.join(auto._frames_tokens)}), each distilled from {1 - auto.auto_validation_fraction:.0%} "
+            f"of the split and validated on the other {auto.auto_validation_fraction:.0%} ({auto.auto_seeds} seeds, "
+            f"{auto.auto_arch} of width {auto.auto_width}, {auto.auto_epochs} epochs); the test split is never read",
+            "the best candidate then distils the whole split into config auto_ratio_<r>",
+        ]
+    )
+
+
+def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None = None) -> dict:
+    """Run the validation comparison for `compressa distill` arguments `args` and return the choice; `seed` seeds the
+    validation carve, `method_config` is a YAML file of per-method options (`{method: {option: value}}`).
+
+    Returns a JSON-ready dict: `chosen` (method, dtype, frames_per_video, validation accuracy), `table` (one entry
+    per candidate: status, mean and std of validation accuracy, per-seed accuracies, rows, frames per row, stored
+    bytes, compress seconds; or the reason it is n/a), `full_data` (the reference's validation accuracy) and
+    `protocol`. Raises `ValueError` when no candidate can be run at the ratio.
+    """
+    from compressa_hf.distill.methods import FIXED_K_METHODS
+    from compressa_hf.evaluate.report import ratio_key
+    from compressa_hf.evaluate.runner import EvaluateArguments, run
+
+    cands = candidates(auto)
+    table: list[dict] = []
+    full = None
+    allocations = list(dict.fromkeys((c.dtype, c.frames_per_video) for c in cands))
+    for i, (dtype, frames) in enumerate(allocations):
+        runnable = [c for c in cands if (c.dtype, c.frames_per_video) == (dtype, frames)]
+        methods = [c.method for c in runnable if frames is None or c.method in FIXED_K_METHODS]
+        if not methods:
+            continue
+        logger.info("--method auto: validating %s at %s", ", ".join(methods), runnable[0].allocation)
+        eval_args = EvaluateArguments(
+            source=args.source,
+            output=_run_dir(args.work_dir, dtype, frames),
+            methods=",".join(methods),
+            ratios=args.ratio,
+            seeds=auto.auto_seeds,
+            archs=auto.auto_arch,
+            full_data=i == 0,  # the reference once
+            train_split=args.split,
+            test_split=args.split,  # never read: the validation protocol lists the train split only
+            codec=args.codec,
+            codec_dtype=args.codec_dtype,
+            num_frames=args.num_frames,
+            size=args.size,
+            policy=args.policy,
+            num_workers=args.num_workers,
+            dtype=dtype,
+            frames_per_video=frames,
+            method_config=method_config,
+            validation_fraction=auto.auto_validation_fraction,
+            fold_seed=seed,
+        )
+        report = run(eval_args, auto.train_config())
+        rk = ratio_key(report["ratios"][0])
+        rows = report["tables"][auto.auto_arch]
+        if i == 0 and "full" in rows:
+            full = rows["full"]["full"]
+        cells = {c["method"]: c for c in report["cells"] if c["method"] != "full"}
+        for c in runnable:
+            entry = {"method": c.method, "dtype": dtype, "frames_per_video": frames}
+            if c.method not in methods:
+                table.append(entry | {"status": "n/a", "reason": f"{c.method} chooses its own frames per video"})
+                continue
+            cell = rows.get(c.method, {}).get(rk)
+            if cell is None or cell["status"] != "ok":
+                reason = (cell or {}).get("reason") or cells.get(c.method, {}).get("reason", "not run")
+                table.append(entry | {"status": "n/a", "reason": reason})
+                continue
+            seed_cell = cells[c.method]
+            table.append(
+                entry
+                | {
+                    "status": "ok",
+                    "mean": cell["mean"],
+                    "std": cell["std"],
+                    "accuracies": cell["accuracies"],
+                    "rows": seed_cell["rows"],
+                    "frames_per_row": seed_cell["frames_per_row"],
+                    "stored_bytes": int(cell["stored_bytes"]),
+                    "budget_bytes": cell["budget_bytes"],
+                    "compress_s": cell["compress_s"],
+                }
+            )
+    order = {(c.method, c.dtype, c.frames_per_video): i for i, c in enumerate(cands)}
+    table.sort(key=lambda e: order[(e["method"], e["dtype"], e["frames_per_video"])])  # candidate order
+    ok = [e for e in table if e["status"] == "ok"]
+    if not ok:
+        reasons = "; ".join(f"{e['method']} ({e['dtype']}): {e.get('reason')}" for e in table)
+        raise ValueError(f"--method auto: no candidate can be run at --ratio {args.ratio}: {reasons}")
+    best = max(ok, key=lambda e: e["mean"])  # max keeps the first of equal means: candidate order breaks ties
+    chosen = {k: best[k] for k in ("method", "dtype", "frames_per_video", "mean", "std")}
+    logger.info(
+        "--method auto chose %s (%s, K=%s): validation accuracy %.1f %%",
+        best["method"],
+        best["dtype"],
+        best["frames_per_video"] or "plan",
+        100 * best["mean"],
+    )
+    return {
+        "chosen": chosen,
+        "table": table,
+        "full_data": None
+        if full is None or full.get("status") != "ok"
+        else {"mean": full["mean"], "std": full["std"]},
+        "protocol": {
+            "validation_fraction": auto.auto_validation_fraction,
+            "fold_seed": seed,
+            "seeds": auto.auto_seeds,
+            "arch": auto.auto_arch,
+            "train": asdict(auto.train_config()),
+            "held_out_clips": report["test_clips"],
+            "train_clips": report["train_clips"],
+        },
+    }
+
+
+def table_markdown(selection: dict) -> str:
+    """The validation table of a choice, as markdown for the card."""
+    full = selection.get("full_data")
+    lines = [
+        "| method | dtype | K | validation accuracy % | rows x frames | stored bytes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in selection["table"]:
+        k = "plan" if e["frames_per_video"] is None else e["frames_per_video"]
+        if e["status"] != "ok":
+            lines.append(f"| {e['method']} | {e['dtype']} | {k} | n/a: {e.get('reason', '')[:120]} | | |")
+            continue
+        accs = ", ".join(f"{100 * a:.1f}" for a in e["accuracies"])
+        lines.append(
+            f"| {e['method']} | {e['dtype']} | {k} | {100 * e['mean']:.1f} +- {100 * e['std']:.1f} ({accs}) | "
+            f"{e['rows']} x {e['frames_per_row']:g} | {e['stored_bytes']:,} |"
+        )
+    if full:
+        lines.append(f"| full data (reference) | | | {100 * full['mean']:.1f} +- {100 * full['std']:.1f} | | |")
+    return "\n".join(lines)
