@@ -79,6 +79,9 @@ class DistilledConfig:
         latent_ranges: For a set stored as 4-bit codes (`compressa_hf.codecs.storage`, "uint4"): the `(C, 2)` per-channel
             [lo, hi] of its codes; `latents` then holds the codes unpacked, one uint8 (0..15) per value, and the card
             says `latents_dtype: uint4` with the ranges. None for uint8 / float16 latents.
+        soft_labels: `(N, C)` stored soft labels (float16 probabilities, or uint8 ones x 255), written as a
+            `soft_label` column in their stored dtype (the caller says in `meta["soft_labels"]` how they were made);
+            None: hard labels only, and no such column.
     """
 
     name: str
@@ -95,6 +98,7 @@ class DistilledConfig:
     starts: list[float | None] | None = None
     keyframe_positions: list[list[int]] | None = None
     latent_ranges: list[list[float]] | None = None
+    soft_labels: np.ndarray | None = None
 
     def __post_init__(self):
         if not _CONFIG_NAME.match(self.name):
@@ -122,6 +126,13 @@ class DistilledConfig:
             raise ValueError(f"config {self.name}: {len(self.previews)} previews for {n} videos")
         if self.latent_ranges is not None:
             self._check_codes()
+        if self.soft_labels is not None:
+            soft = np.asarray(self.soft_labels)
+            if soft.shape != (n, len(self.class_names)) or soft.dtype not in (np.float16, np.uint8, np.float32):
+                raise ValueError(
+                    f"config {self.name}: soft_labels must be ({n}, {len(self.class_names)}) float16 / uint8 / "
+                    f"float32, got {soft.dtype} {soft.shape}"
+                )
         if self.variable_frames:
             return
         if self.latents.ndim != 5:
@@ -223,6 +234,8 @@ def _features(cfg: DistilledConfig):
         features["preview"] = Image()
     if cfg.keyframe_positions is not None:
         features["keyframe_positions"] = Sequence(Value("int32"))
+    if cfg.soft_labels is not None:
+        features["soft_label"] = Sequence(Value(str(np.asarray(cfg.soft_labels).dtype)))
     return Features(features)
 
 
@@ -260,6 +273,8 @@ def write_config(repo_dir: str | os.PathLike, cfg: DistilledConfig) -> str:
             columns["preview"] = [{"bytes": png, "path": None} for png in cfg.previews]
         if cfg.keyframe_positions is not None:
             columns["keyframe_positions"] = cfg.keyframe_positions
+        if cfg.soft_labels is not None:
+            columns["soft_label"] = list(np.asarray(cfg.soft_labels))
         ds = Dataset.from_dict(columns, features=_features(cfg))
         # The file name carries a digest of its bytes and the card names that exact file: `datasets` keys its cache
         # on the card's data-file patterns, so a rewritten config behind an unchanged pattern would load the stale
@@ -425,6 +440,7 @@ def _config_section(name: str, m: dict) -> str:
             else None,
         ),
         ("published latent bytes", m.get("published_note")),
+        ("soft labels (`soft_label` column)", _soft_text(m.get("soft_labels"))),
         ("what the method did to the kept frames", _diagnostics_text(m.get("diagnostics"))),
         (
             "preview column",
@@ -449,6 +465,21 @@ def _config_section(name: str, m: dict) -> str:
     if m.get("command"):
         lines += ["", "Made with:", "", "```bash", m["command"], "```"]
     return "\n".join(lines) + "\n"
+
+
+def _soft_text(soft: dict | None) -> str | None:
+    """One line on a config's `soft_label` column, or None without one."""
+    if not soft:
+        return None
+    made = (
+        f"a {soft['teacher'].get('arch', 'network')} teacher trained on every real frame of the split (train accuracy "
+        f"{100 * soft['teacher'].get('train_accuracy', float('nan')):.1f} %) at temperature {soft['temperature']:g}; "
+        f"it agrees with the hard label on {100 * soft['agreement']:.1f} % of the rows, mean top probability "
+        f"{soft['mean_max_probability']:.2f}"
+        if "teacher" in soft
+        else soft.get("made_by", "")
+    )
+    return f"{soft['reading']}, {soft['bytes']:,} bytes counted in the stored bytes; {made}"
 
 
 def _auto_text(selection: dict) -> str:

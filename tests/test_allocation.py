@@ -63,3 +63,34 @@ def test_distill_frames_per_video_for_a_planner_method(tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(ValueError, match="'random' chooses its own frames per video"):
         cli(["--debug", *argv, "--output", str(tmp_path / "c"), "--method", "random", "--frames_per_video", "2"])
+
+
+@pytest.mark.parametrize("method", ["uniform", "videocompressa"])
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_distill_soft_labels_are_paid_from_the_budget_and_published(method, dtype, tmp_path, capsys):
+    from datasets import load_dataset
+
+    from tests.test_distill_method import COMMON, VIDEOCOMPRESSA_FLAGS
+
+    common = [a if a != "1.0" else "k2" for a in COMMON]  # exactly K = 2 uint8 frames of all 12 videos: 1,152 bytes
+    out = tmp_path / "set"
+    argv = ["distill", *common, "--output", str(out), "--cache_dir", str(tmp_path / "cache"), "--method", method,
+            "--soft_labels", "true", "--soft_label_dtype", dtype, "--teacher_epochs", "2", "--teacher_width", "8",
+            "--teacher_batch_size", "4", "--soft_label_temperature", "2"]  # fmt: skip
+    assert cli(argv + (VIDEOCOMPRESSA_FLAGS if method == "videocompressa" else [])) == 0, capsys.readouterr().err
+    name = "ratio_k2" if method == "videocompressa" else "uniform_ratio_k2"
+    meta = read_meta(out)[name]
+    per_row = 3 * (2 if dtype == "float16" else 1)  # 3 classes
+    # the labels cost videos, never frames: K stays 2, and 3 of 4 videos per class fit (9 x (96 + 6) = 918 bytes;
+    # uint8 labels: 11 x 99 = 1,089 fits but per class only 3, as the planner keeps classes balanced)
+    assert meta["frames_per_video"] == 2 and meta["num_videos"] == 9
+    assert meta["stored_bytes"] == 9 * (2 * 48 + per_row) <= meta["budget_bytes"] == 1152
+    soft = meta["soft_labels"]
+    assert (soft["dtype"], soft["bytes"], soft["temperature"]) == (dtype, 9 * per_row, 2.0)
+    assert meta["latent_bytes"] + soft["bytes"] == meta["stored_bytes"]
+    assert "**soft labels (`soft_label` column)**" in (out / "README.md").read_text()
+    ds = load_dataset(str(out), name, split="train", cache_dir=str(tmp_path / "hf"))
+    rows = [r["soft_label"] for r in ds]
+    assert all(len(r) == 3 for r in rows)
+    assert all(sum(r) == 255 for r in rows) if dtype == "uint8" else all(abs(sum(r) - 1) < 5e-3 for r in rows)
+    assert (tmp_path / "set.work" / "teachers" / "convnet_s0.safetensors").exists()

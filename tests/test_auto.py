@@ -62,6 +62,7 @@ def test_the_planner_picks_the_best_validation_score_on_a_hand_made_case(monkeyp
         "method": "dm",
         "dtype": "uint4",
         "frames_per_video": None,
+        "soft_labels": None,
         "mean": 0.75,
         "std": 0.0,
     }
@@ -69,6 +70,7 @@ def test_the_planner_picks_the_best_validation_score_on_a_hand_made_case(monkeyp
     assert [c[2] for c in calls] == ["dm,uniform,prism", "dm,uniform", "dm,uniform,prism", "dm,uniform"]
     assert all(c[3] == 0.3 for c in calls)
     rows = {(e["method"], e["dtype"], e["frames_per_video"]): e for e in selection["table"]}
+    assert list(rows) == [(c.method, c.dtype, c.frames_per_video) for c in candidates(auto)]  # candidate order
     assert len(rows) == 12 and rows[("prism", "uint8", 2)]["status"] == "n/a"
     assert rows[("prism", "uint8", None)]["reason"] == "cannot"
     assert selection["full_data"] == {"mean": 0.9, "std": 0.0}
@@ -139,7 +141,7 @@ def test_distill_auto_chooses_on_validation_never_reads_the_test_split_and_says_
     assert meta["auto"]["chosen"] == chosen and meta["stored_bytes"] <= meta["budget_bytes"]
     card = (out / "README.md").read_text()
     assert "Chosen by `compressa distill --method auto`" in card and "The test split was not read" in card
-    assert "| method | dtype | K | validation accuracy % |" in card and "| full data (reference) |" in card
+    assert "| method | dtype | K | labels | validation accuracy % |" in card and "| full data (reference) |" in card
     # every candidate's validation run is a resumable `compressa evaluate` run in the work folder
     assert (tmp_path / "set.work" / "auto" / "uint4_k1" / "report.json").exists()
 
@@ -154,3 +156,40 @@ def test_auto_refuses_what_it_cannot_use(tmp_path):
     with pytest.raises(ValueError, match="needs --ratio"):
         cli(no_ratio)
     assert auto_mod.AUTO == "auto"
+
+
+def test_soft_labels_compete_as_candidates_and_a_soft_winner_is_published_with_its_labels(
+    monkeypatch, tmp_path, capsys
+):
+    seen = []
+
+    def fake_run(eval_args, train_cfg):
+        seen.append((eval_args.soft_labels, eval_args.soft_label_dtype, eval_args.soft_label_teacher))
+        return _fake_report({"uniform": 0.5, "uniform+soft": 0.7, "dm": 0.6, "dm+soft": 0.65})
+
+    monkeypatch.setattr("compressa_hf.evaluate.runner.run", fake_run)
+    auto = AutoArguments(auto_methods="uniform,dm", auto_dtypes="uint8", auto_soft_labels="none,uint8")
+    selection = choose(_Args(), auto)
+    assert seen == [(True, "uint8", "convnet")]
+    assert (selection["chosen"]["method"], selection["chosen"]["soft_labels"]) == ("uniform", "uint8")
+    assert [(e["method"], e["soft_labels"]) for e in selection["table"]] == [
+        ("uniform", None), ("uniform", "uint8"), ("dm", None), ("dm", "uint8"),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="at most one soft-label dtype"):
+        AutoArguments(auto_soft_labels="float16,uint8")
+
+    # The distilled winner stores the teacher's labels, its teacher trained with the candidates' protocol.
+    monkeypatch.setattr(auto_mod, "choose", lambda args, auto, seed=0, method_config=None: selection)
+    out = tmp_path / "set"
+    argv = ["distill", *COMMON, "--output", str(out), "--cache_dir", str(tmp_path / "cache"), "--method", "auto",
+            "--auto_epochs", "2", "--auto_width", "8", "--auto_batch_size", "4"]  # fmt: skip
+    assert cli(argv) == 0, capsys.readouterr().err[-3000:]
+    meta = read_meta(out)["auto_ratio_1"]
+    assert meta["method"] == "uniform" and meta["soft_labels"]["dtype"] == "uint8"
+    teacher = json.loads(capsys.readouterr().out)["soft_labels"]["teacher"]
+    assert teacher["arch"] == "convnet"
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "set.work" / "teachers" / "convnet_s0.safetensors"), "pt") as f:
+        trained = json.loads(f.metadata()["teacher"])["train_config"]
+    assert (trained["epochs"], trained["width"], trained["batch_size"]) == (2, 8, 4)

@@ -89,10 +89,14 @@ def test_every_method_publishes_a_set_that_reads_as_chat_samples(method, cache_d
     assert meta["achieved_ratio"] == pytest.approx(meta["stored_bytes"] / full * 100)
     if meta.get("keyframes"):  # prism: the key frames are published; a 1-byte mask per video (T = 4) says where
         assert meta["latent_bytes"] + meta["num_videos"] == meta["stored_bytes"] and meta["published_note"] is None
+    elif method == "datm":  # latents published as stored; its learned soft labels as a column of their own
+        soft = meta["soft_labels"]
+        assert meta["published_note"] is None and meta["latent_bytes"] + soft["bytes"] == meta["stored_bytes"]
+        assert soft["dtype"] == "float16" and "DATM" in soft["made_by"] and "**soft labels" in card
+        row = load_dataset(str(out), name, split="train", cache_dir=str(tmp_path / "hf"))[0]
+        assert len(row["soft_label"]) == 3 and abs(sum(row["soft_label"]) - 1) < 1e-2
     elif meta["published_note"] is None:
         assert meta["latent_bytes"] == meta["stored_bytes"]
-    elif method == "datm":  # latents published as stored; its soft labels are stored, not published
-        assert meta["latent_bytes"] < meta["stored_bytes"] and "soft labels" in meta["published_note"]
     else:  # lvdd: Tucker factors stored, the clips read back published (the VDSD memories: the videos they make)
         assert meta["latent_bytes"] > meta["stored_bytes"] and f"{meta['latent_bytes']:,}" in card
         assert "**published latent bytes**" in card

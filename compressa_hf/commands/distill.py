@@ -130,6 +130,14 @@ class DistillArguments:
         resume: Continue from the checkpoints in `work_dir` (the cache always resumes).
         push_to_hub: Also upload the repo to this Hub dataset id (`org/name`).
         private: Create the Hub repo as private.
+        soft_labels: Spend part of the budget on a teacher's soft labels (Video-DC's finding: the labels matter as
+            much as the frames): a network (`soft_label_teacher`, trained from scratch on every real frame of the
+            split with `teacher_*`) labels each kept row with its class probabilities at `soft_label_temperature`,
+            stored as `soft_label_dtype` (C x 2 bytes a row as float16, C as uint8) and counted, so the method keeps
+            fewer videos (`compressa_hf.distill.soft_labels`); the rows get a `soft_label` column. Only for the
+            methods that leave room for them (not the whole-clip coresets at a ratio their clips fill).
+        teacher_epochs / teacher_width / teacher_batch_size / teacher_lr: The teacher's training (the protocol of
+            `compressa_hf.evaluate.train`; defaults: the paper's), cached in `work_dir/teachers/` for re-runs.
         license / license_name / license_link: The card's `license` (an identifier of the Hub's list,
             https://hf.co/docs/hub/repositories-licenses, e.g. `cc-by-4.0`; `other` needs `license_name` and
             `license_link`). Default: the source's terms where compressa_hf knows them (UCF101, HMDB51, Kinetics-400,
@@ -174,6 +182,14 @@ class DistillArguments:
     )
     license_name: str | None = field(default=None, metadata={"help": "With --license other: the licence's name."})
     license_link: str | None = field(default=None, metadata={"help": "With --license other: a URL to its text."})
+    soft_labels: bool = field(default=False, metadata={"help": "Store a teacher's soft labels in the budget."})
+    soft_label_dtype: str = field(default="float16", metadata={"help": "Soft-label storage: float16 or uint8."})
+    soft_label_temperature: float = field(default=1.0, metadata={"help": "Teacher softmax temperature."})
+    soft_label_teacher: str = field(default="convnet", metadata={"help": "Teacher network (nets.NETS)."})
+    teacher_epochs: int = field(default=100, metadata={"help": "Teacher training epochs."})
+    teacher_width: int = field(default=128, metadata={"help": "Teacher network width."})
+    teacher_batch_size: int = field(default=256, metadata={"help": "Teacher batch size."})
+    teacher_lr: float = field(default=0.01, metadata={"help": "Teacher SGD learning rate."})
 
     def __post_init__(self):
         from compressa_hf.distill.methods import METHODS
@@ -203,7 +219,44 @@ class DistillArguments:
             )
         if (self.license_name or self.license_link) and self.license is None:
             raise ValueError("--license_name / --license_link go with --license (e.g. --license other)")
+        from compressa_hf.distill.soft_labels import check_options
+        from compressa_hf.nets import NETS
+
+        check_options(self.soft_label_dtype, self.soft_label_temperature)
+        if self.soft_label_teacher not in NETS:
+            raise ValueError(f"unknown --soft_label_teacher {self.soft_label_teacher!r}; known: {sorted(NETS)}")
+        self.teacher_config()  # bad teacher_* values are errors now
         self.work_dir = self.work_dir or os.path.normpath(self.output) + ".work"
+
+    def teacher_config(self):
+        """The teacher's `TrainConfig` (`--soft_labels`)."""
+        from compressa_hf.evaluate.train import TrainConfig
+
+        return TrainConfig(
+            epochs=self.teacher_epochs,
+            width=self.teacher_width,
+            batch_size=self.teacher_batch_size,
+            lr=self.teacher_lr,
+        )
+
+    def labeller(self, num_classes: int, device):
+        """The `SoftLabeller` of `--soft_labels` (its teachers cached in `work_dir/teachers/`), or None."""
+        if not self.soft_labels:
+            return None
+        from compressa_hf.distill.soft_labels import SoftLabeller
+        from compressa_hf.evaluate.train import train_network
+
+        return SoftLabeller(
+            os.path.join(self.work_dir, "teachers"),
+            num_classes,
+            self.teacher_config(),
+            train_network,
+            self.soft_label_teacher,
+            self.soft_label_dtype,
+            self.soft_label_temperature,
+            device,
+            progress=True,
+        )
 
 
 def make_parser():
@@ -267,7 +320,13 @@ def _class_space_again(labels, class_names, drop_empty: bool, dropped_before: li
 
 
 def plan_for(
-    args: DistillArguments, frames_per_video: int | None, labels: list[int], class_names, latent_shape, warn=True
+    args: DistillArguments,
+    frames_per_video: int | None,
+    labels: list[int],
+    class_names,
+    latent_shape,
+    warn=True,
+    label_bytes_per_video: int = 0,
 ):
     """The budget plan; `frames_per_video` fixes K (the method config's `--frames_per_video`), None lets it choose.
 
@@ -283,7 +342,9 @@ def plan_for(
     else:
         dtype = "uint8" if args.dtype == "auto" else args.dtype  # K fixed for every video: the ratio it costs
         ratio = ratio_for_frames(frames_per_video, args.num_frames, args.size, latent_shape, dtype, len(labels))
-    plan = plan_budget(ratio, counts, args.num_frames, args.size, latent_shape, frames_per_video, args.dtype)
+    plan = plan_budget(
+        ratio, counts, args.num_frames, args.size, latent_shape, frames_per_video, args.dtype, label_bytes_per_video
+    )
     if plan.coreset and warn and args.ratio is not None and frames_per_video is not None:
         logger.info(
             "--frames_per_video %d at --ratio %s keeps %d of %d videos (a random subset per class)",
@@ -542,16 +603,42 @@ def _dry_run_plan(
     return (plan.to_dict() if plan else None), text
 
 
+def _without(stored: dict, key: str) -> dict:
+    return {k: v for k, v in stored.items() if k != key}
+
+
+def _soft_label_meta(cset, soft) -> dict:
+    """What the card says of a set's `soft_label` column: its dtype, bytes, and how the labels were made."""
+    import torch
+
+    info = cset.info.get("soft_labels")
+    made = (
+        {k: info[k] for k in ("temperature", "teacher", "agreement", "mean_max_probability") if k in info}
+        if info
+        else {"made_by": f"{cset.method} learned them with its set (DATM's learnable soft labels)"}
+    )
+    return {
+        "dtype": str(soft.dtype).removeprefix("torch."),
+        "bytes": int(soft.numel() * soft.element_size()),
+        "reading": "float16: class probabilities"
+        if soft.dtype == torch.float16
+        else "uint8: class probabilities x 255 (each row sums to 255)"
+        if soft.dtype == torch.uint8
+        else "class scores",
+        **made,
+    }
+
+
 def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray], str | None, list | None]:
     """The `(M, K, C, h, w)` latents the rows hold, a note when they are not exactly what the method stores, and a
     uint4 set's per-channel ranges (None for every other set).
 
     A uint4 set (`compressa_hf.codecs.storage`) is published as its codes unpacked, one uint8 (0..15) per value,
     with its ranges for the card; the note gives the packed bytes the budget counts.
-    A set storing `latents` (every method but LVDD and the VDSD memories) is published byte for byte, with a note
-    when it also stores soft labels (DATM), which the rows do not carry. Otherwise the latents as read
-    back (what a network trains on) are rounded to `dtype` ("uint8" or "float16"), and the note says how their
-    bytes compare to the method's stored ones. Rows of different K (PRISM) store every row's key frames one after
+    A set storing `latents` (every method but LVDD and the VDSD memories) is published byte for byte (soft labels,
+    `--soft_labels`' or DATM's, are taken out by the caller: they get a column of their own). Otherwise the latents
+    as read back (what a network trains on) are rounded to `dtype` ("uint8" or "float16"), and the note says how
+    their bytes compare to the method's stored ones. Rows of different K (PRISM) store every row's key frames one after
     another `(sum K, C, h, w)` beside their index; they are published byte for byte as a list of `(K_i, C, h, w)`.
     """
     import numpy as np
@@ -586,15 +673,6 @@ def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray],
 
     if set(cset.stored) == {"latents"} and cset.stored["latents"].dtype in (torch.uint8, torch.float16):
         return cset.stored["latents"].numpy(), None, None
-    if set(cset.stored) == {"latents", "soft_labels"} and cset.stored["latents"].dtype in (torch.uint8, torch.float16):
-        labels = cset.stored["soft_labels"]
-        note = (
-            f"{cset.stored['latents'].nbytes:,}: the stored latents byte for byte; `{cset.method}` also stores learned "
-            f"soft labels {tuple(labels.shape)} {str(labels.dtype).removeprefix('torch.')} "
-            f"({labels.numel() * labels.element_size():,} bytes, counted in the stored bytes above), which the rows "
-            "do not carry: they hold the hard labels"
-        )
-        return cset.stored["latents"].numpy(), note, None
     if cset.latents is None:
         raise ValueError(f"method {cset.method!r} stores pixels, not latents; it cannot be written as a latent set")
     published = store_latents(cset.latents, dtype)[0]["latents"].numpy()
@@ -755,7 +833,7 @@ def _pixels_fn(args, source, enc, cache):
     return pixels
 
 
-def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name):
+def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name, label_bytes=0):
     """`methods.compress(args.method, ...)` over the whole cached split, at the run's ratio, dtype and seed."""
     import shutil
 
@@ -785,6 +863,7 @@ def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, cl
         progress=True,  # the main process runs this; DM printed nothing for 14 minutes without it
         class_names=class_names,
         frames_per_video=vc_cfg.frames_per_video,  # None unless `--frames_per_video` (a FIXED_K_METHODS method)
+        label_bytes_per_video=label_bytes,  # `--soft_labels`: room for each kept row's labels
     )
     return compress(args.method, ctx), ctx, latents
 
@@ -828,12 +907,25 @@ def _resolve_auto(args: DistillArguments, vc_cfg, auto) -> tuple[DistillArgument
         method_options = os.path.join(args.work_dir, "auto", "chosen_options.json")
         atomic_write_json(method_options, options)
     vc_cfg = dataclasses.replace(vc_cfg, frames_per_video=chosen["frames_per_video"])
+    soft = {}
+    if chosen["soft_labels"]:  # the published set's teacher is trained as the validated candidates' teachers were
+        train = auto.train_config()
+        soft = dict(
+            soft_labels=True,
+            soft_label_dtype=chosen["soft_labels"],
+            soft_label_teacher=auto.auto_arch,
+            teacher_epochs=train.epochs,
+            teacher_width=train.width,
+            teacher_batch_size=train.batch_size,
+            teacher_lr=train.lr,
+        )
     args = dataclasses.replace(
         args,
         method=chosen["method"],
         dtype=chosen["dtype"],
         method_options=method_options,
         config_name=args.config_name or "auto_" + config_name_for_ratio(args.ratio, args.split),
+        **soft,
     )
     return args, vc_cfg, selection
 
@@ -952,8 +1044,17 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
     labels_all, class_names, dropped = _class_space_again(
         [row["label"] for row in cache.index], cache.class_names, args.drop_empty_classes, dropped
     )
+    labeller = args.labeller(len(class_names), codec.device)  # `--soft_labels`: a teacher and room for its labels
+    label_bytes = labeller.bytes_per_row if labeller is not None else 0
     if args.method == "videocompressa":
-        plan = plan_for(args, vc_cfg.frames_per_video, labels_all, class_names, cache.meta["latent_shape"])
+        plan = plan_for(
+            args,
+            vc_cfg.frames_per_video,
+            labels_all,
+            class_names,
+            cache.meta["latent_shape"],
+            label_bytes_per_video=label_bytes,
+        )
         logger.info("budget plan:\n%s", plan.describe())
         keep = choose_videos(labels_all, list(plan.videos_per_class), vc_cfg.seed)
         # Lazy: rows are read from the cache's shards as the method asks for them (`--state_storage disk` keeps
@@ -984,7 +1085,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
             frame_indices=result.frame_indices,
             budget_bytes=plan.budget_bytes,
         )
-        assert cset.stored_bytes == plan.stored_bytes, (cset.stored_bytes, plan.stored_bytes)
+        assert cset.stored_bytes == plan.stored_bytes - plan.label_bytes, (cset.stored_bytes, plan.stored_bytes)
         cset.info["diagnostics"] = set_diagnostics(cset, latents_all, codec)
         if result.history:
             cset.info["diagnostics"]["scorer_entropy"] = result.history[-1]["scorer_entropy"]
@@ -999,7 +1100,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
         cset = ctx = latents_all = None
         if state.is_main_process:
             cset, ctx, latents_all = _run_method(
-                args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name
+                args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name, label_bytes
             )
             full_bytes, ratio = ctx.full_bytes, float(ctx.ratio)
             stats = cset.frame_stats()
@@ -1020,12 +1121,22 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
 
     if selection is not None:
         summary["auto"] = selection
+    if labeller is not None and state.is_main_process:  # the teacher labels the kept rows, in the room left for it
+        pixels = _pixels_fn(args, source, enc, cache)()
+        relabelled = labeller(cset, codec, cset.budget_bytes, vc_cfg.seed, pixels, torch.tensor(labels_all))
+        cset = dataclasses.replace(relabelled, method=cset.method)
+        summary["soft_labels"] = cset.info["soft_labels"]
     from compressa_hf.threads import last_choice
 
     choice = last_choice()  # how many threads ran this (some results' last bits depend on it)
     summary["torch_threads"] = choice.to_dict() if choice is not None else {"threads": torch.get_num_threads()}
     if state.is_main_process:
-        published, published_note, ranges = _published_latents(cset, "float16" if args.dtype == "float16" else "uint8")
+        # Soft labels (`--soft_labels`, or DATM's learned ones) are published as their own column, as stored.
+        soft = cset.stored.get("soft_labels")
+        rows_set = cset if soft is None else dataclasses.replace(cset, stored=_without(cset.stored, "soft_labels"))
+        published, published_note, ranges = _published_latents(
+            rows_set, "float16" if args.dtype == "float16" else "uint8"
+        )
         info = cache.meta["source_info"]
         root = info.get("root") or (info.get("path") if isinstance(info.get("path"), str) else None)
         rows = row_columns(cset, published, latents_all, cache.index, root, ranges=ranges)
@@ -1071,6 +1182,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
             "diagnostics": cset.info.get("diagnostics"),
             "license": card_license(args, source),
             **({"auto": selection} if selection is not None else {}),
+            **({"soft_labels": _soft_label_meta(cset, soft)} if soft is not None else {}),
         }
         if args.method == "videocompressa":
             meta["hyperparameters"] = method["method_options"]  # the key sets written before --method read
@@ -1092,6 +1204,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
                 starts=rows["starts"],
                 keyframe_positions=rows.get("keyframe_positions"),
                 latent_ranges=ranges,
+                soft_labels=None if soft is None else soft.numpy(),
             ),
         )
         # What `compressa show` needs to find the source frames on this machine; `push` never uploads local/.

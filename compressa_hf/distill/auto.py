@@ -9,8 +9,11 @@ bytes with one command, chosen the way a careful experimenter would: never on th
 How:
 1. Candidates: every method of `auto_methods` x storage dtype of `auto_dtypes` x frames per video of
    `auto_frames_per_video` (`plan`: the planner's K; an integer fixes K for the methods that store the planner's K,
-   `FIXED_K_METHODS`, which keep fewer videos per class to pay for it). A method that cannot take an allocation
-   (PRISM at uint4, a whole-clip coreset at a fixed K) is listed as n/a, not run.
+   `FIXED_K_METHODS`, which keep fewer videos per class to pay for it) x labels of `auto_soft_labels` (`none`: hard
+   labels; `float16` / `uint8`: a teacher's soft labels paid from the budget, `compressa_hf.distill.soft_labels`;
+   the teacher trains with the candidates' protocol below, and so does the published set's teacher when soft labels
+   win). A method that cannot take an allocation (PRISM at uint4, a whole-clip coreset at a fixed K) is listed as
+   n/a, not run.
 2. Validation: `compressa evaluate`'s validation protocol (`compressa_hf.evaluate.runner`, `--validation_fraction`):
    a stratified `auto_validation_fraction` of the training split (seeded by `--seed`) is held out, each candidate
    distils the rest at the same ratio, a network (`auto_arch`, `auto_epochs` epochs of batch `auto_batch_size`,
@@ -18,8 +21,9 @@ How:
    clips; the full-data reference trains on all of the rest. The test split is never listed, decoded or read. The
    runs live in `<work_dir>/auto/` and resume like every `compressa evaluate` run.
 3. Choice: the candidate with the best mean validation accuracy over seeds; a tie goes to the first in candidate
-   order (methods as listed, then dtypes, then K), so list the cheaper options first.
-4. The winner distils the whole training split as `--method`, `--dtype` and `--frames_per_video` would, into config
+   order (methods as listed, then dtypes, then K, then labels), so list the cheaper options first.
+4. The winner distils the whole training split as `--method`, `--dtype`, `--frames_per_video` and `--soft_labels`
+   would, into config
    `auto_ratio_<r>`; the card names the chosen method and allocation and holds the validation table
    (`meta["auto"]`, rendered by `compressa_hf.store`).
 The validation numbers choose; they are not a test result (the held-out clips trained nothing but are few): report a
@@ -47,6 +51,8 @@ class AutoArguments:
         auto_dtypes: Comma-separated latent storage dtypes to compare: uint8, float16, uint4.
         auto_frames_per_video: Comma-separated K to compare: `plan` (the planner's largest K for every video) and/or
             integers (K fixed, fewer videos per class).
+        auto_soft_labels: Comma-separated labels to compare: `none` (hard labels) and at most one soft-label dtype
+            (`float16` or `uint8`).
         auto_validation_fraction: Stratified share of the training split held out for the choice.
         auto_seeds: Seeds per candidate (networks and methods).
         auto_arch: Network trained from scratch on each candidate (`compressa_hf.nets.NETS`).
@@ -58,6 +64,9 @@ class AutoArguments:
     auto_dtypes: str = field(default="uint8,uint4", metadata={"help": "--method auto: storage dtypes to compare."})
     auto_frames_per_video: str = field(
         default="plan", metadata={"help": "--method auto: K to compare (`plan` and/or integers)."}
+    )
+    auto_soft_labels: str = field(
+        default="none", metadata={"help": "--method auto: labels to compare (`none`, and float16 or uint8)."}
     )
     auto_validation_fraction: float = field(default=0.3, metadata={"help": "--method auto: held-out share."})
     auto_seeds: int = field(default=2, metadata={"help": "--method auto: seeds per candidate."})
@@ -85,6 +94,11 @@ class AutoArguments:
                 raise ValueError(f"--auto_frames_per_video: {token!r} is neither `plan` nor an integer >= 1")
         if not self._frames_tokens:
             raise ValueError("--auto_frames_per_video is empty; give `plan` and/or integers")
+        labels = self.soft_list
+        if not labels or any(s not in ("none", "float16", "uint8") for s in labels):
+            raise ValueError(f"--auto_soft_labels: {self.auto_soft_labels!r} is not `none`, `float16` or `uint8`")
+        if len([s for s in labels if s != "none"]) > 1:
+            raise ValueError("--auto_soft_labels compares at most one soft-label dtype (and `none`)")
         if not 0 < self.auto_validation_fraction < 1:
             raise ValueError(f"--auto_validation_fraction must be in (0, 1), got {self.auto_validation_fraction}")
         if self.auto_arch not in NETS:
@@ -106,6 +120,10 @@ class AutoArguments:
         return [k.strip() for k in self.auto_frames_per_video.split(",") if k.strip()]
 
     @property
+    def soft_list(self) -> list[str]:
+        return [s.strip() for s in self.auto_soft_labels.split(",") if s.strip()]
+
+    @property
     def frames_list(self) -> list[int | None]:
         """K values to compare; None is the planner's own K."""
         return [None if k == "plan" else int(k) for k in self._frames_tokens]
@@ -120,20 +138,33 @@ class AutoArguments:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One way to spend the budget: a method, a storage dtype and K (None: the planner's)."""
+    """One way to spend the budget: a method, a storage dtype, K (None: the planner's) and soft labels (their dtype,
+    or None for hard labels)."""
 
     method: str
     dtype: str
     frames_per_video: int | None
+    soft_labels: str | None = None
 
     @property
     def allocation(self) -> str:
         return f"{self.dtype}, K={'plan' if self.frames_per_video is None else self.frames_per_video}"
 
+    @property
+    def key(self) -> tuple:
+        return (self.method, self.dtype, self.frames_per_video, self.soft_labels)
+
 
 def candidates(auto: AutoArguments) -> list[Candidate]:
-    """Every (method, dtype, K) in candidate order: methods as listed, then dtypes, then K."""
-    return [Candidate(m, d, k) for m in auto.method_list for d in auto.dtype_list for k in auto.frames_list]
+    """Every (method, dtype, K, labels) in candidate order: methods as listed, then dtypes, then K, then labels."""
+    soft = [None if s == "none" else s for s in auto.soft_list]
+    return [
+        Candidate(m, d, k, s)
+        for m in auto.method_list
+        for d in auto.dtype_list
+        for k in auto.frames_list
+        for s in soft
+    ]
 
 
 def _run_dir(work_dir: str, dtype: str, frames: int | None) -> str:
@@ -158,64 +189,67 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
     """Run the validation comparison for `compressa distill` arguments `args` and return the choice; `seed` seeds the
     validation carve, `method_config` is a YAML file of per-method options (`{method: {option: value}}`).
 
-    Returns a JSON-ready dict: `chosen` (method, dtype, frames_per_video, validation accuracy), `table` (one entry
-    per candidate: status, mean and std of validation accuracy, per-seed accuracies, rows, frames per row, stored
-    bytes, compress seconds; or the reason it is n/a), `full_data` (the reference's validation accuracy) and
-    `protocol`. Raises `ValueError` when no candidate can be run at the ratio.
+    Returns a JSON-ready dict: `chosen` (method, dtype, frames_per_video, soft_labels, validation accuracy), `table`
+    (one entry per candidate, in candidate order: status, mean and std of validation accuracy, per-seed accuracies,
+    rows, frames per row, stored bytes, compress seconds; or the reason it is n/a), `full_data` (the reference's
+    validation accuracy) and `protocol`. Raises `ValueError` when no candidate can be run at the ratio.
     """
     from compressa_hf.distill.methods import FIXED_K_METHODS
+    from compressa_hf.distill.soft_labels import soft_name
     from compressa_hf.evaluate.report import ratio_key
     from compressa_hf.evaluate.runner import EvaluateArguments, run
 
     cands = candidates(auto)
+    soft_dtype = next((s for s in auto.soft_list if s != "none"), None)
     table: list[dict] = []
-    full = None
+    full, report = None, None
     allocations = list(dict.fromkeys((c.dtype, c.frames_per_video) for c in cands))
-    for i, (dtype, frames) in enumerate(allocations):
+    for dtype, frames in allocations:
         runnable = [c for c in cands if (c.dtype, c.frames_per_video) == (dtype, frames)]
-        methods = [c.method for c in runnable if frames is None or c.method in FIXED_K_METHODS]
-        if not methods:
-            continue
-        logger.info("--method auto: validating %s at %s", ", ".join(methods), runnable[0].allocation)
-        eval_args = EvaluateArguments(
-            source=args.source,
-            output=_run_dir(args.work_dir, dtype, frames),
-            methods=",".join(methods),
-            ratios=args.ratio,
-            seeds=auto.auto_seeds,
-            archs=auto.auto_arch,
-            full_data=i == 0,  # the reference once
-            train_split=args.split,
-            test_split=args.split,  # never read: the validation protocol lists the train split only
-            codec=args.codec,
-            codec_dtype=args.codec_dtype,
-            num_frames=args.num_frames,
-            size=args.size,
-            policy=args.policy,
-            num_workers=args.num_workers,
-            dtype=dtype,
-            frames_per_video=frames,
-            method_config=method_config,
-            validation_fraction=auto.auto_validation_fraction,
-            fold_seed=seed,
-        )
-        report = run(eval_args, auto.train_config())
-        rk = ratio_key(report["ratios"][0])
-        rows = report["tables"][auto.auto_arch]
-        if i == 0 and "full" in rows:
-            full = rows["full"]["full"]
-        cells = {c["method"]: c for c in report["cells"] if c["method"] != "full"}
+        methods = list(dict.fromkeys(c.method for c in runnable if frames is None or c.method in FIXED_K_METHODS))
+        if methods:
+            logger.info("--method auto: validating %s at %s", ", ".join(methods), runnable[0].allocation)
+            eval_args = EvaluateArguments(
+                source=args.source,
+                output=_run_dir(args.work_dir, dtype, frames),
+                methods=",".join(methods),
+                ratios=args.ratio,
+                seeds=auto.auto_seeds,
+                archs=auto.auto_arch,
+                full_data=full is None,  # the reference once
+                train_split=args.split,
+                test_split=args.split,  # never read: the validation protocol lists the train split only
+                codec=args.codec,
+                codec_dtype=args.codec_dtype,
+                num_frames=args.num_frames,
+                size=args.size,
+                policy=args.policy,
+                num_workers=args.num_workers,
+                dtype=dtype,
+                frames_per_video=frames,
+                method_config=method_config,
+                soft_labels=soft_dtype is not None,  # rows <method>+soft beside the hard-label ones
+                soft_label_dtype=soft_dtype or "float16",
+                soft_label_teacher=auto.auto_arch,
+                validation_fraction=auto.auto_validation_fraction,
+                fold_seed=seed,
+            )
+            report = run(eval_args, auto.train_config())
+            rows = report["tables"][auto.auto_arch]
+            if full is None:
+                full = rows.get("full", {}).get("full", {})
+            cells = {c["method"]: c for c in report["cells"] if c["method"] != "full"}
         for c in runnable:
-            entry = {"method": c.method, "dtype": dtype, "frames_per_video": frames}
+            entry = {"method": c.method, "dtype": dtype, "frames_per_video": frames, "soft_labels": c.soft_labels}
             if c.method not in methods:
                 table.append(entry | {"status": "n/a", "reason": f"{c.method} chooses its own frames per video"})
                 continue
-            cell = rows.get(c.method, {}).get(rk)
+            row = c.method if c.soft_labels is None else soft_name(c.method)
+            cell = rows.get(row, {}).get(ratio_key(report["ratios"][0]))
             if cell is None or cell["status"] != "ok":
-                reason = (cell or {}).get("reason") or cells.get(c.method, {}).get("reason", "not run")
+                reason = (cell or {}).get("reason") or cells.get(row, {}).get("reason", "not run")
                 table.append(entry | {"status": "n/a", "reason": reason})
                 continue
-            seed_cell = cells[c.method]
             table.append(
                 entry
                 | {
@@ -223,34 +257,33 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
                     "mean": cell["mean"],
                     "std": cell["std"],
                     "accuracies": cell["accuracies"],
-                    "rows": seed_cell["rows"],
-                    "frames_per_row": seed_cell["frames_per_row"],
+                    "rows": cells[row]["rows"],
+                    "frames_per_row": cells[row]["frames_per_row"],
                     "stored_bytes": int(cell["stored_bytes"]),
                     "budget_bytes": cell["budget_bytes"],
                     "compress_s": cell["compress_s"],
                 }
             )
-    order = {(c.method, c.dtype, c.frames_per_video): i for i, c in enumerate(cands)}
-    table.sort(key=lambda e: order[(e["method"], e["dtype"], e["frames_per_video"])])  # candidate order
+    order = {c.key: i for i, c in enumerate(cands)}
+    table.sort(key=lambda e: order[(e["method"], e["dtype"], e["frames_per_video"], e["soft_labels"])])
     ok = [e for e in table if e["status"] == "ok"]
     if not ok:
         reasons = "; ".join(f"{e['method']} ({e['dtype']}): {e.get('reason')}" for e in table)
         raise ValueError(f"--method auto: no candidate can be run at --ratio {args.ratio}: {reasons}")
     best = max(ok, key=lambda e: e["mean"])  # max keeps the first of equal means: candidate order breaks ties
-    chosen = {k: best[k] for k in ("method", "dtype", "frames_per_video", "mean", "std")}
+    chosen = {k: best[k] for k in ("method", "dtype", "frames_per_video", "soft_labels", "mean", "std")}
     logger.info(
-        "--method auto chose %s (%s, K=%s): validation accuracy %.1f %%",
+        "--method auto chose %s (%s, K=%s, %s labels): validation accuracy %.1f %%",
         best["method"],
         best["dtype"],
         best["frames_per_video"] or "plan",
+        best["soft_labels"] or "hard",
         100 * best["mean"],
     )
     return {
         "chosen": chosen,
         "table": table,
-        "full_data": None
-        if full is None or full.get("status") != "ok"
-        else {"mean": full["mean"], "std": full["std"]},
+        "full_data": {"mean": full["mean"], "std": full["std"]} if full and full.get("status") == "ok" else None,
         "protocol": {
             "validation_fraction": auto.auto_validation_fraction,
             "fold_seed": seed,
@@ -267,19 +300,20 @@ def table_markdown(selection: dict) -> str:
     """The validation table of a choice, as markdown for the card."""
     full = selection.get("full_data")
     lines = [
-        "| method | dtype | K | validation accuracy % | rows x frames | stored bytes |",
-        "|---|---|---|---|---|---|",
+        "| method | dtype | K | labels | validation accuracy % | rows x frames | stored bytes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for e in selection["table"]:
         k = "plan" if e["frames_per_video"] is None else e["frames_per_video"]
+        head = f"| {e['method']} | {e['dtype']} | {k} | {e.get('soft_labels') or 'hard'} |"
         if e["status"] != "ok":
-            lines.append(f"| {e['method']} | {e['dtype']} | {k} | n/a: {e.get('reason', '')[:120]} | | |")
+            lines.append(f"{head} n/a: {e.get('reason', '')[:120]} | | |")
             continue
         accs = ", ".join(f"{100 * a:.1f}" for a in e["accuracies"])
         lines.append(
-            f"| {e['method']} | {e['dtype']} | {k} | {100 * e['mean']:.1f} +- {100 * e['std']:.1f} ({accs}) | "
+            f"{head} {100 * e['mean']:.1f} +- {100 * e['std']:.1f} ({accs}) | "
             f"{e['rows']} x {e['frames_per_row']:g} | {e['stored_bytes']:,} |"
         )
     if full:
-        lines.append(f"| full data (reference) | | | {100 * full['mean']:.1f} +- {100 * full['std']:.1f} | | |")
+        lines.append(f"| full data (reference) | | | | {100 * full['mean']:.1f} +- {100 * full['std']:.1f} | | |")
     return "\n".join(lines)
