@@ -45,7 +45,12 @@ def config_name_for_ratio(ratio: float | str, split: str = "train") -> str:
 
     This is the name users pass to `load_dataset`.
     """
-    name = f"ratio_{ratio}" if isinstance(ratio, str) and ratio.startswith("k") else f"ratio_{float(ratio):g}"
+    from fractions import Fraction
+
+    if isinstance(ratio, str) and ratio.startswith("k"):
+        name = f"ratio_{ratio}"
+    else:  # a percent, or an exact fraction of one ("25/12")
+        name = f"ratio_{float(Fraction(str(ratio))):g}"
     return name if split == "train" else f"{split}_{name}"
 
 

@@ -94,3 +94,63 @@ def test_distill_soft_labels_are_paid_from_the_budget_and_published(method, dtyp
     assert all(len(r) == 3 for r in rows)
     assert all(sum(r) == 255 for r in rows) if dtype == "uint8" else all(abs(sum(r) - 1) < 5e-3 for r in rows)
     assert (tmp_path / "set.work" / "teachers" / "convnet_s0.safetensors").exists()
+
+
+def test_resized_codec_stores_smaller_frames_and_reads_back_at_the_frame_size():
+    import torch
+
+    from compressa_hf.codecs import load_codec, portability_problem
+    from compressa_hf.codecs.resized import ResizedCodec
+
+    codec = load_codec("resize:16/32:pixel")
+    assert (codec.codec_id, codec.downscale, codec.latent_shape(32, 32)) == (
+        "resize:16/32:pixel:avgpool8",
+        16,
+        (3, 2, 2),
+    )
+    x = torch.rand(2, 3, 32, 32)
+    z = codec.encode(x)
+    assert z.shape == (2, 3, 2, 2) and codec.decode(z).shape == (2, 3, 32, 32)
+    # what the inner codec makes of the downscaled frame, read back at 32 px
+    small = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(z, load_codec("pixel").encode(small), atol=1e-6)
+    assert load_codec(codec.codec_id).codec_id == codec.codec_id  # a card's codec_id rebuilds it
+    assert portability_problem(codec.codec_id) is None and "not packaged" in portability_problem("resize:8/16:tae:x")
+    with pytest.raises(ValueError, match="takes 32 x 32 frames"):
+        codec.latent_shape(48, 48)
+    for bad, message in [((20, 32), "multiple of"), ((32, 32), "below the frame side"), ((24, 40), "whole downscale")]:
+        with pytest.raises(ValueError, match=message):
+            ResizedCodec(load_codec("pixel"), *bad)
+    with pytest.raises(ValueError, match="resize:<stored>/<size>"):
+        load_codec("resize:16:pixel")
+
+
+def test_evaluate_and_distill_at_a_smaller_stored_side(tmp_path, capsys):
+    from datasets import load_dataset
+
+    from compressa_hf.chat import load_chat_dataset
+    from compressa_hf.distill.budget import ratio_for_frames
+    from tests.test_distill_method import COMMON
+    from tests.test_evaluate import _evaluate
+
+    # The budget of one plain pixel-codec frame per video (3 x 2 x 2 = 12 bytes at 16 px) holds 4 frames stored at
+    # 8 px (3 x 1 x 1): every frame of T = 4, at the same bytes.
+    ratio = str(float(ratio_for_frames(1, 4, 16, (3, 2, 2))))
+    report = _evaluate(tmp_path / "eval", "--methods", "uniform", "--ratios", ratio, "--seeds", "1",
+                       "--codec", "resize:8/16:pixel")  # fmt: skip
+    cells = {c["method"]: c for c in report["cells"]}
+    assert (cells["uniform"]["frames_per_row"], cells["uniform"]["stored_bytes"]) == (4, 12 * 4 * 3)
+    assert cells["full"]["status"] == "ok"  # the full data trains on the real 16-px frames
+
+    out = tmp_path / "set"
+    argv = ["distill", *[a if a != "pixel" else "resize:16/32:pixel" for a in COMMON], "--output", str(out),
+            "--cache_dir", str(tmp_path / "cache"), "--method", "uniform"]  # fmt: skip
+    assert cli(argv) == 0, capsys.readouterr().err[-2000:]
+    meta = read_meta(out)["uniform_ratio_1"]
+    # 1 % of the 32-px split (1,474 bytes) at 12 bytes a 16-px-stored uint8 frame holds all T = 4 frames of every
+    # clip twice over, so `--dtype auto` stores them as float16 (24 bytes a frame)
+    assert meta["codec_id"] == "resize:16/32:pixel:avgpool8" and meta["latents_shape"] == [4, 3, 2, 2]
+    assert meta["latents_dtype"] == "float16" and meta["stored_bytes"] == 12 * 4 * 24 <= meta["budget_bytes"]
+    assert len(load_dataset(str(out), "uniform_ratio_1", split="train", cache_dir=str(tmp_path / "hf"))) == 12
+    frames = load_chat_dataset(str(out), "uniform_ratio_1", cache_dir=str(tmp_path / "hf"))[0]["videos"][0]
+    assert frames.shape == (4, 32, 32, 3)  # decoded at the stored side, read back at the frame size

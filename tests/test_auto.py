@@ -63,8 +63,11 @@ def test_the_planner_picks_the_best_validation_score_on_a_hand_made_case(monkeyp
         "dtype": "uint4",
         "frames_per_video": None,
         "soft_labels": None,
+        "store_side": None,
         "mean": 0.75,
         "std": 0.0,
+        "codec": "pixel",
+        "ratio": "1.0",
     }
     # prism takes no fixed K: it is not run at K = 2, and listed as n/a with the reason
     assert [c[2] for c in calls] == ["dm,uniform,prism", "dm,uniform", "dm,uniform,prism", "dm,uniform"]
@@ -133,15 +136,14 @@ def test_distill_auto_chooses_on_validation_never_reads_the_test_split_and_says_
     assert len(selection["table"]) == 8 and len(ok) == 8
     assert chosen["mean"] == max(e["mean"] for e in ok)
     first_best = next(e for e in ok if e["mean"] == chosen["mean"])
-    assert (chosen["method"], chosen["dtype"], chosen["frames_per_video"]) == (
-        first_best["method"], first_best["dtype"], first_best["frames_per_video"],
-    )  # fmt: skip
+    assert all(chosen[k] == first_best[k] for k in auto_mod.KEY_FIELDS)
     meta = read_meta(out)["auto_ratio_1"]
     assert meta["method"] == chosen["method"] and meta["latents_dtype"] == chosen["dtype"]
     assert meta["auto"]["chosen"] == chosen and meta["stored_bytes"] <= meta["budget_bytes"]
     card = (out / "README.md").read_text()
     assert "Chosen by `compressa distill --method auto`" in card and "The test split was not read" in card
-    assert "| method | dtype | K | labels | validation accuracy % |" in card and "| full data (reference) |" in card
+    assert "| method | dtype | K | labels | stored side | validation accuracy % |" in card
+    assert "| full data (reference) |" in card
     # every candidate's validation run is a resumable `compressa evaluate` run in the work folder
     assert (tmp_path / "set.work" / "auto" / "uint4_k1" / "report.json").exists()
 
@@ -193,3 +195,26 @@ def test_soft_labels_compete_as_candidates_and_a_soft_winner_is_published_with_i
     with safe_open(str(tmp_path / "set.work" / "teachers" / "convnet_s0.safetensors"), "pt") as f:
         trained = json.loads(f.metadata()["teacher"])["train_config"]
     assert (trained["epochs"], trained["width"], trained["batch_size"]) == (2, 8, 4)
+
+
+def test_stored_sides_compete_at_the_exact_bytes_of_the_ratio(monkeypatch):
+    from fractions import Fraction
+
+    seen = []
+
+    def fake_run(eval_args, train_cfg):
+        seen.append((eval_args.codec, eval_args.ratios))
+        small = eval_args.codec.startswith("resize:")
+        return _fake_report({"uniform": 0.7 if small else 0.6}, ratio=float(Fraction(eval_args.ratios)))
+
+    monkeypatch.setattr("compressa_hf.evaluate.runner.run", fake_run)
+    args = _Args()
+    args.ratio = "k1"  # one plain 32-px pixel-codec frame (3 x 4 x 4 = 48 bytes) per 4 x 3 x 32 x 32-byte clip
+    auto = AutoArguments(auto_methods="uniform", auto_dtypes="uint8", auto_store_sides="size,16")
+    selection = choose(args, auto)
+    assert seen == [("pixel", "25/64"), ("resize:16/32:pixel", "25/64")]  # k1 = 48 / 12,288 = 0.390625 %
+    chosen = selection["chosen"]
+    assert (chosen["store_side"], chosen["codec"], chosen["ratio"]) == (16, "resize:16/32:pixel", "25/64")
+    assert "| uniform | uint8 | plan | hard | 16 px |" in auto_mod.table_markdown(selection)
+    with pytest.raises(ValueError, match="auto_store_sides"):
+        AutoArguments(auto_store_sides="half")

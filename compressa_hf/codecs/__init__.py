@@ -11,6 +11,8 @@ A codec spec is what `--codec` takes and what a dataset card records (`codec.cod
     diffusers:<hub id>@<revision>       ... pinned to a Hub branch, tag or commit (what cards record)
     <folder>                            a diffusers folder if it has config.json, a TAE folder if it has *_encoder.*
     <owner>/<name>                      a Hub id: diffusers AutoencoderTiny
+    resize:<stored>/<size>:<spec>       any of the above applied at <stored> px to <size> px frames: smaller latent
+                                        frames, the frame side as a lever of the budget (`codecs.resized`)
 
 `load_codec(codec.codec_id)` rebuilds a loaded codec. `load_default_codec` is what the scripts use when no codec is
 given: the paper's VAE (`madebyollin/taesd`) where the Hub or its cache has it, else the packaged TAEF2, with a
@@ -92,6 +94,12 @@ def _load_diffusers(location: str, device, dtype) -> LatentCodec:
     return DiffusersTinyCodec.from_pretrained(hub_id, device=device, dtype=dtype, revision=revision or None)
 
 
+def _load_resized(location: str, device, dtype) -> LatentCodec:
+    from compressa_hf.codecs.resized import load_resized
+
+    return load_resized(location, device, dtype)
+
+
 def _load_pixel(location: str, device, dtype) -> LatentCodec:
     if location not in ("", "avgpool8"):
         raise ValueError(f"unknown pixel codec {location!r}; the only one is pixel:avgpool8")
@@ -103,6 +111,7 @@ CODECS: dict[str, Callable[[str, str | torch.device, torch.dtype], LatentCodec]]
     "tae": _load_tae,
     "diffusers": _load_diffusers,
     "pixel": _load_pixel,
+    "resize": _load_resized,
 }
 
 
@@ -154,6 +163,8 @@ def portability_problem(codec_id: str) -> str | None:
     kind, _, location = codec_id.partition(":")
     if kind == "pixel":
         return None
+    if kind == "resize":  # as portable as the codec it wraps
+        return portability_problem(location.partition(":")[2])
     if kind == "tae":
         if _TAE_NAME.fullmatch(location) and _has_tae_files(PACKAGED_TAE_DIR / location, re.escape(location)):
             return None

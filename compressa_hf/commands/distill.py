@@ -925,6 +925,8 @@ def _resolve_auto(args: DistillArguments, vc_cfg, auto) -> tuple[DistillArgument
         dtype=chosen["dtype"],
         method_options=method_options,
         config_name=args.config_name or "auto_" + config_name_for_ratio(args.ratio, args.split),
+        codec=chosen["codec"],  # the codec as given, or wrapped at the chosen stored side
+        ratio=chosen["ratio"],  # `k<K>` as its exact percent when stored sides competed
         **soft,
     )
     return args, vc_cfg, selection

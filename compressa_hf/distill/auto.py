@@ -12,8 +12,10 @@ How:
    `FIXED_K_METHODS`, which keep fewer videos per class to pay for it) x labels of `auto_soft_labels` (`none`: hard
    labels; `float16` / `uint8`: a teacher's soft labels paid from the budget, `compressa_hf.distill.soft_labels`;
    the teacher trains with the candidates' protocol below, and so does the published set's teacher when soft labels
-   win). A method that cannot take an allocation (PRISM at uint4, a whole-clip coreset at a fixed K) is listed as
-   n/a, not run.
+   win) x stored frame side of `auto_store_sides` (`size`: the codec as given; a side below `--size`: the codec
+   wrapped as `resize:<side>/<size>:<codec>`, `compressa_hf.codecs.resized`, smaller latent frames and so more of
+   them). A `k<K>` ratio is first resolved with the codec as given, so every candidate has the same bytes. A method
+   that cannot take an allocation (PRISM at uint4, a whole-clip coreset at a fixed K) is listed as n/a, not run.
 2. Validation: `compressa evaluate`'s validation protocol (`compressa_hf.evaluate.runner`, `--validation_fraction`):
    a stratified `auto_validation_fraction` of the training split (seeded by `--seed`) is held out, each candidate
    distils the rest at the same ratio, a network (`auto_arch`, `auto_epochs` epochs of batch `auto_batch_size`,
@@ -21,9 +23,9 @@ How:
    clips; the full-data reference trains on all of the rest. The test split is never listed, decoded or read. The
    runs live in `<work_dir>/auto/` and resume like every `compressa evaluate` run.
 3. Choice: the candidate with the best mean validation accuracy over seeds; a tie goes to the first in candidate
-   order (methods as listed, then dtypes, then K, then labels), so list the cheaper options first.
-4. The winner distils the whole training split as `--method`, `--dtype`, `--frames_per_video` and `--soft_labels`
-   would, into config
+   order (methods as listed, then dtypes, then K, then labels, then sides), so list the cheaper options first.
+4. The winner distils the whole training split as `--method`, `--dtype`, `--frames_per_video`, `--soft_labels`
+   and `--codec` would, into config
    `auto_ratio_<r>`; the card names the chosen method and allocation and holds the validation table
    (`meta["auto"]`, rendered by `compressa_hf.store`).
 The validation numbers choose; they are not a test result (the held-out clips trained nothing but are few): report a
@@ -39,6 +41,8 @@ from dataclasses import asdict, dataclass, field
 logger = logging.getLogger(__name__)
 
 AUTO = "auto"
+#: The fields of a table entry that name its candidate (`Candidate.key`).
+KEY_FIELDS = ("method", "dtype", "frames_per_video", "soft_labels", "store_side")
 DTYPES = ("uint8", "float16", "uint4")
 
 
@@ -53,6 +57,8 @@ class AutoArguments:
             integers (K fixed, fewer videos per class).
         auto_soft_labels: Comma-separated labels to compare: `none` (hard labels) and at most one soft-label dtype
             (`float16` or `uint8`).
+        auto_store_sides: Comma-separated stored frame sides to compare: `size` (the codec as given) and/or pixel
+            sides below `--size` (the codec at that side, `resize:<side>/<size>:<codec>`).
         auto_validation_fraction: Stratified share of the training split held out for the choice.
         auto_seeds: Seeds per candidate (networks and methods).
         auto_arch: Network trained from scratch on each candidate (`compressa_hf.nets.NETS`).
@@ -67,6 +73,9 @@ class AutoArguments:
     )
     auto_soft_labels: str = field(
         default="none", metadata={"help": "--method auto: labels to compare (`none`, and float16 or uint8)."}
+    )
+    auto_store_sides: str = field(
+        default="size", metadata={"help": "--method auto: stored frame sides to compare (`size` and/or pixels)."}
     )
     auto_validation_fraction: float = field(default=0.3, metadata={"help": "--method auto: held-out share."})
     auto_seeds: int = field(default=2, metadata={"help": "--method auto: seeds per candidate."})
@@ -99,6 +108,11 @@ class AutoArguments:
             raise ValueError(f"--auto_soft_labels: {self.auto_soft_labels!r} is not `none`, `float16` or `uint8`")
         if len([s for s in labels if s != "none"]) > 1:
             raise ValueError("--auto_soft_labels compares at most one soft-label dtype (and `none`)")
+        for token in self._side_tokens:
+            if token != "size" and not (token.isdigit() and int(token) >= 1):
+                raise ValueError(f"--auto_store_sides: {token!r} is neither `size` nor a side in pixels")
+        if not self._side_tokens:
+            raise ValueError("--auto_store_sides is empty; give `size` and/or sides in pixels")
         if not 0 < self.auto_validation_fraction < 1:
             raise ValueError(f"--auto_validation_fraction must be in (0, 1), got {self.auto_validation_fraction}")
         if self.auto_arch not in NETS:
@@ -118,6 +132,15 @@ class AutoArguments:
     @property
     def _frames_tokens(self) -> list[str]:
         return [k.strip() for k in self.auto_frames_per_video.split(",") if k.strip()]
+
+    @property
+    def _side_tokens(self) -> list[str]:
+        return [k.strip() for k in self.auto_store_sides.split(",") if k.strip()]
+
+    @property
+    def side_list(self) -> list[int | None]:
+        """Stored sides to compare; None is the codec as given."""
+        return [None if k == "size" else int(k) for k in self._side_tokens]
 
     @property
     def soft_list(self) -> list[str]:
@@ -145,30 +168,51 @@ class Candidate:
     dtype: str
     frames_per_video: int | None
     soft_labels: str | None = None
+    store_side: int | None = None
 
     @property
     def allocation(self) -> str:
-        return f"{self.dtype}, K={'plan' if self.frames_per_video is None else self.frames_per_video}"
+        side = "" if self.store_side is None else f", stored at {self.store_side} px"
+        return f"{self.dtype}, K={'plan' if self.frames_per_video is None else self.frames_per_video}{side}"
 
     @property
     def key(self) -> tuple:
-        return (self.method, self.dtype, self.frames_per_video, self.soft_labels)
+        return (self.method, self.dtype, self.frames_per_video, self.soft_labels, self.store_side)
 
 
 def candidates(auto: AutoArguments) -> list[Candidate]:
-    """Every (method, dtype, K, labels) in candidate order: methods as listed, then dtypes, then K, then labels."""
+    """Every (method, dtype, K, labels, side) in candidate order: methods as listed, then dtypes, K, labels, sides."""
     soft = [None if s == "none" else s for s in auto.soft_list]
     return [
-        Candidate(m, d, k, s)
+        Candidate(m, d, k, s, side)
         for m in auto.method_list
         for d in auto.dtype_list
         for k in auto.frames_list
         for s in soft
+        for side in auto.side_list
     ]
 
 
-def _run_dir(work_dir: str, dtype: str, frames: int | None) -> str:
-    return os.path.join(work_dir, AUTO, f"{dtype}_k{'plan' if frames is None else frames}")
+def _run_dir(work_dir: str, dtype: str, frames: int | None, side: int | None) -> str:
+    name = f"{dtype}_k{'plan' if frames is None else frames}" + ("" if side is None else f"_side{side}")
+    return os.path.join(work_dir, AUTO, name)
+
+
+def codec_for(codec: str, side: int | None, size: int) -> str:
+    """The codec spec of a candidate: `codec` itself, or `codec` applied at `side` px to `size`-px frames."""
+    return codec if side is None else f"resize:{side}/{size}:{codec}"
+
+
+def exact_ratio(args, auto: AutoArguments) -> str:
+    """`args.ratio`, with a `k<K>` resolved to its exact percent (`25/12`) under the codec as given when other stored
+    sides compete (each would read `k<K>` with its own smaller frames)."""
+    if not args.ratio.startswith("k") or auto.side_list == [None]:
+        return args.ratio
+    from compressa_hf.codecs import load_codec
+    from compressa_hf.distill.budget import resolve_ratio
+
+    shape = load_codec(args.codec).latent_shape(args.size, args.size)
+    return str(resolve_ratio(args.ratio, args.num_frames, args.size, shape))
 
 
 def describe(auto: AutoArguments) -> str:
@@ -201,25 +245,28 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
 
     cands = candidates(auto)
     soft_dtype = next((s for s in auto.soft_list if s != "none"), None)
+    if args.codec == "default" and auto.side_list != [None]:
+        raise ValueError("--auto_store_sides needs an explicit --codec (the sides wrap it)")
+    ratio = exact_ratio(args, auto)
     table: list[dict] = []
     full, report = None, None
-    allocations = list(dict.fromkeys((c.dtype, c.frames_per_video) for c in cands))
-    for dtype, frames in allocations:
-        runnable = [c for c in cands if (c.dtype, c.frames_per_video) == (dtype, frames)]
+    allocations = list(dict.fromkeys((c.dtype, c.frames_per_video, c.store_side) for c in cands))
+    for dtype, frames, side in allocations:
+        runnable = [c for c in cands if (c.dtype, c.frames_per_video, c.store_side) == (dtype, frames, side)]
         methods = list(dict.fromkeys(c.method for c in runnable if frames is None or c.method in FIXED_K_METHODS))
         if methods:
             logger.info("--method auto: validating %s at %s", ", ".join(methods), runnable[0].allocation)
             eval_args = EvaluateArguments(
                 source=args.source,
-                output=_run_dir(args.work_dir, dtype, frames),
+                output=_run_dir(args.work_dir, dtype, frames, side),
                 methods=",".join(methods),
-                ratios=args.ratio,
+                ratios=ratio,
                 seeds=auto.auto_seeds,
                 archs=auto.auto_arch,
                 full_data=full is None,  # the reference once
                 train_split=args.split,
                 test_split=args.split,  # never read: the validation protocol lists the train split only
-                codec=args.codec,
+                codec=codec_for(args.codec, side, args.size),
                 codec_dtype=args.codec_dtype,
                 num_frames=args.num_frames,
                 size=args.size,
@@ -241,6 +288,7 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
             cells = {c["method"]: c for c in report["cells"] if c["method"] != "full"}
         for c in runnable:
             entry = {"method": c.method, "dtype": dtype, "frames_per_video": frames, "soft_labels": c.soft_labels}
+            entry["store_side"] = side
             if c.method not in methods:
                 table.append(entry | {"status": "n/a", "reason": f"{c.method} chooses its own frames per video"})
                 continue
@@ -265,13 +313,14 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
                 }
             )
     order = {c.key: i for i, c in enumerate(cands)}
-    table.sort(key=lambda e: order[(e["method"], e["dtype"], e["frames_per_video"], e["soft_labels"])])
+    table.sort(key=lambda e: order[tuple(e[k] for k in KEY_FIELDS)])
     ok = [e for e in table if e["status"] == "ok"]
     if not ok:
         reasons = "; ".join(f"{e['method']} ({e['dtype']}): {e.get('reason')}" for e in table)
         raise ValueError(f"--method auto: no candidate can be run at --ratio {args.ratio}: {reasons}")
     best = max(ok, key=lambda e: e["mean"])  # max keeps the first of equal means: candidate order breaks ties
-    chosen = {k: best[k] for k in ("method", "dtype", "frames_per_video", "soft_labels", "mean", "std")}
+    chosen = {k: best[k] for k in ("method", "dtype", "frames_per_video", "soft_labels", "store_side", "mean", "std")}
+    chosen |= {"codec": codec_for(args.codec, best["store_side"], args.size), "ratio": ratio}
     logger.info(
         "--method auto chose %s (%s, K=%s, %s labels): validation accuracy %.1f %%",
         best["method"],
@@ -300,12 +349,13 @@ def table_markdown(selection: dict) -> str:
     """The validation table of a choice, as markdown for the card."""
     full = selection.get("full_data")
     lines = [
-        "| method | dtype | K | labels | validation accuracy % | rows x frames | stored bytes |",
-        "|---|---|---|---|---|---|---|",
+        "| method | dtype | K | labels | stored side | validation accuracy % | rows x frames | stored bytes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for e in selection["table"]:
         k = "plan" if e["frames_per_video"] is None else e["frames_per_video"]
-        head = f"| {e['method']} | {e['dtype']} | {k} | {e.get('soft_labels') or 'hard'} |"
+        side = "as encoded" if e.get("store_side") is None else f"{e['store_side']} px"
+        head = f"| {e['method']} | {e['dtype']} | {k} | {e.get('soft_labels') or 'hard'} | {side} |"
         if e["status"] != "ok":
             lines.append(f"{head} n/a: {e.get('reason', '')[:120]} | | |")
             continue
@@ -315,5 +365,5 @@ def table_markdown(selection: dict) -> str:
             f"{e['rows']} x {e['frames_per_row']:g} | {e['stored_bytes']:,} |"
         )
     if full:
-        lines.append(f"| full data (reference) | | | | {100 * full['mean']:.1f} +- {100 * full['std']:.1f} | | |")
+        lines.append(f"| full data (reference) | | | | | {100 * full['mean']:.1f} +- {100 * full['std']:.1f} | | |")
     return "\n".join(lines)

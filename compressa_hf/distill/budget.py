@@ -116,7 +116,8 @@ def ratio_for_frames(
 
 
 def check_ratio_token(token: str) -> str:
-    """`token` stripped if it is a ratio the CLI takes: a percent > 0 (`0.52`) or `k<K>` (`k1`); else `ValueError`.
+    """`token` stripped if it is a ratio the CLI takes: a percent > 0 (`0.52`), an exact fraction of a percent
+    (`25/12`, what `k<K>` resolves to, for comparing codecs at one exact budget) or `k<K>` (`k1`); else `ValueError`.
 
     `k<K>` is the exact ratio of K uint8 latent frames per video of the codec in use; it means the same K whatever
     the codec, where a percent buys 8x fewer frames with TAEF2's 32 latent channels than with TAESD's 4.
@@ -124,13 +125,17 @@ def check_ratio_token(token: str) -> str:
     token = str(token).strip()
     if token.startswith("k") and token[1:].isdigit() and int(token[1:]) >= 1:
         return token
+    numerator, slash, denominator = token.partition("/")
+    if slash and numerator.isdigit() and denominator.isdigit() and int(numerator) > 0 and int(denominator) > 0:
+        return token
     try:
         if float(token) > 0:
             return token
     except ValueError:
         pass
     raise ValueError(
-        f"bad ratio {token!r}: give a percent > 0 (e.g. 0.52) or k<K> (e.g. k1: one latent frame per video)"
+        f"bad ratio {token!r}: give a percent > 0 (e.g. 0.52, or exactly 25/12) or k<K> (e.g. k1: one latent frame "
+        "per video)"
     )
 
 
