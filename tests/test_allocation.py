@@ -154,3 +154,23 @@ def test_evaluate_and_distill_at_a_smaller_stored_side(tmp_path, capsys):
     assert len(load_dataset(str(out), "uniform_ratio_1", split="train", cache_dir=str(tmp_path / "hf"))) == 12
     frames = load_chat_dataset(str(out), "uniform_ratio_1", cache_dir=str(tmp_path / "hf"))[0]["videos"][0]
     assert frames.shape == (4, 32, 32, 3)  # decoded at the stored side, read back at the frame size
+
+
+def test_every_lever_at_once_is_counted_to_the_byte(tmp_path, capsys):
+    """Stored side, 4-bit codes, fixed K, fewer videos and uint8 soft labels in one set: the card's stored bytes are
+    the sum of each part, and within the budget."""
+    from tests.test_distill_method import COMMON
+
+    common = [{"pixel": "resize:16/32:pixel", "1.0": "0.15"}.get(a, a) for a in COMMON]
+    out = tmp_path / "set"
+    argv = ["distill", *common, "--output", str(out), "--cache_dir", str(tmp_path / "cache"), "--method", "uniform",
+            "--dtype", "uint4", "--frames_per_video", "3", "--soft_labels", "true", "--soft_label_dtype", "uint8",
+            "--teacher_epochs", "1", "--teacher_width", "8", "--teacher_batch_size", "4"]  # fmt: skip
+    assert cli(argv) == 0, capsys.readouterr().err[-2000:]
+    meta = read_meta(out)["uniform_ratio_0.15"]
+    # 0.15 % of 12 x 4 x 3 x 32 x 32 bytes = 221; a 16-px-stored frame is 3 x 2 x 2 codes = 6 bytes at 4 bits, the
+    # per-channel ranges 12 bytes once, uint8 labels 3 bytes a row: 3 x 6 + 3 = 21 bytes a video, 209 bytes of room
+    # hold 9 (3 a class): 9 x 21 + 12 = 201 bytes
+    assert meta["budget_bytes"] == 221 and meta["stored_bytes"] == 9 * (3 * 6 + 3) + 12 == 201
+    assert (meta["num_videos"], meta["frames_per_video"], meta["latents_dtype"]) == (9, 3, "uint4")
+    assert meta["soft_labels"]["bytes"] == 27 and len(meta["latent_ranges"]) == 3
