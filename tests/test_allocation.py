@@ -174,3 +174,30 @@ def test_every_lever_at_once_is_counted_to_the_byte(tmp_path, capsys):
     assert meta["budget_bytes"] == 221 and meta["stored_bytes"] == 9 * (3 * 6 + 3) + 12 == 201
     assert (meta["num_videos"], meta["frames_per_video"], meta["latents_dtype"]) == (9, 3, "uint4")
     assert meta["soft_labels"]["bytes"] == 27 and len(meta["latent_ranges"]) == 3
+
+
+def test_bench_allocation_chooses_on_validation_and_tests_against_the_anchors(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setenv("COMPRESSA_CACHE", str(tmp_path / "cache"))
+    path = Path(__file__).resolve().parents[1] / "bench" / "allocation.py"
+    spec = importlib.util.spec_from_file_location("bench_allocation", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclass looks its module up there
+    spec.loader.exec_module(bench)
+    out = tmp_path / "allocation.json"
+    argv = ["--sets", "tiny", "--ratios", "k1", "--seeds", "2", "--choice_seeds", "1", "--epochs", "2", "--width", "8",
+            "--batch_size", "4", "--codec", "pixel", "--methods", "uniform,random_frame", "--dtypes", "uint8,uint4",
+            "--soft", "none", "--sides", "size,8", "--work_dir", str(tmp_path / "runs"), "--output", str(out)]  # fmt: skip
+    assert bench.main(argv) == 0
+    entry = json.loads(out.read_text())["entries"][0]
+    assert len(entry["choice_table"]) == 2 * 2 * 2  # methods x dtypes x sides
+    best = max(e["mean"] for e in entry["choice_table"] if e["status"] == "ok")
+    assert entry["chosen"]["mean"] == best
+    assert set(entry["against"]) == {"uniform", "dm", "full"} and len(entry["test"]["chosen"]["per_seed"]) == 2
+    assert entry["held_out_clips"] == 9 and entry["protocol"] == "split"
+    assert entry["share_of_full"] == entry["test"]["chosen"]["mean"] / entry["test"]["full"]["mean"]
+    assert "| tiny | k1 | split (9 clips) |" in (tmp_path / "allocation.md").read_text()
