@@ -8,7 +8,7 @@ Usage:
         --codec pixel --methods uniform,random_frame --dtypes uint8,uint4 --output /tmp/a.json   # a quick look
 
 Per (set, ratio):
-1. Choice: `compressa_hf.distill.auto.choose` (what `compressa distill --method auto` runs) over `--methods` x
+1. Choice: `compressa_hf.evaluate.auto.choose` (what `compressa distill --method auto` runs) over `--methods` x
    `--dtypes` x `--frames` x `--soft` x `--sides`, on a stratified 30 % validation carve of the set's training split
    (`--choice_seeds` seeds). The test split is never read for it.
 2. Test: the chosen allocation, the anchors (uniform frames and DM as Table 1 runs them: the planner's K and dtype,
@@ -79,7 +79,7 @@ def seed_matrix(report: dict, row: str, arch: str) -> np.ndarray:
 
 def run_one(name, spec, ratio, args, work, method_config) -> dict:
     """The choice and the test runs of one (set, ratio); returns its table entry."""
-    from compressa_hf.distill.auto import AutoArguments, choose
+    from compressa_hf.evaluate.auto import AutoArguments, choose
     from compressa_hf.evaluate.runner import EvaluateArguments, run
     from compressa_hf.evaluate.stats import paired_bootstrap
     from compressa_hf.evaluate.train import TrainConfig

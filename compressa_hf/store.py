@@ -465,8 +465,8 @@ def _config_section(name: str, m: dict) -> str:
         ),
     ]
     lines += [f"- **{k}**: {v}" for k, v in facts if v not in (None, "")]
-    if m.get("auto"):
-        lines += ["", _auto_text(m["auto"])]
+    if m.get("auto_text"):  # how `--method auto` chose (`compressa_hf.evaluate.auto.card_text`)
+        lines += ["", m["auto_text"]]
     if m.get("command"):
         lines += ["", "Made with:", "", "```bash", m["command"], "```"]
     return "\n".join(lines) + "\n"
@@ -485,21 +485,6 @@ def _soft_text(soft: dict | None) -> str | None:
         else soft.get("made_by", "")
     )
     return f"{soft['reading']}, {soft['bytes']:,} bytes counted in the stored bytes; {made}"
-
-
-def _auto_text(selection: dict) -> str:
-    """The card's account of `compressa distill --method auto`: what was chosen, how, and the validation table."""
-    from compressa_hf.distill.auto import table_markdown
-
-    c, p = selection["chosen"], selection["protocol"]
-    k = "the planner's K" if c["frames_per_video"] is None else f"K = {c['frames_per_video']}"
-    return (
-        f"Chosen by `compressa distill --method auto`: **{c['method']}**, {c['dtype']} latents, {k}, the best mean "
-        f"accuracy on a validation split ({p['validation_fraction']:g} of the training split held out, "
-        f"{p['held_out_clips']} clips, fold seed {p['fold_seed']}; each candidate distilled from the other "
-        f"{p['train_clips']} clips at this ratio, a {p['arch']} trained from scratch, {p['seeds']} seed(s)). The test "
-        "split was not read. Validation accuracy chooses; it is not a test result.\n\n" + table_markdown(selection)
-    )
 
 
 def write_card(repo_dir: str | os.PathLike) -> None:

@@ -1,4 +1,4 @@
-"""`compressa distill --method auto` (compressa_hf/distill/auto.py): the choice of method and allocation on a
+"""`compressa distill --method auto` (compressa_hf/evaluate/auto.py): the choice of method and allocation on a
 validation split of the training split, never the test split, and the card that records it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 
 from compressa_hf.cli import main as cli
-from compressa_hf.distill import auto as auto_mod
-from compressa_hf.distill.auto import AutoArguments, Candidate, candidates, choose
+from compressa_hf.evaluate import auto as auto_mod
+from compressa_hf.evaluate.auto import AutoArguments, Candidate, candidates, choose
 from compressa_hf.store import read_meta
 from tests.test_distill_method import COMMON
 

@@ -98,7 +98,7 @@ class DistillArguments:
         method: Method of the registry (`compressa_hf.distill.methods.METHODS`) whose set is written; `full` (the
             uncompressed reference) is refused. See the module docstring for what rows each kind gives. `auto`
             chooses the method, dtype and K on a validation split of the training split (`--auto_*` options,
-            `compressa_hf.distill.auto`) and writes the winner's set.
+            `compressa_hf.evaluate.auto`) and writes the winner's set.
         method_options: Options of a method other than videocompressa / scorer_only: a YAML/JSON file
             (`{option: value}`, or `{method: {option: value}}` as `compressa evaluate --method_config` takes) or
             inline `key=value,...` (numbers, true/false and none are read as such). Unknown keys are errors naming
@@ -262,8 +262,8 @@ class DistillArguments:
 def make_parser():
     from trl import TrlParser
 
-    from compressa_hf.distill.auto import AutoArguments
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
+    from compressa_hf.evaluate.auto import AutoArguments
 
     return TrlParser(
         (DistillArguments, VideoCompressaConfig, AutoArguments), prog="compressa distill", allow_abbrev=False
@@ -869,13 +869,13 @@ def _run_method(args, vc_cfg, options, cache, source, enc, codec, labels_all, cl
 
 
 def _resolve_auto(args: DistillArguments, vc_cfg, auto) -> tuple[DistillArguments, object, dict]:
-    """`--method auto`: the validation choice (`compressa_hf.distill.auto.choose`), and the arguments that distil
+    """`--method auto`: the validation choice (`compressa_hf.evaluate.auto.choose`), and the arguments that distil
     the winner: its method, dtype, K and options, into config `auto_ratio_<r>`."""
     import dataclasses
 
-    from compressa_hf.distill.auto import choose
     from compressa_hf.distill.methods import get_method
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
+    from compressa_hf.evaluate.auto import choose
     from compressa_hf.io import atomic_write_json
     from compressa_hf.store import config_name_for_ratio
 
@@ -957,6 +957,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
     from compressa_hf.distill.methods.base import CompressedSet, choose_videos, store_latents
     from compressa_hf.distill.videocompressa import distill
     from compressa_hf.distributed import get_state
+    from compressa_hf.evaluate.auto import card_text as auto_card_text
     from compressa_hf.io import atomic_write_json
     from compressa_hf.publish import public_command, public_info, public_spec
     from compressa_hf.sources import parse_source_spec
@@ -965,7 +966,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
     state = get_state()
     selection = None
     if args.method == "auto":
-        from compressa_hf.distill.auto import AutoArguments, describe
+        from compressa_hf.evaluate.auto import AutoArguments, describe
 
         auto = auto or AutoArguments()
         if args.dry_run:
@@ -1183,7 +1184,7 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
             "dropped_classes": dropped,
             "diagnostics": cset.info.get("diagnostics"),
             "license": card_license(args, source),
-            **({"auto": selection} if selection is not None else {}),
+            **({"auto": selection, "auto_text": auto_card_text(selection)} if selection is not None else {}),
             **({"soft_labels": _soft_label_meta(cset, soft)} if soft is not None else {}),
         }
         if args.method == "videocompressa":

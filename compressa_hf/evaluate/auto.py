@@ -367,3 +367,19 @@ def table_markdown(selection: dict) -> str:
     if full:
         lines.append(f"| full data (reference) | | | | | {100 * full['mean']:.1f} +- {100 * full['std']:.1f} | | |")
     return "\n".join(lines)
+
+
+def card_text(selection: dict) -> str:
+    """The card's account of `compressa distill --method auto`: what was chosen, how, and the validation table."""
+    c, p = selection["chosen"], selection["protocol"]
+    k = "the planner's K" if c["frames_per_video"] is None else f"K = {c['frames_per_video']}"
+    labels = f"{c['soft_labels']} soft labels" if c.get("soft_labels") else "hard labels"
+    side = f", frames stored at {c['store_side']} px" if c.get("store_side") else ""
+    return (
+        f"Chosen by `compressa distill --method auto`: **{c['method']}**, {c['dtype']} latents, {k}, {labels}{side}, "
+        "the best mean "
+        f"accuracy on a validation split ({p['validation_fraction']:g} of the training split held out, "
+        f"{p['held_out_clips']} clips, fold seed {p['fold_seed']}; each candidate distilled from the other "
+        f"{p['train_clips']} clips at this ratio, a {p['arch']} trained from scratch, {p['seeds']} seed(s)). The test "
+        "split was not read. Validation accuracy chooses; it is not a test result.\n\n" + table_markdown(selection)
+    )
