@@ -881,7 +881,7 @@ def _resolve_auto(args: DistillArguments, vc_cfg, auto) -> tuple[DistillArgument
 
     if args.ratio is None:
         raise ValueError("--method auto needs --ratio (a percent of the split's bytes, or k<K>)")
-    flags = [f for f in videocompressa_flags(vc_cfg)]
+    flags = videocompressa_flags(vc_cfg)
     if flags:
         raise ValueError(
             f"--method auto takes no VideoCompressaConfig flags ({', '.join(flags)}): give every candidate's options "
