@@ -9,6 +9,8 @@ sides finished; `compressa_hf.evaluate.stats.paired_bootstrap`) against each `--
 Usage:
     python bench/table1_cells.py --run bench/results/table1_runs/arid6_iid --against uniform,dm \\
         --output bench/results/table1_arid6_iid_new_rows_cells.json
+    python bench/table1_cells.py --run bench/results/table1_runs/arid6_iid_folds5 --against uniform,dm,full  # folds
+Under `--folds K` a seed's number pools its K folds (every clip tested once), counted once all K are finished.
 """
 
 from __future__ import annotations
@@ -26,22 +28,59 @@ from compressa_hf.io import atomic_write_json
 
 
 def read_cells(run: str, arch: str) -> dict[tuple[str, float], dict[int, dict]]:
-    """{(method, ratio): {seed: cell}} of the finished ("ok") cells of `arch` (ratio None: full data)."""
-    cells: dict[tuple[str, float], dict[int, dict]] = defaultdict(dict)
+    """{(method, ratio): {seed: cell}} of the finished ("ok") cells of `arch` (ratio None: full data).
+
+    Under `--folds K` a seed counts once all K of its folds are finished, as one cell pooling them: `correct` is the
+    folds' lists in fold order (every pooled clip once), `accuracy` its mean, seconds and frames per row the folds'
+    means, stored bytes and budget the largest fold's.
+    """
+    found: dict[tuple[str, float, int], dict[int, dict]] = defaultdict(dict)
     for path in sorted(glob.glob(os.path.join(run, "cells", arch, "*", "*.json"))):
         with open(path) as f:
             cell = json.load(f)
         if cell.get("status") == "ok":
             ratio = None if cell["ratio"] is None else round(cell["ratio"], 5)  # None: the full-data reference
-            cells[cell["method"], ratio][cell["seed"]] = cell
+            found[cell["method"], ratio, cell["seed"]][cell.get("fold", -1)] = cell
+    folds = 1 + max((fold for by_fold in found.values() for fold in by_fold), default=-1)
+    cells: dict[tuple[str, float], dict[int, dict]] = defaultdict(dict)
+    for (method, ratio, seed), by_fold in found.items():
+        if folds == 0:  # the split protocol: one cell per seed
+            cells[method, ratio][seed] = by_fold[-1]
+        elif len(by_fold) == folds:
+            cells[method, ratio][seed] = _pool([by_fold[f] for f in range(folds)])
     return cells
+
+
+def _pool(parts: list[dict]) -> dict:
+    """One seed's fold cells as one cell over every pooled clip (see `read_cells`)."""
+    correct = [c for part in parts for c in part["correct"]]
+    stats = [p.get("frames_per_row_stats") for p in parts]
+    return {
+        "accuracy": float(np.mean(correct)),
+        "correct": correct,
+        "rows": parts[0]["rows"],
+        "frames_per_row": float(np.mean([p["frames_per_row"] for p in parts])),
+        **(
+            {"frames_per_row_stats": {"min": min(s["min"] for s in stats), "max": max(s["max"] for s in stats)}}
+            if all(stats)
+            else {}
+        ),
+        "stored_bytes": max(p["stored_bytes"] for p in parts),
+        "budget_bytes": max(p["budget_bytes"] for p in parts),
+        "compress_s": float(np.mean([p["compress_s"] for p in parts])),
+        "train_s": float(np.mean([p["train_s"] for p in parts])),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="an evaluate --output folder (bench/results/table1_runs/<set>)")
     parser.add_argument("--arch", default="convnet")
-    parser.add_argument("--against", default="uniform,dm", help="methods each row is compared with, same ratio")
+    parser.add_argument(
+        "--against",
+        default="uniform,dm",
+        help="methods each row is compared with at the same ratio (`full`: full data)",
+    )
     parser.add_argument("--output", default=None, help="JSON of the table")
     args = parser.parse_args()
     cells = read_cells(args.run, args.arch)
@@ -68,7 +107,7 @@ def main() -> None:
             "against": {},
         }
         for anchor in anchors:
-            other = cells.get((anchor, ratio), {})
+            other = cells.get((anchor, None if anchor == "full" else ratio), {})
             shared = [s for s in seeds if s in other]
             if anchor == method or not shared:
                 continue
