@@ -21,13 +21,13 @@ How:
    distils the rest at the same ratio, a network (`auto_arch`, `auto_epochs` epochs of batch `auto_batch_size`,
    width `auto_width`) trains from scratch on the result for each of `auto_seeds` seeds and is tested on the held-out
    clips; the full-data reference trains on all of the rest. The test split is never listed, decoded or read. The
-   runs live in `<work_dir>/auto/` and resume like every `compressa evaluate` run.
+   runs live in `<work_dir>/auto/` and resume like every `compressa evaluate` run. This module sits in `evaluate/`
+   because it runs evaluations; `compressa distill` calls it.
 3. Choice: the candidate with the best mean validation accuracy over seeds; a tie goes to the first in candidate
    order (methods as listed, then dtypes, then K, then labels, then sides), so list the cheaper options first.
 4. The winner distils the whole training split as `--method`, `--dtype`, `--frames_per_video`, `--soft_labels`
-   and `--codec` would, into config
-   `auto_ratio_<r>`; the card names the chosen method and allocation and holds the validation table
-   (`meta["auto"]`, rendered by `compressa_hf.store`).
+   and `--codec` would, into config `auto_ratio_<r>`; the card names the chosen method and allocation and holds the
+   validation table (`meta["auto"]`, and `card_text` for the card).
 The validation numbers choose; they are not a test result (the held-out clips trained nothing but are few): report a
 set's accuracy with `compressa evaluate` on the test split.
 """
@@ -152,6 +152,7 @@ class AutoArguments:
         return [None if k == "plan" else int(k) for k in self._frames_tokens]
 
     def train_config(self):
+        """The `TrainConfig` every candidate's network (and a soft-label teacher) trains with."""
         from compressa_hf.evaluate.train import TrainConfig
 
         return TrainConfig(
@@ -161,8 +162,8 @@ class AutoArguments:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One way to spend the budget: a method, a storage dtype, K (None: the planner's) and soft labels (their dtype,
-    or None for hard labels)."""
+    """One way to spend the budget: a method, a storage dtype, K (None: the planner's), soft labels (their dtype, or
+    None for hard labels) and the stored frame side (None: the codec as given)."""
 
     method: str
     dtype: str
