@@ -77,6 +77,13 @@ def test_distill_soft_labels_are_paid_from_the_budget_and_published(method, dtyp
     argv = ["distill", *common, "--output", str(out), "--cache_dir", str(tmp_path / "cache"), "--method", method,
             "--soft_labels", "true", "--soft_label_dtype", dtype, "--teacher_epochs", "2", "--teacher_width", "8",
             "--teacher_batch_size", "4", "--soft_label_temperature", "2"]  # fmt: skip
+    if method == "uniform":  # the dry run reserves the labels' room as the run does
+        assert cli([*argv, "--dry-run"]) == 0
+        plan = capsys.readouterr().out
+        assert (
+            "K=2 frame(s) per video for 9 of 12 videos" in plan
+            and f"{3 * (2 if dtype == 'float16' else 1)} bytes" in plan
+        )
     assert cli(argv + (VIDEOCOMPRESSA_FLAGS if method == "videocompressa" else [])) == 0, capsys.readouterr().err
     name = "ratio_k2" if method == "videocompressa" else "uniform_ratio_k2"
     meta = read_meta(out)[name]

@@ -120,7 +120,8 @@ def test_evaluate_augment_rows_train_on_the_same_sets_and_resume(tmp_path, monke
     comparisons = report["significance"]["convnet"][rk]["comparisons"]
     assert comparisons["uniform+aug"]["against"] == "uniform"
     assert report["tables"]["convnet"]["full+aug"]["full"]["status"] == "ok"
-    assert "| full+aug | reference |" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "| full+aug | reference |" in markdown and "with augmentation `dsa` (one transform per batch" in markdown
 
     # A rerun with other augmentation settings is refused, naming the cell.
     with pytest.raises(ValueError, match=r"uniform\+aug.*trained with augmentation"):

@@ -125,7 +125,8 @@ def test_distill_auto_chooses_on_validation_never_reads_the_test_split_and_says_
         "--auto_width", "8", "--auto_batch_size", "4",
     ]  # fmt: skip
     assert cli([*argv, "--dry-run"]) == 0
-    assert "--method auto: 8 candidates" in capsys.readouterr().out
+    dry = capsys.readouterr().out
+    assert "--method auto: 8 candidates" in dry and "into config auto_ratio_1" in dry
     assert cli(argv) == 0, capsys.readouterr().err[-3000:]
     summary = json.loads(capsys.readouterr().out)
     assert "test" not in listed and decoded and not [c for c in decoded if c.startswith("test/")]
@@ -142,7 +143,7 @@ def test_distill_auto_chooses_on_validation_never_reads_the_test_split_and_says_
     assert meta["auto"]["chosen"] == chosen and meta["stored_bytes"] <= meta["budget_bytes"]
     card = (out / "README.md").read_text()
     assert "Chosen by `compressa distill --method auto`" in card and "The test split was not read" in card
-    assert "| method | dtype | K | labels | stored side | validation accuracy % |" in card
+    assert "| method | dtype | K | labels | stored side | validation accuracy % mean +- std (per seed) |" in card
     assert "| full data (reference) |" in card
     # every candidate's validation run is a resumable `compressa evaluate` run in the work folder
     assert (tmp_path / "set.work" / "auto" / "uint4_k1" / "report.json").exists()
@@ -152,6 +153,8 @@ def test_auto_refuses_what_it_cannot_use(tmp_path):
     base = ["--debug", "distill", *COMMON, "--output", str(tmp_path / "s"), "--method", "auto"]
     with pytest.raises(ValueError, match="no VideoCompressaConfig flags"):
         cli([*base, "--passes", "2"])
+    with pytest.raises(ValueError, match="below the frame side"):  # checked before any work, in a dry run too
+        cli([*base, "--codec", "pixel", "--auto_store_sides", "48", "--dry-run"])
     with pytest.raises(ValueError, match="file of"):
         cli([*base, "--method_options", "iterations=2"])
     no_ratio = [a for a in base if a not in ("--ratio", "1.0")]

@@ -589,9 +589,16 @@ def _dry_run_plan(
     if args.method in ("dm_vdsd", "mtt_vdsd"):
         return _static_dynamic_plan(args, options or {}, labels, class_names, latent_shape)
     whole_clips = kind == "coreset" or args.method in PLAN_NOTES
+    label_bytes = 0
+    if args.soft_labels:  # the labels' room, as the run reserves it (`soft_labels.label_bytes`)
+        from compressa_hf.distill.soft_labels import label_bytes as soft_label_bytes
+
+        label_bytes = soft_label_bytes(len(class_names), args.soft_label_dtype)
     try:
         frames = args.num_frames if whole_clips else frames_per_video
-        plan = plan_for(args, frames, labels, class_names, latent_shape, warn=not whole_clips)
+        plan = plan_for(
+            args, frames, labels, class_names, latent_shape, warn=not whole_clips, label_bytes_per_video=label_bytes
+        )
     except ValueError as err:
         if args.method not in PLAN_NOTES:
             raise
@@ -966,11 +973,13 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
     state = get_state()
     selection = None
     if args.method == "auto":
-        from compressa_hf.evaluate.auto import AutoArguments, describe
+        from compressa_hf.evaluate.auto import AutoArguments, check_sides, describe
 
         auto = auto or AutoArguments()
+        check_sides(args, auto)  # a side the codec cannot be wrapped at is an error now, not at a candidate's turn
         if args.dry_run:
-            return {"dry_run": True, "method": "auto", "plan_text": describe(auto), "auto": asdict(auto)}
+            text = describe(auto).replace("auto_ratio_<r>", config_name(args, args.ratio))
+            return {"dry_run": True, "method": "auto", "plan_text": text, "auto": asdict(auto)}
         args, vc_cfg, selection = _resolve_auto(args, vc_cfg, auto)
     kind, options = method_options(args, vc_cfg)  # option errors before loading or encoding anything
     dtype = getattr(torch, args.codec_dtype)
@@ -1129,6 +1138,13 @@ def run(args: DistillArguments, vc_cfg, command: str | None = None, auto=None) -
         relabelled = labeller(cset, codec, cset.budget_bytes, vc_cfg.seed, pixels, torch.tensor(labels_all))
         cset = dataclasses.replace(relabelled, method=cset.method)
         summary["soft_labels"] = cset.info["soft_labels"]
+        logger.info(
+            "with its soft labels (%d bytes): %d rows, %d stored bytes (budget %d)",
+            cset.info["soft_labels"]["bytes"],
+            cset.num_rows,
+            cset.stored_bytes,
+            cset.budget_bytes,
+        )
     from compressa_hf.threads import last_choice
 
     choice = last_choice()  # how many threads ran this (some results' last bits depend on it)

@@ -216,13 +216,26 @@ def exact_ratio(args, auto: AutoArguments) -> str:
     return str(resolve_ratio(args.ratio, args.num_frames, args.size, shape))
 
 
+def check_sides(args, auto: AutoArguments) -> None:
+    """`ValueError` (the resize codec's own) for a stored side `args.codec` cannot be wrapped at for `args.size`."""
+    from compressa_hf.codecs import load_codec
+
+    for side in auto.side_list:
+        if side is not None:
+            if args.codec == "default":
+                raise ValueError("--auto_store_sides needs an explicit --codec (the sides wrap it)")
+            load_codec(codec_for(args.codec, side, args.size))
+
+
 def describe(auto: AutoArguments) -> str:
     """A few lines for `--dry-run`: the candidates and the validation protocol."""
     cands = candidates(auto)
     return "\n".join(
         [
             f"--method auto: {len(cands)} candidates ({', '.join(auto.method_list)} x {', '.join(auto.dtype_list)} x "
-            f"K in {', '.join(auto._frames_tokens)}), each distilled from {1 - auto.auto_validation_fraction:.0%} "
+            f"K in {', '.join(auto._frames_tokens)} x labels {', '.join(auto.soft_list)} x stored side "
+            f"{', '.join(auto._side_tokens)}; a method that cannot take an allocation is listed as n/a), each "
+            f"distilled from {1 - auto.auto_validation_fraction:.0%} "
             f"of the split and validated on the other {auto.auto_validation_fraction:.0%} ({auto.auto_seeds} seeds, "
             f"{auto.auto_arch} of width {auto.auto_width}, {auto.auto_epochs} epochs); the test split is never read",
             "the best candidate then distils the whole split into config auto_ratio_<r>",
@@ -279,6 +292,7 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
                 soft_labels=soft_dtype is not None,  # rows <method>+soft beside the hard-label ones
                 soft_label_dtype=soft_dtype or "float16",
                 soft_label_teacher=auto.auto_arch,
+                soft_label_temperature=getattr(args, "soft_label_temperature", 1.0),
                 validation_fraction=auto.auto_validation_fraction,
                 fold_seed=seed,
             )
@@ -350,7 +364,8 @@ def table_markdown(selection: dict) -> str:
     """The validation table of a choice, as markdown for the card."""
     full = selection.get("full_data")
     lines = [
-        "| method | dtype | K | labels | stored side | validation accuracy % | rows x frames | stored bytes |",
+        "| method | dtype | K | labels | stored side | validation accuracy % mean +- std (per seed) | rows x frames "
+        "| stored bytes |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for e in selection["table"]:
@@ -363,7 +378,7 @@ def table_markdown(selection: dict) -> str:
         accs = ", ".join(f"{100 * a:.1f}" for a in e["accuracies"])
         lines.append(
             f"{head} {100 * e['mean']:.1f} +- {100 * e['std']:.1f} ({accs}) | "
-            f"{e['rows']} x {e['frames_per_row']:g} | {e['stored_bytes']:,} |"
+            f"{e['rows']} x {round(e['frames_per_row'], 2):g} | {e['stored_bytes']:,} |"
         )
     if full:
         lines.append(f"| full data (reference) | | | | | {100 * full['mean']:.1f} +- {100 * full['std']:.1f} | | |")

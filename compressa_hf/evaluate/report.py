@@ -171,6 +171,14 @@ def to_markdown(report: dict) -> str:
     n_test = report["test_clips"]
     chance = report["chance"]
     lines = [f"# Evaluation: {report['source']}", "", _protocol_md(report), ""]
+    if report.get("augment"):
+        aug = report["augment"]
+        lines[-1:-1] = [
+            "",
+            f"Rows `+aug` train on the same sets as their rows with augmentation `{aug['strategy']}` "
+            f"({'one transform per batch' if aug['mode'] == 'single' else 'every transform'}, one draw per clip for "
+            "all its frames; `compressa_hf.evaluate.augment`).",
+        ]
     for arch in report["archs"]:
         table = report["tables"].get(arch, {})
         header = ["Method", "Kind", *[f"{rk} %" for rk in rkeys], "Full data", "Compress s / cell", "Train s / run"]

@@ -805,6 +805,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
         "train_config": asdict(train_cfg),
         "seeds": args.seeds,
         "protocol": data.protocol,
+        **({"augment": augmentation.settings()} if augmentation is not None else {}),
     }
     if args.protocol == "folds":
         data.protocol.update(budget_bytes_per_fold=budgets, full_bytes_per_fold=full_bytes)
