@@ -46,6 +46,11 @@ KEY_FIELDS = ("method", "dtype", "frames_per_video", "soft_labels", "store_side"
 DTYPES = ("uint8", "float16", "uint4")
 
 
+def _items(text: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated option."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 @dataclass
 class AutoArguments:
     """Options of `compressa distill --method auto` (see the module docstring); ignored by every other method.
@@ -123,19 +128,19 @@ class AutoArguments:
 
     @property
     def method_list(self) -> list[str]:
-        return [m.strip() for m in self.auto_methods.split(",") if m.strip()]
+        return _items(self.auto_methods)
 
     @property
     def dtype_list(self) -> list[str]:
-        return [d.strip() for d in self.auto_dtypes.split(",") if d.strip()]
+        return _items(self.auto_dtypes)
 
     @property
     def _frames_tokens(self) -> list[str]:
-        return [k.strip() for k in self.auto_frames_per_video.split(",") if k.strip()]
+        return _items(self.auto_frames_per_video)
 
     @property
     def _side_tokens(self) -> list[str]:
-        return [k.strip() for k in self.auto_store_sides.split(",") if k.strip()]
+        return _items(self.auto_store_sides)
 
     @property
     def side_list(self) -> list[int | None]:
@@ -144,7 +149,7 @@ class AutoArguments:
 
     @property
     def soft_list(self) -> list[str]:
-        return [s.strip() for s in self.auto_soft_labels.split(",") if s.strip()]
+        return _items(self.auto_soft_labels)
 
     @property
     def frames_list(self) -> list[int | None]:
@@ -259,8 +264,7 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
 
     cands = candidates(auto)
     soft_dtype = next((s for s in auto.soft_list if s != "none"), None)
-    if args.codec == "default" and auto.side_list != [None]:
-        raise ValueError("--auto_store_sides needs an explicit --codec (the sides wrap it)")
+    check_sides(args, auto)
     ratio = exact_ratio(args, auto)
     table: list[dict] = []
     full, report = None, None
