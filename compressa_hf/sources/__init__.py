@@ -14,6 +14,7 @@ from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, Video
 # Lazy so that `compressa --help` imports nothing heavy and a missing optional dependency only hits its user.
 SOURCES: dict[str, str] = {
     "videofolder": "compressa_hf.sources.videofolder:VideoFolderSource",
+    "framefolder": "compressa_hf.sources.framefolder:FrameFolderSource",
     "ucf101": "compressa_hf.sources.ucf101:UCF101Source",
     "hmdb51": "compressa_hf.sources.hmdb51:HMDB51Source",
     "kinetics400": "compressa_hf.sources.kinetics:Kinetics400Source",
@@ -47,13 +48,28 @@ def _coerce(value: str):
     return {"true": True, "false": False}.get(value.lower(), value)
 
 
+def _holds_frame_folders(root: str) -> bool:
+    """Whether the first clip entry under `<root>/<split>/<class>/` is a folder (frames) rather than a file."""
+    for split in sorted(os.listdir(root)):
+        split_dir = os.path.join(root, split)
+        if not os.path.isdir(split_dir):
+            continue
+        for cls in sorted(os.listdir(split_dir)):
+            cls_dir = os.path.join(split_dir, cls)
+            if os.path.isdir(cls_dir):
+                for clip in sorted(os.listdir(cls_dir)):
+                    return os.path.isdir(os.path.join(cls_dir, clip))
+    return False
+
+
 def parse_source_spec(spec: str) -> VideoSource:
     """`procedural`, `procedural:num_classes=4,seed=1`, `ucf101:root=/data/ucf,fold=2`, or a folder path.
 
-    A bare existing directory is read as a `videofolder`.
+    A bare existing directory is read as a `videofolder`, or as a `framefolder` when its clips are folders of frame
+    images (`<root>/<split>/<class>/<clip>/img_00001.jpg`).
     """
     if ":" not in spec and os.path.isdir(spec):
-        return build_source("videofolder", root=spec)
+        return build_source("framefolder" if _holds_frame_folders(spec) else "videofolder", root=spec)
     name, _, rest = spec.partition(":")
     if name not in SOURCES and (os.sep in spec or spec.startswith(".")):
         raise SourceError(f"--source {spec!r}: no such folder, and not a source name (known: {sorted(SOURCES)})")

@@ -1,0 +1,114 @@
+"""The `framefolder` source (clips as folders of frame images, mmaction2's rawframes): order, time, errors, and the
+cache pass over it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
+from compressa_hf.clips import ClipConfig, resize_crop, sample_clip
+from compressa_hf.codecs.pixel import PixelCodec
+from compressa_hf.sources import SourceError, build_source, parse_source_spec
+from compressa_hf.sources.base import ClipReadError
+from tests.conftest import ramp_frames
+
+
+def write_clip(folder: Path, frames: np.ndarray, pattern: str = "img_{:05d}.png", start: int = 1) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / pattern.format(i + start))
+
+
+@pytest.fixture
+def framefolder(tmp_path) -> Path:
+    """2 classes x (2 train, 1 test) clips of 12-14 PNG frames; Run's clips are numbered without padding."""
+    root = tmp_path / "ff"
+    for split, n in (("train", 2), ("test", 1)):
+        for c, cls in enumerate(("Jump", "Run")):
+            for j in range(n):
+                pattern = "img_{:05d}.png" if cls == "Jump" else "frame_{}.png"
+                write_clip(root / split / cls / f"clip{j}", ramp_frames(12 + j + c, 24, 32, seed=j), pattern)
+    return root
+
+
+def test_frames_come_in_numeric_order_with_their_times(framefolder):
+    src = build_source("framefolder", root=str(framefolder), fps=25)
+    assert parse_source_spec(str(framefolder)).name == "framefolder"  # a bare folder of frame folders
+    assert src.class_names == ["Jump", "Run"]
+    train = src.list_clips("train")
+    assert [r.clip_id for r in train] == ["train/Jump/clip0", "train/Jump/clip1", "train/Run/clip0", "train/Run/clip1"]
+    run0 = train[2]  # frame_1.png ... frame_13.png: frame_10 must come after frame_9, not after frame_1
+    assert [Path(f).name for f in src.frame_files(run0.path)][8:11] == ["frame_9.png", "frame_10.png", "frame_11.png"]
+    info = src.probe(run0)
+    assert info.num_frames == 13 and info.fps == 25.0 and not info.variable_rate
+    got = list(src.read_frames(run0, [10, 2, 2, 40]))  # sorted, unique, in range
+    assert [(i, t) for i, _, t in got] == [(2, 0.08), (10, 0.4)]
+    expected = ramp_frames(13, 24, 32, seed=0)
+    assert all(np.array_equal(frame, expected[i]) for i, frame, _ in got)  # PNG: the exact pixels
+
+
+def test_sampled_clip_matches_the_frames_it_names(framefolder):
+    src = build_source("framefolder", root=str(framefolder))
+    ref = src.list_clips("test")[0]
+    clip = sample_clip(src, ref, ClipConfig(num_frames=4, size=16))
+    assert clip.frame_indices == [1, 4, 7, 10] and clip.fps == 30.0 and clip.num_source_frames == 12
+    assert clip.timestamps == pytest.approx([i / 30 for i in clip.frame_indices])
+    expected = resize_crop(ramp_frames(12, 24, 32, seed=0)[clip.frame_indices], 16)
+    assert np.array_equal(clip.frames, expected)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    frame = np.zeros((8, 16, 3), np.uint8)
+    frame[:, :8] = 255  # left half white
+    clip = tmp_path / "train" / "A" / "c"
+    clip.mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(frame).save(clip / "0.png", exif=exif)
+    src = build_source("framefolder", root=str(tmp_path))
+    ((_, shown, _),) = src.read_frames(src.list_clips("train")[0], [0])
+    assert shown.shape == (16, 8, 3) and shown[:8].min() == 255 and shown[8:].max() == 0  # white on top
+
+
+def test_bad_folders_and_images_are_named(tmp_path, framefolder, caplog):
+    with pytest.raises(SourceError, match="is not a directory"):
+        build_source("framefolder", root=str(tmp_path / "missing"))
+    with pytest.raises(SourceError, match="fps must be > 0"):
+        build_source("framefolder", root=str(framefolder), fps=0)
+    (framefolder / "train" / "Jump" / "empty").mkdir()
+    (framefolder / "train" / "Jump" / "clip0" / "notes.txt").write_text("not a frame")
+    src = build_source("framefolder", root=str(framefolder))
+    with caplog.at_level(logging.WARNING):
+        refs = src.list_clips("train")
+    assert len(refs) == 4 and "1 clip folders hold no" in caplog.text and "empty" in caplog.text
+    assert len(src.frame_files(refs[0].path)) == 12  # notes.txt is no frame
+    broken = framefolder / "train" / "Jump" / "clip1" / "img_00003.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(ClipReadError, match="img_00003.png"):
+        list(src.read_frames(refs[1], [0, 2, 5]))
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(framefolder / "train" / "Run" / "clip0" / "frame_5.png")
+    with pytest.raises(ClipReadError, match=r"frame_5.png is 10x10, the clip's earlier frames 32x24"):
+        list(src.read_frames(refs[2], [0, 4]))
+
+
+def test_cache_pass_encodes_frame_folders_and_skips_a_broken_clip(tmp_path, framefolder):
+    (framefolder / "train" / "Run" / "clip1" / "frame_2.png").write_bytes(b"\x00broken")
+    cfg = EncodeConfig(
+        source=str(framefolder), output_dir=str(tmp_path / "c"), codec="pixel", num_frames=4, size=16, num_workers=0
+    )
+    summary = encode_split(cfg, progress=False)
+    assert summary["clips_cached"] == 3 and summary["clips_skipped"] == 1
+    skipped = [json.loads(line) for line in (tmp_path / "c" / "skipped.jsonl").read_text().splitlines()]
+    assert "frame_2.png" in skipped[0]["reason"]
+    latents, labels = LatentCache(tmp_path / "c").load_latents()
+    assert labels.tolist() == [0, 0, 1]
+    frames = resize_crop(ramp_frames(12, 24, 32, seed=0)[[1, 4, 7, 10]], 16)
+    expected = PixelCodec().encode(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
+    torch.testing.assert_close(latents[0].float(), expected, atol=2e-3, rtol=0)
