@@ -223,6 +223,51 @@ def test_evaluate_command_writes_report_and_resumes_per_cell(tmp_path, capsys):
         _evaluate(out, "--methods", "pixel_diff", "--ratios", "0.3", "--method_config", str(config))
 
 
+def test_cell_errors_record_a_failing_cell_and_the_run_goes_on(tmp_path, monkeypatch):
+    """`--cell_errors record`: a method that crashes (a GPU out of memory, a bug in one baseline) and a training that
+    crashes become `error` cells naming the exception; every other cell and the report are made. Default: it raises."""
+    import compressa_hf.distill.methods as methods
+    import compressa_hf.evaluate.runner as runner
+
+    real_compress, real_train = methods.compress, runner.train_and_test
+
+    def compress(name, ctx):
+        if name == "random":
+            raise RuntimeError("CUDA out of memory")
+        return real_compress(name, ctx)
+
+    trained = []
+
+    def train_and_test(*args, **kwargs):
+        trained.append(1)
+        if len(trained) == 2:  # the second training: uniform at k4, seed 0 (the order: seed, method, ratio)
+            raise FloatingPointError("loss is nan")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(methods, "compress", compress)
+    monkeypatch.setattr(runner, "train_and_test", train_and_test)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        _evaluate(tmp_path / "raise", "--methods", "random", "--ratios", "k4")
+
+    trained.clear()
+    report = _evaluate(
+        tmp_path / "record", "--methods", "uniform,random", "--ratios", "k1,k4", "--cell_errors", "record"
+    )
+    table = report["tables"]["convnet"]
+    k1, k4 = (f"{r:g}" for r in report["ratios"])
+    assert all(table["random"][k]["status"] == "error" for k in (k1, k4))
+    assert "RuntimeError: CUDA out of memory" in table["random"][k1]["reason"]
+    assert table["uniform"][k4]["status"] == "ok" and table["uniform"][k4]["seeds"] == [1]  # seed 0's training failed
+    (failed,) = [c for c in report["cells"] if c["method"] == "uniform" and c["status"] == "error"]
+    assert (failed["ratio"], failed["seed"]) == (report["ratios"][1], 0)
+    assert "FloatingPointError: loss is nan" in failed["reason"]
+    assert table["uniform"][k1]["status"] == "ok" and table["full"]["full"]["status"] == "ok"
+    errors = [c for c in report["cells"] if c["status"] == "error"]
+    assert len(errors) == 5 and len(report["cells"]) == 2 * (2 * 2 + 1)  # random x 2 ratios x 2 seeds + one training
+    with pytest.raises(ValueError, match="--cell_errors must be raise or record"):
+        _evaluate(tmp_path / "bad", "--cell_errors", "skip")
+
+
 def test_evaluate_rejects_unknown_names(tmp_path):
     from compressa_hf.evaluate.runner import EvaluateArguments
 

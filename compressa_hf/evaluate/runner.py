@@ -142,6 +142,14 @@ class EvaluateArguments:
         metadata={"help": "Add <row>+aug rows trained with this augmentation (`dsa` or names joined by _)."},
     )
     augment_mode: str = field(default="single", metadata={"help": "single (one transform per batch) or all."})
+    cell_errors: str = field(
+        default="raise",
+        metadata={
+            "help": "A method or training that fails in a cell: raise (stop the run) or record (an `error` cell with "
+            "the exception, logged with its traceback; the run goes on, and a resumed run keeps it: delete its cell file "
+            "to run it again)."
+        },
+    )
 
     def __post_init__(self):
         from compressa_hf.distill.methods import METHODS
@@ -153,6 +161,8 @@ class EvaluateArguments:
             self.methods = ",".join(m for m in self.method_list if m != "full")
         if not self.method_list and not self.full_data:
             raise ValueError("nothing to evaluate: --methods is empty and --full_data false")
+        if self.cell_errors not in ("raise", "record"):
+            raise ValueError(f"--cell_errors must be raise or record, got {self.cell_errors!r}")
         unknown = [m for m in self.method_list if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown} in --methods; known: {sorted(METHODS)}")
@@ -520,6 +530,14 @@ def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: 
     )
 
 
+def _recorded_error(err: Exception, where: str) -> str:
+    """Log a failed cell with its traceback (`--cell_errors record`) and free what a CUDA failure left; its reason."""
+    logger.error("%s failed; recorded as an error cell, the run goes on", where, exc_info=err)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # an out-of-memory error leaves the failed cell's blocks cached
+    return f"{type(err).__name__}: {err}"
+
+
 def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
     """Run (or resume) every cell and write the report; returns the report dict."""
     from compressa_hf.cache import resolve_device
@@ -680,7 +698,7 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                 na_path = os.path.join(out, "sets", set_row, name + ".na.json")
                 ratio_value = None if ratio is None else float(ratio)
                 base = {"method": method, "kind": kind, "ratio": ratio_value, "seed": seed, **part.fields}
-                cset, compress_s, reason = None, 0.0, None
+                cset, compress_s, reason, failed = None, 0.0, None, "n/a"
                 if os.path.exists(na_path):
                     with open(na_path) as f:
                         reason = json.load(f)["reason"]
@@ -716,6 +734,10 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                         reason = str(err)
                         atomic_write_json(na_path, {"reason": reason})
                         logger.warning("%s at %s %%: not applicable: %s", set_row, rk, reason)
+                    except Exception as err:
+                        if args.cell_errors == "raise":
+                            raise
+                        reason, failed = _recorded_error(err, f"{set_row} at {rk} % {part.prefix}seed {seed}"), "error"
                     else:
                         # the method's own cost: the registry's diagnostics (decoded PSNR) are not part of it
                         compress_s = time.perf_counter() - start - cset.info.get("diagnostics_s", 0.0)
@@ -725,22 +747,32 @@ def run(args: EvaluateArguments, train_cfg: TrainConfig) -> dict:
                         cset.save(set_path)
                 frames = cset.frames(codec, device=device) if cset is not None else None
                 for arch in todo:
-                    if cset is None:
-                        record = {**base, "arch": arch, "status": "n/a", "reason": reason}
+                    res = None
+                    if cset is not None:
+                        try:
+                            res = train_and_test(
+                                frames,
+                                cset.labels,
+                                test_pixels,
+                                test_labels,
+                                num_classes,
+                                arch=arch,
+                                cfg=train_cfg,
+                                seed=seed,
+                                device=device,
+                                train_targets=soft_targets(cset),
+                                augment=augmentation if method != set_row else None,
+                            )
+                        except Exception as err:
+                            if args.cell_errors == "raise":
+                                raise
+                            reason = _recorded_error(
+                                err, f"training {arch} on {method} at {rk} % {part.prefix}seed {seed}"
+                            )
+                            failed = "error"
+                    if res is None:
+                        record = {**base, "arch": arch, "status": failed, "reason": reason}
                     else:
-                        res = train_and_test(
-                            frames,
-                            cset.labels,
-                            test_pixels,
-                            test_labels,
-                            num_classes,
-                            arch=arch,
-                            cfg=train_cfg,
-                            seed=seed,
-                            device=device,
-                            train_targets=soft_targets(cset),
-                            augment=augmentation if method != set_row else None,
-                        )
                         stats = cset.frame_stats()  # rows of different K (PRISM's key frames): mean, min, max
                         frames_per_row = stats["mean"] if cset.variable_frames else cset.frames_per_row
                         record = {
