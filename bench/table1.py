@@ -19,6 +19,8 @@ at the next unfinished cell) into `--work_dir/<set>`; its report.md / report.png
   16 frames and the scene frames drown the event.
 - arid6: `../shared/data/arid6`, scene-disjoint split: how a set generalises to new scenes (small networks stay
   near chance on it, FACTS.md).
+- ucf101_19: `../shared/data/ucf101_19`, real UCF101 clips of 19 classes, whole groups held out (its README).
+`--source NAME=SPEC` reads a set from elsewhere (the GPU check reads its carried frame folders this way).
 The protocol is the paper's (SGD 0.01, momentum 0.9, wd 5e-4, last epoch, T uniform test frames) at a size two CPU
 cores can run three times over: 48 x 48 frames, width-32 ConvNet, `--epochs` (default 40) and batch 32 (a
 150-clip set in batches of 256 would be one step per epoch). The printed table is accuracy relative to full data.
@@ -46,6 +48,7 @@ SETS = {
         "ratios": "k1",
     },
     "arid6": {"source": os.path.join(SHARED, "data", "arid6"), "num_frames": 8, "ratios": "k1"},
+    "ucf101_19": {"source": os.path.join(SHARED, "data", "ucf101_19"), "num_frames": 8, "ratios": "k1,k2"},
 }
 
 # Method settings for sets of ~150 clips: VideoCompressa's paper schedule (4 passes of 64 videos) is 12 steps
@@ -81,7 +84,20 @@ def main() -> int:
     parser.add_argument(
         "--folds", type=int, default=0, help="K-fold protocol (`compressa evaluate --folds`); 0: the set's split"
     )
+    parser.add_argument(
+        "--source", action="append", default=[], metavar="NAME=SPEC", help="read set NAME from SPEC (repeatable)"
+    )
+    parser.add_argument("--num_frames", type=int, default=None, help="override the sets' T")
+    parser.add_argument("--num_workers", type=int, default=1, help="decode workers of the cache pass")
+    parser.add_argument("--cell_errors", default="raise", help="raise, or record a failing cell and go on")
+    parser.add_argument("--results_dir", default=os.path.join(HERE, "results"), help="where the reports are copied")
     args = parser.parse_args()
+    sets = {name: dict(spec) for name, spec in SETS.items()}
+    for item in args.source:
+        name, eq, spec = item.partition("=")
+        if not eq or name not in sets:
+            parser.error(f"--source {item!r}: expected NAME=SPEC with NAME one of {sorted(sets)}")
+        sets[name]["source"] = spec
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
@@ -91,13 +107,14 @@ def main() -> int:
     from compressa_hf.io import atomic_write_json
 
     os.makedirs(args.work_dir, exist_ok=True)
+    os.makedirs(args.results_dir, exist_ok=True)
     method_config = os.path.join(args.work_dir, "methods.json")  # JSON is YAML
     atomic_write_json(method_config, METHOD_CONFIG)
     results = {}
     protocol = f"_folds{args.folds}" if args.folds else ""
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
-        spec = SETS[name]
-        if not spec["source"].startswith("procedural") and not os.path.isdir(spec["source"]):
+        spec = sets[name]
+        if ":" not in spec["source"] and not os.path.isdir(spec["source"]):
             print(f"skip {name}: {spec['source']} not found", file=sys.stderr)
             continue
         start = time.perf_counter()
@@ -111,12 +128,14 @@ def main() -> int:
                 archs=args.archs,
                 codec=args.codec,
                 codec_dtype=args.codec_dtype,
-                num_frames=spec["num_frames"],
+                num_frames=args.num_frames or spec["num_frames"],
                 size=args.size,
+                num_workers=args.num_workers,
                 method_config=method_config,
                 device=args.device,
                 progress=False,
                 folds=args.folds,
+                cell_errors=args.cell_errors,
             ),
             TrainConfig(epochs=args.epochs, batch_size=args.batch_size, width=args.width),
         )
@@ -124,7 +143,7 @@ def main() -> int:
         for ext in ("md", "png", "json"):
             shutil.copyfile(
                 os.path.join(args.work_dir, name + protocol, f"report.{ext}"),
-                os.path.join(HERE, "results", f"table1_{name}{protocol}{args.suffix}.{ext}"),
+                os.path.join(args.results_dir, f"table1_{name}{protocol}{args.suffix}.{ext}"),
             )
         results[name] = {"wall_s": wall, "report": {k: v for k, v in report.items() if k != "cells"}}
         if spec["source"].startswith("procedural"):
@@ -137,7 +156,7 @@ def main() -> int:
             rates = set_hit_rates(
                 os.path.join(args.work_dir, name + protocol),
                 parse_source_spec(spec["source"]),
-                spec["num_frames"],
+                args.num_frames or spec["num_frames"],
                 args.size,
                 report,
             )

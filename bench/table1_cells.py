@@ -72,19 +72,10 @@ def _pool(parts: list[dict]) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="an evaluate --output folder (bench/results/table1_runs/<set>)")
-    parser.add_argument("--arch", default="convnet")
-    parser.add_argument(
-        "--against",
-        default="uniform,dm",
-        help="methods each row is compared with at the same ratio (`full`: full data)",
-    )
-    parser.add_argument("--output", default=None, help="JSON of the table")
-    args = parser.parse_args()
-    cells = read_cells(args.run, args.arch)
-    anchors = [m for m in args.against.split(",") if m]
+def table_rows(cells: dict[tuple[str, float], dict[int, dict]], anchors: list[str]) -> list[dict]:
+    """One row per (method, ratio) of `read_cells`' cells: accuracy per seed and mean, rows, frames, bytes, seconds,
+    and under `against` the paired bootstrap difference to each anchor method at the same ratio (`full`: full data)
+    over the test clips x the seeds both finished."""
     rows = []
     for (method, ratio), by_seed in sorted(cells.items(), key=lambda kv: (kv[0][1] or float("inf"), kv[0][0])):
         seeds = sorted(by_seed)
@@ -115,7 +106,23 @@ def main() -> None:
             b = np.array([other[s]["correct"] for s in shared], dtype=float)
             row["against"][anchor] = paired_bootstrap(a, b).to_dict() | {"seeds": shared}
         rows.append(row)
+    return rows
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="an evaluate --output folder (bench/results/table1_runs/<set>)")
+    parser.add_argument("--arch", default="convnet")
+    parser.add_argument(
+        "--against",
+        default="uniform,dm",
+        help="methods each row is compared with at the same ratio (`full`: full data)",
+    )
+    parser.add_argument("--output", default=None, help="JSON of the table")
+    args = parser.parse_args()
+    cells = read_cells(args.run, args.arch)
+    anchors = [m for m in args.against.split(",") if m]
+    rows = table_rows(cells, anchors)
     print(f"| method | ratio % | seeds | accuracy % per seed | rows x frames | stored / budget bytes | compress s | "
           f"train s | {' | '.join(f'- {a} [95 %]' for a in anchors)} |")  # fmt: skip
     print("|---" * (8 + len(anchors)) + "|")

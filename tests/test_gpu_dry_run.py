@@ -3,7 +3,7 @@ the GPU run would, so the script cannot rot between GPU runs; the time caps stop
 carried-size report counts what a device call sends.
 
 The dry run blocks the packages the GPU machine lacks and that prepare.sh does not carry (av, diffusers, deepspeed,
-tensorly, dppy): a part that starts importing one fails here, not there.
+): a part that starts importing one fails here, not there.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ import pytest
 from tests.conftest import QWEN, REPO, SHARED, TAEF2, need_shared
 
 GPU = REPO / "bench" / "gpu"
-PARTS = ["environment", "gpu_tests", "distill", "train", "sft_7b_lora", "eval_loglik", "sft_9b_packed", "sft_3b_full"]
-NOT_ON_THE_GPU_MACHINE = ("av", "diffusers", "deepspeed", "tensorly", "dppy")
+PARTS = [
+    "environment", "gpu_tests", "table1_112", "sft_9b_packed", "distill", "train", "sft_7b_lora", "eval_loglik",
+    "sft_3b_full",
+]  # fmt: skip
+NOT_ON_THE_GPU_MACHINE = ("av", "diffusers", "deepspeed")
 
 
 def load(name: str):
@@ -172,6 +175,68 @@ def test_dry_run_measures_qwen3_5_padded_and_packed(dry_run):
         "raw 64",
         f"raw_qwen {rows['raw_qwen', True]['frame_side']}",
     }
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_dry_run_table1_reports_every_set_with_intervals_and_its_cells(dry_run):
+    """The 112 px Table 1 part, at tiny sizes: both sets from frame folders, every row with its paired intervals
+    against uniform and full data, and every finished cell (what a later GPU session resumes from)."""
+    _, _, summary = dry_run
+    result = parts_of(summary)["table1_112"]
+    assert list(result["sets"]) == ["ucf101_19", "arid6_iid"] and result["restored_cells"] == 0
+    for entry in result["sets"].values():
+        assert entry["status"] == "finished"
+        rows = {(r["method"], r["ratio"]): r for r in entry["rows"]}
+        assert {m for m, _ in rows} == {"uniform", "random_frame", "full"} and len(rows) == 5  # k1, k2 and full
+        assert all(r["seeds"] == [0, 1] for r in rows.values())
+        k1 = min(r for _, r in rows if r is not None)
+        assert set(rows["random_frame", k1]["against"]) == {"uniform", "full"}
+        assert len(entry["cells"]) == 10 and all(c["status"] == "ok" for c in entry["cells"].values())
+
+
+@pytest.mark.slow
+def test_table1_part_resumes_from_a_summary_and_stops_at_its_deadline(tmp_path):
+    """A later GPU session restores the finished cells of the newest summary and runs none of them again; a set
+    past its share of the deadline is stopped and reported, not lost."""
+    script = [sys.executable, str(GPU / "table1_gpu.py"), "--dry_run", "--frames", str(tmp_path / "frames")]
+    first = tmp_path / "first.json"
+    subprocess.run([*script, "--sets", "ucf101_19", "--output", str(first)], check=True, timeout=300)
+    cells = json.loads(first.read_text())["sets"]["ucf101_19"]["cells"]
+    summary = tmp_path / "gpu_h100_2026-12-08.json"  # as run.py's summary embeds the part
+    summary.write_text(json.dumps({"parts": {"table1_112": {"result": json.loads(first.read_text())}}}))
+    second = tmp_path / "second.json"
+    subprocess.run(
+        [*script, "--sets", "ucf101_19", "--resume", str(summary), "--output", str(second)], check=True, timeout=300
+    )
+    again = json.loads(second.read_text())
+    assert again["restored_cells"] == len(cells) == 10
+    assert again["sets"]["ucf101_19"]["cells"] == cells  # nothing recomputed: the restored cells are the table's
+    log = (tmp_path / "second_runs" / "ucf101_19.log").read_text()
+    assert "seed 0 convnet" not in log  # no cell trained
+
+    proc = subprocess.run(
+        [*script, "--sets", "ucf101_19", "--deadline_s", "0", "--output", str(tmp_path / "late.json")], timeout=300
+    )
+    late = json.loads((tmp_path / "late.json").read_text())["sets"]["ucf101_19"]
+    assert proc.returncode == 1 and late["status"] == "stopped at its share of the deadline"
+
+
+def test_table1_part_resumes_from_the_newest_summary_with_cells(tmp_path, monkeypatch):
+    run = load("run")
+    monkeypatch.setattr(run, "REPO", str(tmp_path))
+    results = tmp_path / "bench" / "results"
+    results.mkdir(parents=True)
+    assert run.resume_table1() == []
+
+    def summary(name: str, cells: dict) -> None:
+        part = {"result": {"sets": {"ucf101_19": {"cells": cells}}}}
+        (results / name).write_text(json.dumps({"parts": {"table1_112": part}}))
+
+    summary("gpu_h200_2026-11-29.json", {"a": {}})
+    summary("gpu_h100_2026-12-08.json", {"a": {}, "b": {}})  # newer by date, though "h100" sorts before "h200"
+    summary("gpu_h200_2026-12-09.json", {})  # newest, but without cells
+    assert run.resume_table1() == ["--resume", str(results / "gpu_h100_2026-12-08.json")]
 
 
 def test_eval_benchmark_uses_the_recipes_defaults():

