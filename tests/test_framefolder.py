@@ -112,3 +112,28 @@ def test_cache_pass_encodes_frame_folders_and_skips_a_broken_clip(tmp_path, fram
     frames = resize_crop(ramp_frames(12, 24, 32, seed=0)[[1, 4, 7, 10]], 16)
     expected = PixelCodec().encode(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
     torch.testing.assert_close(latents[0].float(), expected, atol=2e-3, rtol=0)
+
+
+def test_frames_written_for_the_gpu_read_back_as_the_same_clips(tmp_path, videofolder):
+    """bench/gpu/frames.py keeps the T frames the cache pass takes; read back with T frames at the same side, the
+    frame folder gives those frames (up to JPEG's loss), the same clips, labels and class names."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("gpu_frames", REPO / "bench" / "gpu" / "frames.py")
+    frames = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frames)
+    info = frames.write_frames(str(videofolder), str(tmp_path / "ff"), num_frames=4, size=16, quality=95, workers=0)
+    assert info["clips"] == {"test": 2, "train": 4} and info["unreadable"] == []
+    assert not (tmp_path / "ff.partial").exists()
+    videos, folders = build_source("videofolder", root=str(videofolder)), parse_source_spec(str(tmp_path / "ff"))
+    assert folders.name == "framefolder" and folders.class_names == videos.class_names
+    cfg = ClipConfig(num_frames=4, size=16)
+    for split in ("train", "test"):
+        for a, b in zip(videos.list_clips(split), folders.list_clips(split), strict=True):
+            assert (a.clip_id, a.label) == (b.clip_id, b.label)
+            x, y = sample_clip(videos, a, cfg), sample_clip(folders, b, cfg)
+            assert y.frame_indices == [0, 1, 2, 3]  # T of T
+            diff = np.abs(x.frames.astype(int) - y.frames.astype(int))
+            assert diff.mean() < 2 and diff.max() < 24, (a.clip_id, diff.mean(), diff.max())

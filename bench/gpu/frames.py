@@ -35,6 +35,11 @@ def clip_name(clip_id: str, split: str) -> str:
     return name.split("/", 1)[-1].replace("/", "__") if name.count("/") >= 1 else name
 
 
+def _as_is(item: dict) -> dict:
+    """The loader's collate: each item as the dataset gave it (a top-level function, so spawned workers can pickle it)."""
+    return item
+
+
 def write_frames(source_spec: str, out: str, num_frames: int, size: int, quality: int, workers: int) -> dict:
     """Write every split's sampled frames under `out` (replaced whole); returns what `frames.json` holds."""
     source = parse_source_spec(source_spec)
@@ -46,7 +51,7 @@ def write_frames(source_spec: str, out: str, num_frames: int, size: int, quality
     for split in source.splits:
         refs = source.list_clips(split)
         loader = torch.utils.data.DataLoader(
-            ClipDataset(source, refs, cfg), batch_size=None, num_workers=workers, collate_fn=lambda item: item
+            ClipDataset(source, refs, cfg), batch_size=None, num_workers=workers, collate_fn=_as_is
         )
         written = 0
         for item in loader:
