@@ -80,7 +80,7 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_bad_folders_and_images_are_named(tmp_path, framefolder, caplog):
     with pytest.raises(SourceError, match="is not a directory"):
         build_source("framefolder", root=str(tmp_path / "missing"))
-    with pytest.raises(SourceError, match="fps must be > 0"):
+    with pytest.raises(SourceError, match="fps must be a finite number > 0, got 0"):
         build_source("framefolder", root=str(framefolder), fps=0)
     (framefolder / "train" / "Jump" / "empty").mkdir()
     (framefolder / "train" / "Jump" / "clip0" / "notes.txt").write_text("not a frame")
@@ -127,6 +127,9 @@ def test_frames_written_for_the_gpu_read_back_as_the_same_clips(tmp_path, videof
     info = frames.write_frames(str(videofolder), str(tmp_path / "ff"), num_frames=4, size=16, quality=95, workers=0)
     assert info["clips"] == {"test": 2, "train": 4} and info["unreadable"] == []
     assert not (tmp_path / "ff.partial").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(SystemExit, match="was not written by frames.py"):  # a folder of the user's is not replaced
+        frames.write_frames(str(videofolder), str(tmp_path / "mine"), num_frames=4, size=16, quality=95, workers=0)
     videos, folders = build_source("videofolder", root=str(videofolder)), parse_source_spec(str(tmp_path / "ff"))
     assert folders.name == "framefolder" and folders.class_names == videos.class_names
     cfg = ClipConfig(num_frames=4, size=16)
@@ -135,5 +138,70 @@ def test_frames_written_for_the_gpu_read_back_as_the_same_clips(tmp_path, videof
             assert (a.clip_id, a.label) == (b.clip_id, b.label)
             x, y = sample_clip(videos, a, cfg), sample_clip(folders, b, cfg)
             assert y.frame_indices == [0, 1, 2, 3]  # T of T
+            assert y.duration == pytest.approx(x.duration)  # the recorded rate keeps the clip's time
             diff = np.abs(x.frames.astype(int) - y.frames.astype(int))
             assert diff.mean() < 2 and diff.max() < 24, (a.clip_id, diff.mean(), diff.max())
+
+
+def test_flow_hidden_files_and_prefix(tmp_path):
+    """mmaction2's `--task both` folders hold optical flow beside the RGB frames; macOS leaves `.DS_Store` and `._*`
+    files: none of them is a frame, and a `.DS_Store` does not hide the layout from the detection."""
+    clip = tmp_path / "train" / "A" / "c"
+    write_clip(clip, ramp_frames(6, 8, 8), "img_{:05d}.png")
+    write_clip(clip, np.zeros((6, 8, 8, 3), np.uint8), "flow_x_{:05d}.png")
+    write_clip(clip, np.zeros((6, 8, 8, 3), np.uint8), "flow_y_{:05d}.png")
+    (clip / "._img_00001.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (tmp_path / "train" / "A" / ".DS_Store").write_bytes(b"\x00")
+    (tmp_path / "train" / ".DS_Store").write_bytes(b"\x00")
+    src = parse_source_spec(str(tmp_path))
+    assert src.name == "framefolder" and src.class_names == ["A"]
+    (ref,) = src.list_clips("train")
+    assert [Path(f).name for f in src.frame_files(ref.path)] == [f"img_{i:05d}.png" for i in range(1, 7)]
+    only = build_source("framefolder", root=str(tmp_path), prefix="flow_x")
+    assert len(only.frame_files(only.list_clips("train")[0].path)) == 6 and only.describe()["prefix"] == "flow_x"
+    one = build_source("framefolder", root=str(tmp_path), extensions=".PNG|jpg")  # as the command line passes it
+    assert one.extensions == (".png", ".jpg")
+
+
+def test_frame_rates_given_recorded_or_assumed(tmp_path, framefolder, caplog):
+    ref_of = {"train/Jump/clip0": 12.5}
+    (framefolder / "frames.json").write_text(json.dumps({"fps": ref_of}))
+    recorded = build_source("framefolder", root=str(framefolder))
+    jump0, jump1 = recorded.list_clips("train")[:2]
+    assert recorded.probe(jump0).fps == 12.5 and recorded.describe()["fps"] == "frames.json"
+    with caplog.at_level(logging.WARNING):
+        assert recorded.probe(jump1).fps == 30.0  # not recorded: assumed, and said once
+        recorded.probe(jump1)
+    assert caplog.text.count("timestamps assume 30 fps") == 1
+    assert build_source("framefolder", root=str(framefolder), fps=24).probe(jump0).fps == 24.0  # given: it wins
+    for bad in ("abc", "inf", "nan", -1):
+        with pytest.raises(SourceError, match=f"fps must be a finite number > 0, got {bad!r}"):
+            build_source("framefolder", root=str(framefolder), fps=bad)
+    (framefolder / "frames.json").write_text(json.dumps({"fps": {"train/Jump/clip0": "fast"}}))
+    with pytest.raises(SourceError, match="frames.json.*'train/Jump/clip0'.*got 'fast'"):
+        build_source("framefolder", root=str(framefolder))
+
+
+def test_sixteen_bit_and_grey_images_become_8_bit_rgb(tmp_path):
+    clip = tmp_path / "train" / "A" / "c"
+    clip.mkdir(parents=True)
+    ramp16 = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
+    Image.fromarray(ramp16).save(clip / "0.png")  # mode I;16
+    Image.fromarray((ramp16 >> 8).astype(np.uint8)).save(clip / "1.png")  # mode L
+    src = build_source("framefolder", root=str(tmp_path))
+    (_, wide, _), (_, grey, _) = src.read_frames(src.list_clips("train")[0], [0, 1])
+    assert wide.shape == grey.shape == (8, 8, 3) and wide.dtype == np.uint8
+    assert np.abs(wide.astype(int) - grey.astype(int)).max() <= 1  # scaled, not clipped to 255
+    assert wide.min() == 0 and wide.max() == 255
+
+
+def test_images_in_class_folders_and_files_for_folders_are_explained(tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
+    (tmp_path / "ds" / "train" / "A").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ds" / "train" / "A" / "img_00001.jpg")
+    with pytest.raises(SourceError, match=r"holds images \(img_00001.jpg, ...\).*<split>/<class>/<clip>/img_00001"):
+        parse_source_spec(str(tmp_path / "ds")).list_clips("train")
+    with pytest.raises(SourceError, match="is a file: give the dataset folder"):
+        parse_source_spec(str(tmp_path / "x.png"))
+    with pytest.raises(SourceError, match="is a file, not a directory"):
+        build_source("framefolder", root=str(tmp_path / "x.png"))

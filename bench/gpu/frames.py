@@ -10,7 +10,9 @@ Usage:
         --size 32   # the dry run's input
 
 Writes `<out>/<split>/<class>/<clip>/img_00001.jpg ...` and `<out>/frames.json` (source, T, side, quality, clips per
-split, clips that could not be read). The folder is built beside `<out>` and renamed into place when complete.
+split, clips that could not be read, and each clip's frame rate `T / duration`, which the `framefolder` source reads
+so that timestamps and the card keep the clip's time). The folder is built beside `<out>` and renamed into place when
+complete; an existing `<out>` is replaced only if frames.py wrote it.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ def _as_is(item: dict) -> dict:
 
 def write_frames(source_spec: str, out: str, num_frames: int, size: int, quality: int, workers: int) -> dict:
     """Write every split's sampled frames under `out` (replaced whole); returns what `frames.json` holds."""
+    if os.path.exists(out) and not os.path.exists(os.path.join(out, "frames.json")):
+        raise SystemExit(f"{out} exists and was not written by frames.py (no frames.json): not replacing it")
     source = parse_source_spec(source_spec)
     cfg = ClipConfig(num_frames=num_frames, size=size)
     tmp = out.rstrip("/") + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     info = {"source": source_spec, "num_frames": num_frames, "size": size, "quality": quality, "clips": {}}
-    info["unreadable"] = []
+    info["unreadable"], info["fps"] = [], {}
     for split in source.splits:
         refs = source.list_clips(split)
         loader = torch.utils.data.DataLoader(
@@ -58,7 +62,10 @@ def write_frames(source_spec: str, out: str, num_frames: int, size: int, quality
             if "error" in item:
                 info["unreadable"].append({"clip_id": item["clip_id"], "reason": item["error"]})
                 continue
-            folder = os.path.join(tmp, split, source.class_names[item["label"]], clip_name(item["clip_id"], split))
+            key = f"{split}/{source.class_names[item['label']]}/{clip_name(item['clip_id'], split)}"
+            folder = os.path.join(tmp, *key.split("/"))
+            # The T frames span the clip: shown evenly over its duration, their rate is T / duration.
+            info["fps"][key] = num_frames * item["fps"] / item["num_source_frames"]
             os.makedirs(folder, exist_ok=True)
             for i, frame in enumerate(item["frames"]):
                 Image.fromarray(frame).save(os.path.join(folder, f"img_{i + 1:05d}.jpg"), quality=quality)

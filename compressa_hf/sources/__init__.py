@@ -10,6 +10,7 @@ import importlib
 import os
 
 from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, VideoSource, printable_name
+from compressa_hf.sources.videofolder import visible
 
 # Lazy so that `compressa --help` imports nothing heavy and a missing optional dependency only hits its user.
 SOURCES: dict[str, str] = {
@@ -50,14 +51,14 @@ def _coerce(value: str):
 
 def _holds_frame_folders(root: str) -> bool:
     """Whether the first clip entry under `<root>/<split>/<class>/` is a folder (frames) rather than a file."""
-    for split in sorted(os.listdir(root)):
+    for split in sorted(visible(os.listdir(root))):
         split_dir = os.path.join(root, split)
         if not os.path.isdir(split_dir):
             continue
-        for cls in sorted(os.listdir(split_dir)):
+        for cls in sorted(visible(os.listdir(split_dir))):
             cls_dir = os.path.join(split_dir, cls)
             if os.path.isdir(cls_dir):
-                for clip in sorted(os.listdir(cls_dir)):
+                for clip in sorted(visible(os.listdir(cls_dir))):
                     return os.path.isdir(os.path.join(cls_dir, clip))
     return False
 
@@ -72,6 +73,8 @@ def parse_source_spec(spec: str) -> VideoSource:
         return build_source("framefolder" if _holds_frame_folders(spec) else "videofolder", root=spec)
     name, _, rest = spec.partition(":")
     if name not in SOURCES and (os.sep in spec or spec.startswith(".")):
+        if os.path.exists(spec):
+            raise SourceError(f"--source {spec!r} is a file: give the dataset folder (<root>/<split>/<class>/...)")
         raise SourceError(f"--source {spec!r}: no such folder, and not a source name (known: {sorted(SOURCES)})")
     kwargs = {}
     for item in filter(None, rest.split(",")):

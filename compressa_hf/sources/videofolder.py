@@ -10,7 +10,22 @@ from compressa_hf.sources.base import ClipRef, SourceError, VideoSource, printab
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SPLIT_ALIASES = {"test": ("test", "validation", "val"), "validation": ("validation", "val", "test")}
+
+
+def parse_extensions(extensions: str | tuple[str, ...], source: str) -> tuple[str, ...]:
+    """File endings as lower-case `.ext` strings; a string (from `--source ...,extensions=.mp4|.webm`) splits on `|`."""
+    items = extensions.split("|") if isinstance(extensions, str) else list(extensions)
+    items = [e.strip().lower() for e in items if e.strip()]
+    if not items:
+        raise SourceError(f"{source}: `extensions` names no file ending")
+    return tuple(e if e.startswith(".") else f".{e}" for e in items)
+
+
+def visible(names: list[str]) -> list[str]:
+    """`names` less hidden entries (`.DS_Store`, macOS `._*` AppleDouble files, `.git`)."""
+    return [n for n in names if not n.startswith(".")]
 
 
 class VideoFolderSource(VideoSource):
@@ -21,7 +36,8 @@ class VideoFolderSource(VideoSource):
 
     Args:
         root: The dataset folder (e.g. `../shared/data/arid6`).
-        extensions: File endings counted as videos; other files are ignored.
+        extensions: File endings counted as videos; other files are ignored. On the command line, `|` separates
+            several (`videofolder:root=DIR,extensions=.mp4|.webm`).
     """
 
     name = "videofolder"
@@ -30,15 +46,15 @@ class VideoFolderSource(VideoSource):
         if not os.path.isdir(root):
             raise SourceError(f"videofolder root {root!r} is not a directory")
         self.root = os.path.abspath(root)
-        self.extensions = tuple(e.lower() for e in extensions)
-        self._splits = sorted(d for d in os.listdir(self.root) if os.path.isdir(os.path.join(self.root, d)))
+        self.extensions = parse_extensions(extensions, "videofolder")
+        self._splits = sorted(d for d in visible(os.listdir(self.root)) if os.path.isdir(os.path.join(self.root, d)))
         if not self._splits:
             raise SourceError(f"videofolder root {root!r} has no split folders (expected <root>/train/<class>/...)")
         names = set()
         for split in self._splits:
             names.update(
                 d
-                for d in os.listdir(os.path.join(self.root, split))
+                for d in visible(os.listdir(os.path.join(self.root, split)))
                 if os.path.isdir(os.path.join(self.root, split, d))
             )
         if not names:
@@ -68,14 +84,33 @@ class VideoFolderSource(VideoSource):
             cls_dir = os.path.join(split_dir, self._class_dirs[cls])
             if not os.path.isdir(cls_dir):
                 continue
-            for fname in sorted(os.listdir(cls_dir)):
+            for fname in sorted(visible(os.listdir(cls_dir))):
                 if fname.lower().endswith(self.extensions):
                     stem = printable_name(os.path.splitext(fname)[0])
                     clip_id = f"{os.path.basename(split_dir)}/{cls}/{stem}"
                     refs.append(ClipRef(clip_id=clip_id, label=label, path=os.path.join(cls_dir, fname)))
         if not refs:
-            raise SourceError(f"no video files ({', '.join(self.extensions)}) under {split_dir}")
+            hint = _layout_hint(split_dir)
+            raise SourceError(f"no video files ({', '.join(self.extensions)}) under {split_dir}{hint}")
         return refs
 
     def describe(self) -> dict:
         return super().describe() | {"root": self.root}
+
+
+def _layout_hint(split_dir: str) -> str:
+    """What a split folder without videos holds instead, when that tells the user what layout they have."""
+    for cls in sorted(visible(os.listdir(split_dir))):
+        cls_dir = os.path.join(split_dir, cls)
+        if not os.path.isdir(cls_dir):
+            continue
+        entries = visible(os.listdir(cls_dir))
+        if any(os.path.isdir(os.path.join(cls_dir, e)) for e in entries):
+            return "; its class folders hold folders: clips as folders of frame images are read by `framefolder`"
+        images = [e for e in entries if e.lower().endswith(IMAGE_EXTENSIONS)]
+        if images:
+            return (
+                f"; {cls_dir} holds images ({images[0]}, ...): for clips stored as frame images, put each clip's "
+                "frames in a folder of its own, `<split>/<class>/<clip>/img_00001.jpg`, and read them with `framefolder`"
+            )
+    return ""
