@@ -25,7 +25,7 @@ _NUMBER = re.compile(r"(\d+)")
 DEFAULT_FPS = 30.0
 #: mmaction2's `build_rawframes.py --task both` writes optical flow (`flow_x_00001.jpg`, `flow_y_...`) beside the RGB
 #: frames (`img_00001.jpg`): those are not frames of the clip.
-FLOW_PREFIXES = ("flow_x", "flow_y", "x_", "y_")
+FLOW_PREFIXES = ("flow_x", "flow_y")
 
 
 def _frame_order(name: str) -> tuple:
@@ -38,7 +38,8 @@ class FrameFolderSource(VideoSource):
 
     Frames are ordered by the numbers in their file names (`img_00001.jpg`, `frame_2.png`, `00010.jpg`), so unpadded
     numbering works too. Hidden files (`.DS_Store`, macOS `._img_00001.jpg`), other files, and mmaction2's optical
-    flow images (`flow_x_*`, `flow_y_*`, `x_*`, `y_*`) are not frames. A clip folder without images is skipped with a
+    flow images (`flow_x_*`, `flow_y_*`) are not frames (for flow named otherwise, e.g. denseflow's `x_*`, give
+    `prefix=img_`). A clip folder without images is skipped with a
     warning; an image that cannot be read, or one of another size than the clip's other frames, makes its clip fail
     with an error naming the image (the cache pass skips that clip and lists it, as it does a broken video file).
     EXIF orientation is applied, so frames come out upright; grey, palette, RGBA and 16-bit images become 8-bit RGB.
