@@ -2,8 +2,8 @@
 the GPU run would, so the script cannot rot between GPU runs; the time caps stop a part and the run goes on; the
 carried-size report counts what a device call sends.
 
-The dry run blocks the packages the GPU machine lacks and that prepare.sh does not carry (av, diffusers, deepspeed,
-): a part that starts importing one fails here, not there.
+The dry run blocks the packages the GPU machine lacks and that prepare.sh does not carry (av, diffusers, deepspeed):
+a part that starts importing one fails here, not there.
 """
 
 from __future__ import annotations
