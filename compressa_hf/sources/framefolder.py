@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from compressa_hf.decode import VideoInfo
-from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, VideoSource, printable_name
-from compressa_hf.sources.videofolder import IMAGE_EXTENSIONS, SPLIT_ALIASES, parse_extensions, visible
+from compressa_hf.sources.base import ClipReadError, ClipRef, SourceError, printable_name
+from compressa_hf.sources.videofolder import IMAGE_EXTENSIONS, SplitClassFolders, parse_extensions, visible
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _frame_order(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in _NUMBER.split(name))
 
 
-class FrameFolderSource(VideoSource):
+class FrameFolderSource(SplitClassFolders):
     """Clips under `<root>/<split>/<class>/<clip>/`, each clip a folder of frame images in display order.
 
     Frames are ordered by the numbers in their file names (`img_00001.jpg`, `frame_2.png`, `00010.jpg`), so unpadded
@@ -56,6 +56,7 @@ class FrameFolderSource(VideoSource):
     """
 
     name = "framefolder"
+    LAYOUT = "<root>/train/<class>/<clip>/"
 
     def __init__(
         self,
@@ -64,43 +65,13 @@ class FrameFolderSource(VideoSource):
         prefix: str = "",
         extensions: str | tuple[str, ...] = IMAGE_EXTENSIONS,
     ):
-        if not os.path.isdir(root):
-            what = "a file, not a directory" if os.path.exists(root) else "not a directory"
-            raise SourceError(f"framefolder root {root!r} is {what}")
-        self.root = os.path.abspath(root)
         self.fps = None if fps is None else _rate(fps, "fps")
         self.prefix = str(prefix)
         self.extensions = parse_extensions(extensions, "framefolder")
+        self._scan(root)
         self._rates = _recorded_rates(self.root) if self.fps is None else {}
         self._said_assumed = False
-        self._splits = sorted(d for d in visible(os.listdir(self.root)) if os.path.isdir(os.path.join(self.root, d)))
-        if not self._splits:
-            raise SourceError(
-                f"framefolder root {root!r} has no split folders (expected <root>/train/<class>/<clip>/)"
-            )
-        names = set()
-        for split in self._splits:
-            split_dir = os.path.join(self.root, split)
-            names.update(d for d in visible(os.listdir(split_dir)) if os.path.isdir(os.path.join(split_dir, d)))
-        if not names:
-            raise SourceError(f"framefolder root {root!r} has no class folders under {self._splits}")
-        self._class_dirs = {printable_name(d): d for d in names}
-        self._class_names = sorted(self._class_dirs)
         self._frames: dict[str, list[str]] = {}  # clip folder -> its frame files in order (listed once per process)
-
-    @property
-    def class_names(self) -> list[str]:
-        return self._class_names
-
-    @property
-    def splits(self) -> list[str]:
-        return self._splits
-
-    def _split_dir(self, split: str) -> str:
-        for candidate in SPLIT_ALIASES.get(split, (split,)):
-            if candidate in self._splits:
-                return os.path.join(self.root, candidate)
-        raise SourceError(f"split {split!r} not found under {self.root}; available: {self._splits}")
 
     def _is_frame(self, name: str) -> bool:
         if not name.lower().endswith(self.extensions):

@@ -28,37 +28,34 @@ def visible(names: list[str]) -> list[str]:
     return [n for n in names if not n.startswith(".")]
 
 
-class VideoFolderSource(VideoSource):
-    """Clips under `<root>/<split>/<class>/`; class names are the union of class folders over all splits, sorted.
+class SplitClassFolders(VideoSource):
+    """A dataset folder `<root>/<split>/<class>/...`: its splits, its class names (the union of the class folders over
+    all splits, sorted) and a split's folder. Shared by `videofolder` and `framefolder`, which differ in what a clip is
+    below the class folders.
 
-    Any folder and file name works (spaces, punctuation, non-Latin scripts); names that are not valid UTF-8 become
-    `\\xNN` escapes in class names and clip ids (`printable_name`), while the files are opened by their real names.
-
-    Args:
-        root: The dataset folder (e.g. `../shared/data/arid6`).
-        extensions: File endings counted as videos; other files are ignored. On the command line, `|` separates
-            several (`videofolder:root=DIR,extensions=.mp4|.webm`).
+    Any folder name works (spaces, punctuation, non-Latin scripts); names that are not valid UTF-8 become `\\xNN`
+    escapes in class names (`printable_name`), while the folders are opened by their real names. Hidden entries
+    (`.DS_Store`, `.git`) are skipped.
     """
 
-    name = "videofolder"
+    #: The layout in the "no split folders" error, e.g. `<root>/train/<class>/...`.
+    LAYOUT = "<root>/train/<class>/..."
 
-    def __init__(self, root: str, extensions: tuple[str, ...] = VIDEO_EXTENSIONS):
+    def _scan(self, root: str) -> None:
+        """Set `root`, the splits and the class names; `SourceError` naming `root` when the layout is not there."""
         if not os.path.isdir(root):
-            raise SourceError(f"videofolder root {root!r} is not a directory")
+            what = "a file, not a directory" if os.path.exists(root) else "not a directory"
+            raise SourceError(f"{self.name} root {root!r} is {what}")
         self.root = os.path.abspath(root)
-        self.extensions = parse_extensions(extensions, "videofolder")
         self._splits = sorted(d for d in visible(os.listdir(self.root)) if os.path.isdir(os.path.join(self.root, d)))
         if not self._splits:
-            raise SourceError(f"videofolder root {root!r} has no split folders (expected <root>/train/<class>/...)")
+            raise SourceError(f"{self.name} root {root!r} has no split folders (expected {self.LAYOUT})")
         names = set()
         for split in self._splits:
-            names.update(
-                d
-                for d in visible(os.listdir(os.path.join(self.root, split)))
-                if os.path.isdir(os.path.join(self.root, split, d))
-            )
+            split_dir = os.path.join(self.root, split)
+            names.update(d for d in visible(os.listdir(split_dir)) if os.path.isdir(os.path.join(split_dir, d)))
         if not names:
-            raise SourceError(f"videofolder root {root!r} has no class folders under {self._splits}")
+            raise SourceError(f"{self.name} root {root!r} has no class folders under {self._splits}")
         # Class names are the folder names as text; a folder name that is not UTF-8 keeps its bytes for opening.
         self._class_dirs = {printable_name(d): d for d in names}
         self._class_names = sorted(self._class_dirs)
@@ -76,6 +73,25 @@ class VideoFolderSource(VideoSource):
             if candidate in self._splits:
                 return os.path.join(self.root, candidate)
         raise SourceError(f"split {split!r} not found under {self.root}; available: {self._splits}")
+
+
+class VideoFolderSource(SplitClassFolders):
+    """Clips under `<root>/<split>/<class>/`; class names are the union of class folders over all splits, sorted.
+
+    Any folder and file name works (spaces, punctuation, non-Latin scripts); names that are not valid UTF-8 become
+    `\\xNN` escapes in class names and clip ids (`printable_name`), while the files are opened by their real names.
+
+    Args:
+        root: The dataset folder (e.g. `../shared/data/arid6`).
+        extensions: File endings counted as videos; other files are ignored. On the command line, `|` separates
+            several (`videofolder:root=DIR,extensions=.mp4|.webm`).
+    """
+
+    name = "videofolder"
+
+    def __init__(self, root: str, extensions: tuple[str, ...] = VIDEO_EXTENSIONS):
+        self.extensions = parse_extensions(extensions, "videofolder")
+        self._scan(root)
 
     def list_clips(self, split: str) -> list[ClipRef]:
         split_dir = self._split_dir(split)
