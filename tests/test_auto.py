@@ -31,7 +31,10 @@ def _fake_report(means: dict[str, float], ratio: float = 1.0) -> dict:
         }  # fmt: skip
         cells.append({"method": method, "status": "ok", "rows": 12, "frames_per_row": 1})
     table["full"] = {"full": {"status": "ok", "mean": 0.9, "std": 0.0}}
-    return {"ratios": [ratio], "tables": {"convnet": table}, "cells": cells, "test_clips": 4, "train_clips": 8}
+    return {
+        "ratios": [ratio], "tables": {"convnet": table}, "cells": cells, "test_clips": 4, "train_clips": 8,
+        "protocol": {"name": "validation", "groups": None},
+    }  # fmt: skip
 
 
 class _Args:
@@ -52,6 +55,7 @@ def test_the_planner_picks_the_best_validation_score_on_a_hand_made_case(monkeyp
 
     def fake_run(eval_args, train_cfg):
         calls.append((eval_args.dtype, eval_args.frames_per_video, eval_args.methods, eval_args.validation_fraction))
+        assert eval_args.validation_groups == "auto"
         assert eval_args.protocol == "validation"
         return _fake_report(scores[(eval_args.dtype, eval_args.frames_per_video)])
 
@@ -77,6 +81,9 @@ def test_the_planner_picks_the_best_validation_score_on_a_hand_made_case(monkeyp
     assert len(rows) == 12 and rows[("prism", "uint8", 2)]["status"] == "n/a"
     assert rows[("prism", "uint8", None)]["reason"] == "cannot"
     assert selection["full_data"] == {"mean": 0.9, "std": 0.0}
+    assert "whole groups" not in auto_mod.card_text(selection)
+    selection["protocol"]["groups"] = "auto"  # as the runner reports a carve of UCF101-named clips
+    assert "training split held out in whole groups" in auto_mod.card_text(selection)
 
     scores[("uint8", 2)]["uniform"] = 0.80  # now strictly best
     assert choose(_Args(), auto)["chosen"]["method"] == "uniform"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from compressa_hf.evaluate.report import summarise, to_markdown
-from compressa_hf.evaluate.splits import fold_split, stratified_folds, validation_split
+from compressa_hf.evaluate.splits import clip_groups, fold_split, stratified_folds, validation_split
 from compressa_hf.sources.procedural import ProceduralSource
 
 # Imbalanced on purpose: 7, 5, 9 and 3 clips, shuffled.
@@ -63,6 +63,54 @@ def test_validation_carve_is_stratified_and_seeded():
         validation_split(LABELS, 1.0)
 
 
+# UCF101-named clips: class 0 has groups g01 (3 clips), g02 (2), g03 (1); class 1 has g01 (2), g04 (2).
+UCF_IDS = [
+    *(f"train/A/v_A_g01_c0{i}.avi" for i in range(1, 4)),
+    *(f"train/A/v_A_g02_c0{i}.avi" for i in range(1, 3)),
+    "train/A/v_A_g03_c01.avi",
+    *(f"train/B/v_B_g01_c0{i}" for i in range(1, 3)),
+    *(f"train/B/v_B_g04_c0{i}" for i in range(1, 3)),
+]
+UCF_LABELS = np.array([0] * 6 + [1] * 4)
+
+
+def test_clip_groups_read_ucf101_names_or_a_pattern():
+    assert clip_groups(UCF_IDS, "auto") == ["01", "01", "01", "02", "02", "03", "01", "01", "04", "04"]
+    assert clip_groups(UCF_IDS, "none") is None
+    assert clip_groups([*UCF_IDS, "train/A/extra.mp4"], "auto") is None  # not every clip UCF101-named: clip level
+    assert clip_groups(["x/s1_a.mp4", "x/s2_b.mp4"], r"^(s\d+)_") == ["s1", "s2"]
+    assert clip_groups(["x/s1_a.mp4"], r"s\d") == ["s1"]  # no capture group: the whole match
+    with pytest.raises(ValueError, match="'b' does not match"):
+        clip_groups(["x/s1_a.mp4", "x/b.mp4"], r"^(s\d+)_")
+    with pytest.raises(ValueError, match="not a regular expression"):
+        clip_groups(UCF_IDS, "(")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_grouped_validation_carve_holds_out_whole_groups(seed):
+    groups = clip_groups(UCF_IDS, "auto")
+    train, held = validation_split(UCF_LABELS, 0.3, seed=seed, groups=groups)
+    assert sorted([*train.tolist(), *held.tolist()]) == list(range(len(UCF_LABELS)))
+    side = {}
+    for i in range(len(UCF_LABELS)):
+        key = (int(UCF_LABELS[i]), groups[i])
+        side.setdefault(key, set()).add(i in set(held.tolist()))
+    assert all(len(s) == 1 for s in side.values()), side  # no group on both sides
+    for c, n in ((0, 6), (1, 4)):
+        n_held = int((UCF_LABELS[held] == c).sum())
+        assert 1 <= n_held < n  # every class both trains and is validated
+        assert n_held >= max(round(0.3 * n), 1)  # the target reached here (the last group is never needed)
+    assert np.array_equal(validation_split(UCF_LABELS, 0.3, seed=seed, groups=groups)[1], held)  # seeded
+
+
+def test_grouped_validation_carve_refuses_a_class_of_one_group():
+    groups = ["g1"] * 6 + ["g1", "g1", "g2", "g2"]
+    with pytest.raises(ValueError, match=r"single group.*'A' \(label 0\)"):
+        validation_split(UCF_LABELS, 0.3, groups=groups, class_names=["A", "B"])
+    with pytest.raises(ValueError, match="3 groups for 10 clips"):
+        validation_split(UCF_LABELS, 0.3, groups=["a", "b", "c"])
+
+
 def test_arguments_name_the_protocol():
     from compressa_hf.evaluate.runner import EvaluateArguments
 
@@ -75,6 +123,8 @@ def test_arguments_name_the_protocol():
         EvaluateArguments(folds=1)
     with pytest.raises(ValueError, match="got 1.5"):
         EvaluateArguments(validation_fraction=1.5)
+    with pytest.raises(ValueError, match="--validation_groups '\\(' is not a regular expression"):
+        EvaluateArguments(validation_fraction=0.3, validation_groups="(")
 
 
 def _fold_cells(na_fold: int | None = None) -> list[dict]:
@@ -217,3 +267,36 @@ def test_evaluate_validation_never_reads_the_test_split(tmp_path, monkeypatch):
     assert "The test split was not read" in (out / "report.md").read_text()
     with pytest.raises(AssertionError, match="'test' split was listed"):  # the guard works
         _evaluate(tmp_path / "split", *argv, source=source)
+
+
+def test_evaluate_validation_holds_out_whole_ucf101_groups(tmp_path):
+    """UCF101-named clips: the carve keeps every group (one actor and scene) on one side; `none` turns it off."""
+    from conftest import ramp_frames, write_video
+
+    root = tmp_path / "ucf"
+    for c, cls in enumerate(("Archery", "Biking")):
+        for g, n in ((1, 2), (2, 2), (3, 2)):
+            for j in range(n):
+                frames = ramp_frames(10, 16, 16, seed=10 * c + g)
+                write_video(root / "train" / cls / f"v_{cls}_g{g:02d}_c{j + 1:02d}.mp4", frames)
+        write_video(root / "test" / cls / f"v_{cls}_g09_c01.mp4", ramp_frames(10, 16, 16, seed=c))
+    argv = ["--methods", "uniform", "--ratios", "k1", "--seeds", "1", "--full_data", "false"]
+    report = _evaluate(tmp_path / "val", *argv, "--validation_fraction", "0.3", source=f"videofolder:root={root}")
+    protocol = report["protocol"]
+    assert protocol["groups"] == "auto" and "in whole groups (6 in the split)" in protocol["description"]
+    held = {i.split(":", 1)[1] for i in report["held_out_ids"]}
+    assert len(held) == 4  # one group of 2 per class: round(0.3 * 6) = 2 clips
+
+    def group(clip_id):
+        return clip_id.rsplit("_c", 1)[0]
+
+    train = {f"train/{cls}/{f[:-4]}" for cls in ("Archery", "Biking") for f in os.listdir(root / "train" / cls)} - held
+    assert not {group(i) for i in held} & {group(i) for i in train}
+    plain = _evaluate(
+        tmp_path / "plain", *argv, "--validation_fraction", "0.3", "--validation_groups", "none",
+        source=f"videofolder:root={root}",
+    )  # fmt: skip
+    assert plain["protocol"]["groups"] is None and "whole groups" not in plain["protocol"]["description"]
+    with pytest.raises(ValueError, match="other settings \\(protocol\\)"):  # a run's carve cannot change on resume
+        _evaluate(tmp_path / "val", *argv, "--validation_fraction", "0.3", "--validation_groups", "none",
+                  source=f"videofolder:root={root}")  # fmt: skip

@@ -19,6 +19,7 @@ fifth, so every clip (arid6_iid: 258, not 103) is tested once per seed and the p
 random split whose scenes appear in both splits (arid6_iid), not on one made scene- or subject-disjoint on purpose
 (pooling would put one scene on both sides). `--validation_fraction 0.3` trains on 70 % of the train split and tests
 on a stratified held-out 30 %, never reading the test split: choose settings (a sweep) with it, never on test clips.
+UCF101-named clips are held out in whole groups (`--validation_groups`: auto, none or a regex).
 
 Writes `<output>/report.md`, `report.json` and `report.png`; see `compressa_hf.evaluate.runner` for the layout.
 """

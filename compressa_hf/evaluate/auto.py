@@ -17,7 +17,8 @@ How:
    them). A `k<K>` ratio is first resolved with the codec as given, so every candidate has the same bytes. A method
    that cannot take an allocation (PRISM at uint4, a whole-clip coreset at a fixed K) is listed as n/a, not run.
 2. Validation: `compressa evaluate`'s validation protocol (`compressa_hf.evaluate.runner`, `--validation_fraction`):
-   a stratified `auto_validation_fraction` of the training split (seeded by `--seed`) is held out, each candidate
+   a stratified `auto_validation_fraction` of the training split (seeded by `--seed`; in whole groups for UCF101-named
+   clips, `auto_validation_groups`) is held out, each candidate
    distils the rest at the same ratio, a network (`auto_arch`, `auto_epochs` epochs of batch `auto_batch_size`,
    width `auto_width`) trains from scratch on the result for each of `auto_seeds` seeds and is tested on the held-out
    clips; the full-data reference trains on all of the rest. The test split is never listed, decoded or read. The
@@ -65,6 +66,8 @@ class AutoArguments:
         auto_store_sides: Comma-separated stored frame sides to compare: `size` (the codec as given) and/or pixel
             sides below `--size` (the codec at that side, `resize:<side>/<size>:<codec>`).
         auto_validation_fraction: Stratified share of the training split held out for the choice.
+        auto_validation_groups: Hold out whole groups (`compressa evaluate --validation_groups`): `auto` (UCF101's
+            groups when the clips are so named), `none`, or a regular expression naming a clip's group.
         auto_seeds: Seeds per candidate (networks and methods).
         auto_arch: Network trained from scratch on each candidate (`compressa_hf.nets.NETS`).
         auto_epochs / auto_batch_size / auto_width / auto_lr: Its training (SGD, the protocol of
@@ -83,6 +86,9 @@ class AutoArguments:
         default="size", metadata={"help": "--method auto: stored frame sides to compare (`size` and/or pixels)."}
     )
     auto_validation_fraction: float = field(default=0.3, metadata={"help": "--method auto: held-out share."})
+    auto_validation_groups: str = field(
+        default="auto", metadata={"help": "--method auto: hold out whole groups (auto: UCF101's gGG, none, regex)."}
+    )
     auto_seeds: int = field(default=2, metadata={"help": "--method auto: seeds per candidate."})
     auto_arch: str = field(default="convnet", metadata={"help": "--method auto: network trained on each."})
     auto_epochs: int = field(default=40, metadata={"help": "--method auto: training epochs."})
@@ -298,6 +304,7 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
                 soft_label_teacher=auto.auto_arch,
                 soft_label_temperature=getattr(args, "soft_label_temperature", 1.0),
                 validation_fraction=auto.auto_validation_fraction,
+                validation_groups=auto.auto_validation_groups,
                 fold_seed=seed,
             )
             report = run(eval_args, auto.train_config())
@@ -354,6 +361,7 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
         "full_data": {"mean": full["mean"], "std": full["std"]} if full and full.get("status") == "ok" else None,
         "protocol": {
             "validation_fraction": auto.auto_validation_fraction,
+            "groups": report["protocol"].get("groups"),
             "fold_seed": seed,
             "seeds": auto.auto_seeds,
             "arch": auto.auto_arch,
@@ -398,7 +406,8 @@ def card_text(selection: dict) -> str:
     return (
         f"Chosen by `compressa distill --method auto`: **{c['method']}**, {c['dtype']} latents, {k}, {labels}{side}, "
         "the best mean "
-        f"accuracy on a validation split ({p['validation_fraction']:g} of the training split held out, "
+        f"accuracy on a validation split ({p['validation_fraction']:g} of the training split held out"
+        f"{' in whole groups' if p.get('groups') else ''}, "
         f"{p['held_out_clips']} clips, fold seed {p['fold_seed']}; each candidate distilled from the other "
         f"{p['train_clips']} clips at this ratio, a {p['arch']} trained from scratch, {p['seeds']} seed(s)). The test "
         "split was not read. Validation accuracy chooses; it is not a test result.\n\n" + table_markdown(selection)

@@ -97,6 +97,10 @@ class EvaluateArguments:
             shared), wrong for one made scene- or subject-disjoint on purpose (keep that split's test set). 0: off.
         validation_fraction: F > 0: train on the train split minus a stratified F of it and test on that F; the test
             split is never read. For choosing settings (a sweep) without touching the test clips. 0: off.
+        validation_groups: Which clips of the carve go together (`compressa_hf.evaluate.splits.clip_groups`):
+            `auto` (UCF101's groups `v_<Class>_gGG_cCC` when every clip is so named: a validation clip never shares
+            its actor and scene with a training clip, as in UCF101's test splits), `none` (clip by clip), or a
+            regular expression whose first capture group names a clip's group within its class.
         fold_seed: Seeds the folds and the validation carve (not the methods or networks).
         augment: A DSA-style augmentation strategy (`dsa`, or transform names joined by `_`:
             `compressa_hf.evaluate.augment.TRANSFORMS`): also evaluate every row (each method, its `+soft` row, the
@@ -135,6 +139,9 @@ class EvaluateArguments:
     folds: int = field(default=0, metadata={"help": "K-fold cross-validation over train + test pooled (0: off)."})
     validation_fraction: float = field(
         default=0.0, metadata={"help": "Hold out this stratified share of the train split; never read test (0: off)."}
+    )
+    validation_groups: str = field(
+        default="auto", metadata={"help": "Hold out whole groups: auto (UCF101's gGG), none, or a regex."}
     )
     fold_seed: int = field(default=0, metadata={"help": "Seed of the folds / validation carve."})
     augment: str = field(
@@ -186,6 +193,15 @@ class EvaluateArguments:
             raise ValueError(f"`folds` must be 0 (off) or >= 2, got {self.folds}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"`validation_fraction` must be in [0, 1) (0: off), got {self.validation_fraction}")
+        if self.validation_groups not in ("auto", "none"):
+            import re
+
+            try:
+                re.compile(self.validation_groups)
+            except re.error as e:
+                raise ValueError(
+                    f"--validation_groups {self.validation_groups!r} is not a regular expression ({e})"
+                ) from None
         if self.folds and self.validation_fraction:
             raise ValueError(
                 f"--folds {self.folds} and --validation_fraction {self.validation_fraction} exclude each other: folds "
@@ -308,7 +324,14 @@ def _protocol_settings(args: EvaluateArguments) -> dict:
     """What makes a non-default protocol's cells (which clips each part trains and tests on)."""
     if args.protocol == "folds":
         return {"folds": args.folds, "fold_seed": args.fold_seed, "splits": [args.train_split, args.test_split]}
-    return {"validation_fraction": args.validation_fraction, "fold_seed": args.fold_seed, "split": args.train_split}
+    settings = {
+        "validation_fraction": args.validation_fraction,
+        "fold_seed": args.fold_seed,
+        "split": args.train_split,
+    }
+    if args.validation_groups != "auto":  # (only then, so runs made before the option existed still resume)
+        settings["validation_groups"] = args.validation_groups
+    return settings
 
 
 def _check_augment_cells(paths: list[str], augmentation) -> None:
@@ -393,7 +416,7 @@ def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: 
     """
     from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
     from compressa_hf.clips import ClipConfig
-    from compressa_hf.evaluate.splits import fold_split, stratified_folds, validation_split
+    from compressa_hf.evaluate.splits import clip_groups, fold_split, stratified_folds, validation_split
 
     def cache_of(split: str):
         enc = EncodeConfig(
@@ -463,16 +486,21 @@ def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: 
 
     if args.protocol == "validation":
         test_pixels, test_labels = view(args.train_split, False, ids)
-        train, held = validation_split(labels, args.validation_fraction, args.fold_seed, class_names=class_names)
+        groups = clip_groups(ids, args.validation_groups)
+        train, held = validation_split(
+            labels, args.validation_fraction, args.fold_seed, class_names=class_names, groups=groups
+        )
+        grouped = "" if groups is None else f" in whole groups ({len(set(zip(labels.tolist(), groups)))} in the split)"
         protocol = {
             "name": "validation",
             "split": args.train_split,
             "fraction": args.validation_fraction,
             "fold_seed": args.fold_seed,
+            "groups": None if groups is None else args.validation_groups,
             "train_clips": len(train),
             "held_out_clips": len(held),
-            "description": f"validation: a stratified {args.validation_fraction:g} of {args.train_split!r} held out "
-            f"({len(held)} clips), {args.test_split!r} never read",
+            "description": f"validation: a stratified {args.validation_fraction:g} of {args.train_split!r} held out"
+            f"{grouped} ({len(held)} clips), {args.test_split!r} never read",
         }
         parts = [_Part("val_", {}, train, held)]
         held_ids = [f"{args.train_split}:{ids[i]}" for i in held]
