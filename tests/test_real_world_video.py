@@ -450,7 +450,8 @@ def _odd_names(root) -> bytes:
 
 @pytest.mark.slow
 def test_odd_names_are_read_and_round_trip_through_cache_set_card_and_show(tmp_path):
-    from compressa_hf.commands.distill import DistillArguments, run
+    from compressa_hf.distill.arguments import DistillArguments
+    from compressa_hf.distill.pipeline import run
     from compressa_hf.commands.show import ShowConfig, show
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
     from compressa_hf.store import load_config, read_meta

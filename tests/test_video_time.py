@@ -163,7 +163,8 @@ def test_qwen_vl_utils_reader_spreads_its_frames_evenly_in_time(tmp_path):
 
 def test_distilled_rows_of_a_variable_rate_clip_carry_its_start(tmp_path):
     from compressa_hf.chat import load_chat_dataset
-    from compressa_hf.commands.distill import DistillArguments, run
+    from compressa_hf.distill.arguments import DistillArguments
+    from compressa_hf.distill.pipeline import run
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
     from compressa_hf.store import load_config, read_meta
 
@@ -286,7 +287,8 @@ def test_constant_rate_caches_and_sets_keep_their_bytes(tmp_path):
     import torch
 
     from compressa_hf.codecs import load_codec
-    from compressa_hf.commands.distill import DistillArguments, run
+    from compressa_hf.distill.arguments import DistillArguments
+    from compressa_hf.distill.pipeline import run
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
     from compressa_hf.store import load_config, read_meta
 

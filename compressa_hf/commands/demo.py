@@ -107,8 +107,8 @@ def event_hit_rates(repo: str, config: str, source, cache_dir: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from compressa_hf.cache import EncodeConfig, encode_split
     from compressa_hf.codecs import load_codec, load_default_codec
-    from compressa_hf.commands.distill import DistillArguments
-    from compressa_hf.commands.distill import run as run_distill
+    from compressa_hf.distill.arguments import DistillArguments
+    from compressa_hf.distill.pipeline import run as run_distill
     from compressa_hf.commands.show import ShowConfig, show
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
     from compressa_hf.io import atomic_write_json

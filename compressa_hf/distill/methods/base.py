@@ -94,6 +94,9 @@ class MethodContext:
             the registry: frame selection, VideoCompressa, DM, MTT, DATM), which then keep fewer videos per class
             when K frames of every video do not fit (`plan_budget`, rule 3): the budget spent on frames rather than
             videos. None: the planner's largest K that every video gets.
+        accelerator: An `accelerate.Accelerator` when every process runs the method together (a module with
+            `MULTI_PROCESS = True` on several processes: each rank takes its share and the results are gathered);
+            None: one process.
     """
 
     latents: torch.Tensor
@@ -113,6 +116,7 @@ class MethodContext:
     label_bytes_per_video: int = 0
     shared_dir: str | None = None
     frames_per_video: int | None = None
+    accelerator: Any = None
     _pixels: torch.Tensor | None = field(default=None, init=False, repr=False)
     _latents_tensor: torch.Tensor | None = field(default=None, init=False, repr=False)
 

@@ -12,6 +12,6 @@ __all__ = ["KIND", "Options", "compress"]
 
 
 def compress(ctx: MethodContext) -> CompressedSet:
-    plan, videos, result = run_distill(ctx, "scorer_only", update_latents=False)
+    plan, videos, result, _ = run_distill(ctx, "scorer_only", update_latents=False)
     cached = ctx.latents[videos[:, None], result.frame_indices].float()
     return planned_set(ctx, "scorer_only", plan, videos, cached, result.frame_indices, {"distill": result.summary()})

@@ -1,40 +1,69 @@
 """VideoCompressa as a method of the registry: the planner's K frames per video, jointly optimised
 (`compressa_hf.distill.videocompressa`), stored at the planner's dtype. Options are `VideoCompressaConfig`'s fields
-(K comes from the plan and the seed from the run)."""
+(K comes from the plan and the seed from the run).
+
+It runs on every process of a multi-process run (`MULTI_PROCESS`): each rank distils its strided share of the kept
+videos and the results are gathered (`distill(..., accelerator=ctx.accelerator)`). Its checkpoints live in
+`<ctx.work_dir>/<method>/` and resume whenever they are there (the caller clears `work_dir` for a fresh run).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import asdict
 
 from compressa_hf.distill.methods.base import CompressedSet, MethodContext, parse_options, planned_set
 from compressa_hf.distill.videocompressa import VideoCompressaConfig, distill
 
 KIND = "ours"
 Options = VideoCompressaConfig
+MULTI_PROCESS = True
+
+
+def _checkpoint_dir(ctx: MethodContext, method: str) -> str | None:
+    """`<work_dir>/<method>`, or `work_dir` itself when it holds a checkpoint `compressa distill` wrote there before
+    every method went through the registry (so a run killed under the older layout still resumes)."""
+    if ctx.work_dir is None:
+        return None
+    if method == "videocompressa" and os.path.exists(os.path.join(ctx.work_dir, "videocompressa_rank0.pt")):
+        return ctx.work_dir
+    return os.path.join(ctx.work_dir, method)
 
 
 def run_distill(ctx: MethodContext, method: str, **forced) -> tuple:
-    """Plan, pick the videos, distil them; returns (plan, videos, DistillResult)."""
+    """Plan, pick the videos, distil them; returns (plan, videos, DistillResult, the config as run)."""
     cfg = parse_options(VideoCompressaConfig, ctx.options, method)
     plan = ctx.plan(frames_per_video=cfg.frames_per_video)
     cfg = dataclasses.replace(cfg, frames_per_video=plan.frames_per_video, seed=ctx.seed, **forced)
     videos = ctx.planned_videos(plan)
+    # A lazy cache (`compressa_hf.rows.RowConcat`) stays lazy: with `state_storage="disk"` the kept videos' rows are
+    # read as the optimisation asks for them, so memory is bounded by the batch, not the split.
+    latents = ctx.latents.select(videos) if hasattr(ctx.latents, "select") else ctx.latents[videos]
+    checkpoint_dir = _checkpoint_dir(ctx, method)
     result = distill(
-        ctx.latents[videos],
+        latents,
         ctx.labels[videos],
         ctx.codec,
         cfg,
         num_classes=ctx.num_classes,
         progress=ctx.progress,
-        checkpoint_dir=os.path.join(ctx.work_dir, method) if ctx.work_dir else None,
-        resume=ctx.work_dir is not None,
+        checkpoint_dir=checkpoint_dir,
+        resume=checkpoint_dir is not None,
+        accelerator=ctx.accelerator,
     )
-    return plan, videos, result
+    return plan, videos, result, cfg
 
 
 def compress(ctx: MethodContext) -> CompressedSet:
-    plan, videos, result = run_distill(ctx, "videocompressa")
-    return planned_set(
-        ctx, "videocompressa", plan, videos, result.latents, result.frame_indices, {"distill": result.summary()}
-    )
+    plan, videos, result, cfg = run_distill(ctx, "videocompressa")
+    info = {"distill": result.summary(), "options": asdict(cfg)}
+    if result.history:  # where the scorer and the guide ended, for the card
+        info["diagnostics"] = {
+            "scorer_entropy": result.history[-1]["scorer_entropy"],
+            "guide_acc": result.history[-1]["acc"],
+        }
+    # The card keeps the options under `hyperparameters` too (cards written before `--method` existed read them
+    # there), and the ratio the plan achieves with the room it left for labels.
+    info["card"] = {"hyperparameters": asdict(cfg), "achieved_ratio": plan.achieved_ratio}
+    return planned_set(ctx, "videocompressa", plan, videos, result.latents, result.frame_indices, info)
