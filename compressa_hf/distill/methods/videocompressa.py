@@ -4,14 +4,15 @@
 
 It runs on every process of a multi-process run (`MULTI_PROCESS`): each rank distils its strided share of the kept
 videos and the results are gathered (`distill(..., accelerator=ctx.accelerator)`). Its checkpoints live in
-`<ctx.work_dir>/<method>/` and resume whenever they are there (the caller clears `work_dir` for a fresh run).
+`ctx.work_dir` and resume whenever they are there (the caller clears it for a fresh run).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import asdict
+
+import torch
 
 from compressa_hf.distill.methods.base import CompressedSet, MethodContext, parse_options, planned_set
 from compressa_hf.distill.videocompressa import VideoCompressaConfig, distill
@@ -19,16 +20,6 @@ from compressa_hf.distill.videocompressa import VideoCompressaConfig, distill
 KIND = "ours"
 Options = VideoCompressaConfig
 MULTI_PROCESS = True
-
-
-def _checkpoint_dir(ctx: MethodContext, method: str) -> str | None:
-    """`<work_dir>/<method>`, or `work_dir` itself when it holds a checkpoint `compressa distill` wrote there before
-    every method went through the registry (so a run killed under the older layout still resumes)."""
-    if ctx.work_dir is None:
-        return None
-    if method == "videocompressa" and os.path.exists(os.path.join(ctx.work_dir, "videocompressa_rank0.pt")):
-        return ctx.work_dir
-    return os.path.join(ctx.work_dir, method)
 
 
 def run_distill(ctx: MethodContext, method: str, **forced) -> tuple:
@@ -39,8 +30,8 @@ def run_distill(ctx: MethodContext, method: str, **forced) -> tuple:
     videos = ctx.planned_videos(plan)
     # A lazy cache (`compressa_hf.rows.RowConcat`) stays lazy: with `state_storage="disk"` the kept videos' rows are
     # read as the optimisation asks for them, so memory is bounded by the batch, not the split.
-    latents = ctx.latents.select(videos) if hasattr(ctx.latents, "select") else ctx.latents[videos]
-    checkpoint_dir = _checkpoint_dir(ctx, method)
+    latents = ctx.latents[videos] if isinstance(ctx.latents, torch.Tensor) else ctx.latents.select(videos)
+    checkpoint_dir = ctx.work_dir  # the context's own folder: `checkpoints_<config>` of distill, a cell's of evaluate
     result = distill(
         latents,
         ctx.labels[videos],
