@@ -74,21 +74,8 @@ its stale flags, scorer/guide weights and optimiser states, the sampling generat
 current pass's permutation and counters. `resume=True` continues from it bit-identically; `passes` may be raised
 on resume to train longer.
 
-Bounded memory (`state_storage="disk"`): Z, its moments and step counts, the stale flags and the decoded-frame cache
-are files in `checkpoint_dir/state_rank{r}/` (`compressa_hf.rows.RowFile`), read and written a batch of videos at a
-time; the latents arrive from the cache's shards the same way (`LatentCache.latents()`), so host memory is bounded
-by the batch, the codec and the networks, not by N (at 112 px and T = 16 the frame cache alone is ~11.5 GB for
-UCF101 and ~290 GB for Kinetics-400). A checkpoint then flushes the files and writes only the small state (networks,
-optimisers, RNG states, counters, the generator state that redraws the pass's permutation, the loss log): its size
-does not grow with N. Between checkpoints every overwritten row is first saved to an undo journal
-(`compressa_hf.rows.UndoJournal`); resuming rolls the files back to the last checkpoint, so a kill at any point
-resumes to the same bytes as an uninterrupted run, which are also the bytes of `state_storage="memory"`.
-`state_storage="auto"` (the default) chooses: memory when the estimated state of this process (`state_bytes`) is at
-most `state_memory_limit` (default: half of the memory it may use, the machine's available RAM or what its cgroup
-limit leaves, shared by the processes of a launch), disk otherwise; the choice and the estimate are logged and in
-`DistillResult.storage`. A run resumes with the storage it started with.
-`shuffle_window` draws each pass window by window over a seeded layout of the videos, so a disk-backed run reads one
-region of its files at a time (each video's T rows are one read in any case).
+Bounded memory: the state can live in files instead of memory (`state_storage="disk"`, or "auto" by its estimated
+size); `state.py` says how, and how a killed disk-backed run resumes to the same bytes.
 """
 
 from __future__ import annotations
@@ -114,6 +101,12 @@ from compressa_hf.distill.gumbel import (
 from compressa_hf.distill.videocompressa.config import VideoCompressaConfig
 from compressa_hf.distill.videocompressa.optimizers import LATENT_OPTIMIZERS, DenseAdam, LazyRowAdam, RowSGD
 from compressa_hf.distill.videocompressa.scorer import FrameScorer
+from compressa_hf.distill.videocompressa.state import (
+    AUTO_MEMORY_SHARE,
+    StateStorage,
+    choose_state_storage,
+    state_bytes,
+)
 from compressa_hf.nets import build_net
 
 __all__ = [
@@ -137,8 +130,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 3
 # Config fields that may differ between a run and its resumption.
 RESUMABLE_FIELDS = ("passes", "checkpoint_steps", "state_memory_limit")
-#: Under state_storage="auto", the share of the memory this process may use that its state may take in memory.
-AUTO_MEMORY_SHARE = 0.5
 
 
 @dataclass
@@ -183,51 +174,6 @@ class DistillResult:
             "guide_warmup": dict(self.warmup),
             "state_storage": dict(self.storage),
         }
-
-
-def state_bytes(cfg: VideoCompressaConfig, num_videos: int, num_frames: int, latent_shape, frame_size) -> int:
-    """Bytes of one process's VideoCompressa state for `num_videos` videos of `num_frames` latent frames: Z (float32),
-    the latent optimiser's moments and step counts, the decoded-frame cache (`frame_cache_dtype`, twice with a DM
-    objective, which keeps the first decodes too) and the stale flags. The networks and one batch come on top; they
-    do not grow with the videos."""
-    rows = num_videos * num_frames
-    latent = rows * math.prod(latent_shape) * 4
-    optimiser = {"lazy_adam": 2 * latent + rows * 8, "adam": 2 * latent, "sgd": 0}[cfg.latent_optimizer]
-    frames = rows * 3 * math.prod(frame_size) * torch.finfo(getattr(torch, cfg.frame_cache_dtype)).bits // 8
-    return latent + optimiser + frames * (1 if cfg.objective == "ce" else 2) + rows
-
-
-def choose_state_storage(
-    cfg: VideoCompressaConfig, estimate: int, can_use_disk: bool, resumed_with: str | None = None
-) -> dict:
-    """Where the state of a `cfg.state_storage="auto"` run lives, and why: a checkpoint's storage when resuming,
-    memory without a state folder or with dense Adam (which disk refuses), else memory when `estimate` fits the limit
-    (`state_memory_limit`, default `AUTO_MEMORY_SHARE` of the memory this process may use) and disk when it does not.
-    An explicit memory / disk is kept as given. Returns `state_storage`, `requested`, `estimated_bytes`,
-    `limit_bytes` and `reason`."""
-    from compressa_hf import resources
-    from compressa_hf.threads import local_processes
-
-    out = {"requested": cfg.state_storage, "estimated_bytes": int(estimate), "limit_bytes": None}
-    if cfg.state_storage != "auto":
-        return out | {"state_storage": cfg.state_storage, "reason": "set by state_storage"}
-    if resumed_with is not None:
-        return out | {"state_storage": resumed_with, "reason": "the storage of the checkpoint being resumed"}
-    if cfg.state_memory_limit is not None:
-        limit, where = resources.parse_bytes(cfg.state_memory_limit), "state_memory_limit"
-    else:
-        free, where = resources.available_memory()
-        processes = local_processes()
-        limit = int(AUTO_MEMORY_SHARE * free / processes)
-        where = f"{AUTO_MEMORY_SHARE:g} of {where}" + (f", shared by {processes} processes" if processes > 1 else "")
-    out["limit_bytes"] = limit
-    if estimate <= limit:
-        return out | {"state_storage": "memory", "reason": f"the estimate fits the limit ({where})"}
-    if not can_use_disk:
-        return out | {"state_storage": "memory", "reason": f"over the limit ({where}), but no checkpoint folder"}
-    if cfg.latent_optimizer == "adam":
-        return out | {"state_storage": "memory", "reason": f"over the limit ({where}), but dense Adam needs memory"}
-    return out | {"state_storage": "disk", "reason": f"the estimate exceeds the limit ({where})"}
 
 
 def _checkpoint_peek(path: str | None) -> dict:
@@ -292,31 +238,20 @@ class _Distiller:
         # Z as (n * T, C, h, w) rows: one row per latent frame, the unit of the lazy optimiser and of staleness. In
         # memory these are tensors; on disk `RowFile`s with the same indexing, journaled for exact resumption.
         self.labels = labels[self.video_ids].to(torch.int64).cpu()
-        self.disk = cfg.state_storage == "disk"
-        self.state_dir, self.journal = state_dir, None
-        if self.disk:
-            if state_dir is None:
-                raise ValueError("state_storage='disk' needs a checkpoint folder to hold the state files")
-            from compressa_hf.rows import UndoJournal
-
-            os.makedirs(state_dir, exist_ok=True)
-            self.journal = UndoJournal(os.path.join(state_dir, "journal"))
-        self.reopen = reopen and self.disk  # resuming on disk: the files hold the state, nothing is refilled
-        if self.disk and not self.reopen:
-            self.journal.commit(0)  # a fresh start: whatever an earlier run journaled is void
+        self.storage = StateStorage(cfg.state_storage == "disk", state_dir, reopen)
         rows = self.n * self.T
-        self.z = self._alloc("z", (rows, *self.latent_shape), torch.float32)
-        if not self.reopen:
+        self.z = self.storage.alloc("z", (rows, *self.latent_shape), torch.float32)
+        if not self.storage.reopen:
             per_chunk = max(1, cfg.decode_chunk // self.T)
             for vids in torch.split(torch.arange(self.n), per_chunk):
                 # (indexing copies, so the caller's tensor is never modified)
                 chunk = latents[self.video_ids[vids]].detach().to("cpu", torch.float32)
                 self.z[self._rows(vids)] = chunk.reshape(len(vids) * self.T, *self.latent_shape)
-        self.z_opt = LATENT_OPTIMIZERS[cfg.latent_optimizer](self.z, lr=cfg.lr_latents, alloc=self._alloc)
+        self.z_opt = LATENT_OPTIMIZERS[cfg.latent_optimizer](self.z, lr=cfg.lr_latents, alloc=self.storage.alloc)
         cache_dtype = getattr(torch, cfg.frame_cache_dtype)
-        self.frames = self._alloc("frames", (rows, 3, *self.frame_size), cache_dtype)
-        self.stale = self._alloc("stale", (rows,), torch.bool)
-        if not self.reopen:
+        self.frames = self.storage.alloc("frames", (rows, 3, *self.frame_size), cache_dtype)
+        self.stale = self.storage.alloc("stale", (rows,), torch.bool)
+        if not self.storage.reopen:
             self._fill(self.stale, True)
 
         with torch.random.fork_rng(devices=[]):
@@ -374,8 +309,8 @@ class _Distiller:
         # The DM objective compares with the frames as first decoded (the cached latents), not the refined ones.
         self.ref_frames = torch.zeros(0)
         if cfg.objective != "ce":
-            self.ref_frames = self._alloc("ref_frames", (rows, 3, *self.frame_size), cache_dtype, journal=False)
-            if not self.reopen:
+            self.ref_frames = self.storage.alloc("ref_frames", (rows, 3, *self.frame_size), cache_dtype, journal=False)
+            if not self.storage.reopen:
                 for vids in self._video_chunks():
                     self.refresh(self._rows(vids))
                     self.ref_frames[self._rows(vids)] = self.frames[self._rows(vids)]
@@ -383,24 +318,6 @@ class _Distiller:
             self.dm_net.requires_grad_(False)
 
     # -- state arrays -------------------------------------------------------------------------------------------
-
-    def _alloc(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, journal: bool = True):
-        """A zero-filled state array: a tensor in memory, or `state_dir/<name>.bin` on disk (reopened as it is when
-        resuming)."""
-        if not self.disk:
-            return torch.zeros(shape, dtype=dtype)
-        from compressa_hf.rows import RowFile
-
-        path = os.path.join(self.state_dir, f"{name}.bin")
-        return RowFile(
-            path,
-            shape[0],
-            shape[1:],
-            dtype,
-            create=not self.reopen,
-            writable=True,
-            journal=self.journal if journal else None,
-        )
 
     def _rows(self, vids: torch.Tensor) -> torch.Tensor:
         """The latent-frame rows of local videos `vids`, video by video."""
@@ -754,10 +671,8 @@ class _Distiller:
             # A resumed run uses it (`compressa_hf.threads.resumed_with`): the decoder's last bits depend on it.
             "torch_threads": torch.get_num_threads(),
         }
-        if self.disk:
-            for array in self._arrays():
-                if hasattr(array, "flush"):
-                    array.flush()
+        if self.storage.disk:
+            self.storage.flush(self._arrays())
         else:
             state.update(
                 z=self.z,
@@ -773,8 +688,7 @@ class _Distiller:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         self.generation += 1
-        if self.journal is not None:
-            self.journal.commit(self.generation)
+        self.storage.commit(self.generation)
 
     def load(self, path: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -798,9 +712,9 @@ class _Distiller:
                 f"resume with --passes {state['passes']} (or delete the checkpoint to start over)"
             )
         self.generation = state["generation"]
-        if self.disk:
-            restored = self.journal.rollback(self.generation)
-            logger.info("state files in %s: %d rows rolled back to the checkpoint", self.state_dir, restored)
+        if self.storage.disk:
+            restored = self.storage.rollback(self.generation)
+            logger.info("state files in %s: %d rows rolled back to the checkpoint", self.storage.state_dir, restored)
         else:
             self.z.copy_(state["z"])
             self.z_opt.load_state_dict(state["z_opt"])
