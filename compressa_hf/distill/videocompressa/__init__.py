@@ -68,12 +68,6 @@ moments and frame cache, and runs the same number of steps per pass as the other
 scorer and guide are DDP-wrapped so their gradients are averaged. At the end the results are gathered in video
 order on every rank. `batch_size` is per process.
 
-Checkpoints: after every pass and every `checkpoint_steps` steps, `checkpoint_dir/videocompressa_rank{r}.pt` is
-written atomically (temporary file + fsync + os.replace) with Z, its moments and step counts, the frame cache and
-its stale flags, scorer/guide weights and optimiser states, the sampling generator and torch RNG states, the
-current pass's permutation and counters. `resume=True` continues from it bit-identically; `passes` may be raised
-on resume to train longer.
-
 Bounded memory: the state can live in files instead of memory (`state_storage="disk"`, or "auto" by its estimated
 size); `state.py` says how, and how a killed disk-backed run resumes to the same bytes.
 """
@@ -98,6 +92,8 @@ from compressa_hf.distill.gumbel import (
     segment_gumbel_samples,
     topk_in_time,
 )
+from compressa_hf.distill.videocompressa import checkpoint
+from compressa_hf.distill.videocompressa.checkpoint import CHECKPOINT_VERSION, RESUMABLE_FIELDS
 from compressa_hf.distill.videocompressa.config import VideoCompressaConfig
 from compressa_hf.distill.videocompressa.optimizers import LATENT_OPTIMIZERS, DenseAdam, LazyRowAdam, RowSGD
 from compressa_hf.distill.videocompressa.scorer import FrameScorer
@@ -126,10 +122,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_VERSION = 3
-# Config fields that may differ between a run and its resumption.
-RESUMABLE_FIELDS = ("passes", "checkpoint_steps", "state_memory_limit")
 
 
 @dataclass
@@ -174,21 +166,6 @@ class DistillResult:
             "guide_warmup": dict(self.warmup),
             "state_storage": dict(self.storage),
         }
-
-
-def _checkpoint_peek(path: str | None) -> dict:
-    """The `state_storage` and torch thread count a checkpoint was written with (memory-mapped, so a large one is not
-    read); empty when there is none."""
-    if not path or not os.path.exists(path):
-        return {}
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, OSError, ValueError):
-        return {}  # unreadable: `load` names the problem when the run tries it
-    return {
-        "state_storage": state.get("meta", {}).get("config", {}).get("state_storage"),
-        "torch_threads": state.get("torch_threads"),
-    }
 
 
 def _track(iterable, progress: bool, desc: str, unit: str):
@@ -318,6 +295,14 @@ class _Distiller:
             self.dm_net.requires_grad_(False)
 
     # -- state arrays -------------------------------------------------------------------------------------------
+
+    def _arrays(self) -> list:
+        """The state arrays that grow with the videos (what `state_bytes` estimates; a memory checkpoint holds them,
+        a disk one flushes them)."""
+        arrays = [self.z, self.frames, self.stale, self.ref_frames]
+        if isinstance(self.z_opt, LazyRowAdam):
+            arrays += [self.z_opt.exp_avg, self.z_opt.exp_avg_sq, self.z_opt.steps]
+        return arrays
 
     def _rows(self, vids: torch.Tensor) -> torch.Tensor:
         """The latent-frame rows of local videos `vids`, video by video."""
@@ -543,7 +528,7 @@ class _Distiller:
         if not self.warmup_done:
             self.warmup(progress and is_main)
             if checkpoint_path:
-                self.save(checkpoint_path)
+                checkpoint.save(self, checkpoint_path)
         bar = None
         if progress and is_main and done < total:
             from tqdm.auto import tqdm
@@ -573,7 +558,7 @@ class _Distiller:
                     and self.global_step % cfg.checkpoint_steps == 0
                     and self.step_in_pass < self.steps_per_pass
                 ):
-                    self.save(checkpoint_path)
+                    checkpoint.save(self, checkpoint_path)
             stats = self.pass_stats
             self.history.append(
                 {
@@ -596,7 +581,7 @@ class _Distiller:
             self.passes_done += 1
             self.perm = None
             if checkpoint_path:
-                self.save(checkpoint_path)
+                checkpoint.save(self, checkpoint_path)
         if bar is not None:
             bar.close()
 
@@ -621,132 +606,6 @@ class _Distiller:
             indices, latents, scores = indices[back], latents[back], scores[back]
         self.timings["final_s"] += time.perf_counter() - start
         return indices, latents, scores
-
-    # -- checkpoints --------------------------------------------------------------------------------------------
-
-    def _meta(self) -> dict:
-        cfg = {k: v for k, v in asdict(self.cfg).items() if k not in RESUMABLE_FIELDS}
-        return {
-            "version": CHECKPOINT_VERSION,
-            "rank": self.rank,
-            "world": self.world,
-            "num_videos": self.n,
-            "num_frames": self.T,
-            "latent_shape": list(self.latent_shape),
-            "frame_size": list(self.frame_size),
-            "codec_id": getattr(self.codec, "codec_id", ""),
-            "config": cfg,
-        }
-
-    def _arrays(self) -> list:
-        arrays = [self.z, self.frames, self.stale, self.ref_frames]
-        if isinstance(self.z_opt, LazyRowAdam):
-            arrays += [self.z_opt.exp_avg, self.z_opt.exp_avg_sq, self.z_opt.steps]
-        return arrays
-
-    def save(self, path: str) -> None:
-        """Checkpoint: in memory, every array goes into `path`; on disk, the files are flushed, `path` gets the small
-        state (networks, optimisers, RNGs, counters) and the journal is committed (see `compressa_hf.rows`)."""
-        state = {
-            "meta": self._meta(),
-            "labels_sha256": _digest(self.labels),
-            "scorer": self.scorer_core.state_dict(),
-            "guide": self.guide_core.state_dict(),
-            "opt_scorer": self.opt_scorer.state_dict(),
-            "opt_guide": self.opt_guide.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "passes_done": self.passes_done,
-            "step_in_pass": self.step_in_pass,
-            "passes": self.cfg.passes,
-            "warmup_done": self.warmup_done,
-            "warmup_stats": self.warmup_stats,
-            "global_step": self.global_step,
-            "perm_state": self.perm_state if self.perm is not None else None,
-            "pass_stats": self.pass_stats,
-            "history": self.history,
-            "timings": self.timings,
-            "generation": self.generation + 1,
-            # A resumed run uses it (`compressa_hf.threads.resumed_with`): the decoder's last bits depend on it.
-            "torch_threads": torch.get_num_threads(),
-        }
-        if self.storage.disk:
-            self.storage.flush(self._arrays())
-        else:
-            state.update(
-                z=self.z,
-                z_opt=self.z_opt.state_dict(),
-                frames=self.frames,
-                stale=self.stale,
-                ref_frames=self.ref_frames,
-            )
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        self.generation += 1
-        self.storage.commit(self.generation)
-
-    def load(self, path: str) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved, now = state["meta"], self._meta()
-        if saved.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(
-                f"checkpoint {path} has format version {saved.get('version')}, expected {CHECKPOINT_VERSION}"
-            )
-        diffs = [k for k in now if k != "config" and saved.get(k) != now[k]]
-        diffs += [f"config.{k}" for k in now["config"] if saved["config"].get(k) != now["config"][k]]
-        if state["labels_sha256"] != _digest(self.labels):
-            diffs.append("labels")
-        if diffs:
-            raise ValueError(
-                f"checkpoint {path} was written for a different run (differs in: {', '.join(diffs)}); resume with the "
-                f"same data and settings (only {RESUMABLE_FIELDS} may change), or delete the checkpoint to start over"
-            )
-        if self.cfg.tau_final is not None and state["passes"] != self.cfg.passes:
-            raise ValueError(
-                f"checkpoint {path} was written for {state['passes']} passes and tau_final anneals over all of them; "
-                f"resume with --passes {state['passes']} (or delete the checkpoint to start over)"
-            )
-        self.generation = state["generation"]
-        if self.storage.disk:
-            restored = self.storage.rollback(self.generation)
-            logger.info("state files in %s: %d rows rolled back to the checkpoint", self.storage.state_dir, restored)
-        else:
-            self.z.copy_(state["z"])
-            self.z_opt.load_state_dict(state["z_opt"])
-            self.frames.copy_(state["frames"])
-            self.stale.copy_(state["stale"])
-            self.ref_frames = state["ref_frames"]
-        self.scorer_core.load_state_dict(state["scorer"])
-        self.guide_core.load_state_dict(state["guide"])
-        self.opt_scorer.load_state_dict(state["opt_scorer"])
-        self.opt_guide.load_state_dict(state["opt_guide"])
-        self.perm_state, self.perm = state["perm_state"], None
-        if self.perm_state is not None:  # redraw the pass's permutation, then continue the generator where it was
-            self.generator.set_state(self.perm_state)
-            self.perm = self.permutation()
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.passes_done = state["passes_done"]
-        self.step_in_pass = state["step_in_pass"]
-        self.warmup_done = state["warmup_done"]
-        self.warmup_stats = state["warmup_stats"]
-        self.global_step = state["global_step"]
-        self.pass_stats = state["pass_stats"]
-        self.history = state["history"]
-        self.timings = state["timings"]
-
-
-def _digest(t: torch.Tensor) -> str:
-    import hashlib
-
-    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
 
 
 def _gather(accelerator, tensor: torch.Tensor, n_all: int, world: int) -> torch.Tensor:
@@ -823,7 +682,7 @@ def distill(
         checkpoint_path = os.path.join(os.fspath(checkpoint_dir), f"videocompressa_rank{rank}.pt")
 
     resuming = bool(resume and checkpoint_path and os.path.exists(checkpoint_path))
-    saved = _checkpoint_peek(checkpoint_path) if resuming else {}
+    saved = checkpoint.peek(checkpoint_path) if resuming else {}
     n_local = len(range(rank, n_all, world))
     frame_size = (latents.shape[3] * codec.downscale, latents.shape[4] * codec.downscale)
     estimate = state_bytes(cfg, n_local, t, tuple(latents.shape[2:]), frame_size)
@@ -862,7 +721,7 @@ def distill(
             latents, labels, codec, cfg, num_classes, device, rank, world, accelerator, state_dir, reopen=resuming
         )
         if resuming:
-            run.load(checkpoint_path)
+            checkpoint.load(run, checkpoint_path)
             in_pass = run.step_in_pass if run.perm is not None else 0
             logger.info(
                 "resumed from %s after %d finished passes and %d steps of the next",
