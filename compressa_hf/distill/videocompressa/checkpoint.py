@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from compressa_hf.distill.videocompressa import _Distiller
+    from compressa_hf.distill.videocompressa.distiller import _Distiller
 
 # The package's logger: records read as they did when this was one module.
 logger = logging.getLogger(__package__)
