@@ -68,8 +68,20 @@ moments and frame cache, and runs the same number of steps per pass as the other
 scorer and guide are DDP-wrapped so their gradients are averaged. At the end the results are gathered in video
 order on every rank. `batch_size` is per process.
 
-Bounded memory: the state can live in files instead of memory (`state_storage="disk"`, or "auto" by its estimated
-size); `state.py` says how, and how a killed disk-backed run resumes to the same bytes.
+Checkpoints (`checkpoint_dir`, `resume=True`) continue a run bit-identically, after every pass and every
+`checkpoint_steps` steps (`checkpoint.py`). Bounded memory: the state can live in files instead of memory
+(`state_storage="disk"`, or "auto" by its estimated size), with the same bytes; `state.py` says how, and how a killed
+disk-backed run resumes to them.
+
+The package, by concern:
+- `config.py`: `VideoCompressaConfig`, the hyperparameters.
+- `scorer.py`: `FrameScorer`, the frame scorer phi.
+- `optimizers.py`: the row-wise optimisers of Z (`LazyRowAdam`, `DenseAdam`, `RowSGD`; `LATENT_OPTIMIZERS`).
+- `state.py`: the state's size (`state_bytes`), where it lives (`choose_state_storage`) and its allocator.
+- `checkpoint.py`: what a checkpoint holds, its atomic write and what resuming checks (`CHECKPOINT_VERSION`).
+- `distiller.py`: `_Distiller`, one process's share of a run: the step, the guide warm-up, the passes, the final
+  top-K.
+- here: `distill`, what it returns (`DistillResult`) and the gathering of the processes' shares.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The frame scorer phi of VideoCompressa (arXiv 2511.18831, Sec. 4.1 and 11): one importance logit per decoded frame."""
+"""The frame scorer phi of VideoCompressa (arXiv 2511.18831, Sec. 4.1 and 11): one importance logit per decoded
+frame."""
 
 from __future__ import annotations
 
