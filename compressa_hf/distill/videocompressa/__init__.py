@@ -168,6 +168,7 @@ class DistillResult:
 
 
 def _module_device(module: nn.Module) -> torch.device:
+    """The device `module` runs on: its `device` attribute, else that of its first parameter or buffer, else CPU."""
     device = getattr(module, "device", None)
     if isinstance(device, torch.device):
         return device

@@ -42,12 +42,27 @@ def _track(iterable, progress: bool, desc: str, unit: str):
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA `device`, so the timings count it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 class _Distiller:
-    """State and steps of one process's share of a VideoCompressa run."""
+    """State and steps of one process's share of a VideoCompressa run: the videos rank, rank + world, ...
+
+    Args:
+        latents: `(N, T, C, h, w)` cached latents of all the videos; this process copies its share (float32).
+        labels: `(N,)` class indices.
+        codec: The frozen codec (`decode`, `downscale`).
+        cfg: Hyperparameters; `state_storage="disk"` keeps the state in files, anything else in memory (`distill`
+            resolves "auto" first).
+        num_classes: Classes of the guide network.
+        device: Where the codec and the networks run; the state stays on the host.
+        rank: This process's index; `world`: the number of processes.
+        accelerator: An `accelerate.Accelerator` or None; with world > 1 it DDP-wraps the scorer and the guide.
+        state_dir: Folder of the state files (needed on disk).
+        reopen: Resuming on disk: the files hold the state and nothing is refilled from `latents`.
+    """
 
     def __init__(
         self, latents, labels, codec, cfg, num_classes, device, rank, world, accelerator, state_dir=None, reopen=False

@@ -1,8 +1,9 @@
-"""Optimisers of the latents Z, one row (latent frame) at a time: the gradient arrives per row from chunks of frames
-decoded with grad, not as the `.grad` of one leaf. `LATENT_OPTIMIZERS` maps `VideoCompressaConfig.latent_optimizer`
-to the class; each takes `(param, lr, alloc)`, where `alloc(name, shape, dtype)` makes its state arrays (zero tensors
-in memory, or the disk-backed `RowFile`s of `state.StateStorage`), and offers `step(rows, grad) -> rows moved`,
-`state_dict()` and `load_state_dict()`."""
+"""Optimisers of the latents Z (VideoCompressa, arXiv 2511.18831: Adam at 1e-2), stepped on rows (latent frames):
+the gradient arrives per row, from chunks of frames decoded with grad, not as the `.grad` of one leaf.
+`LATENT_OPTIMIZERS` maps `VideoCompressaConfig.latent_optimizer` to the class. Each takes `(param, lr, alloc)` and
+offers `step(rows, grad) -> rows moved`, `state_dict()` and `load_state_dict()`; `alloc(name, shape, dtype)` makes
+per-row state (`LazyRowAdam`'s moments and step counts: zero tensors in memory, or the disk-backed `RowFile`s of
+`state.StateStorage`). `DenseAdam` keeps torch's state in memory, `RowSGD` none."""
 
 from __future__ import annotations
 
