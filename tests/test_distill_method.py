@@ -167,8 +167,8 @@ def test_dry_run_shows_the_methods_plan(tmp_path, capsys):
 
 def test_synthetic_rows_get_nominal_ids_and_times_that_decode(tmp_path):
     from compressa_hf.chat import load_chat_dataset
-    from compressa_hf.distill.set_writer import row_columns
     from compressa_hf.distill.methods.base import CompressedSet, store_latents
+    from compressa_hf.distill.set_writer import row_columns
     from compressa_hf.store import DistilledConfig, write_config
 
     latents = torch.randn(3, 2, 3, 4, 4)

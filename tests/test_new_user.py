@@ -95,7 +95,7 @@ def test_a_partial_ucf101_download_logs_each_warning_once(tmp_path, caplog):
 
 def test_show_frames_the_kept_frame_not_its_looped_copies(tmp_path, monkeypatch):
     """A 3-frame clip looped to T = 8 repeats each frame; K = 1 keeps one of them, and only that one is framed."""
-    from compressa_hf.commands import show as show_module
+    from compressa_hf import strips as show_module
 
     for c, cls in enumerate(("Jump", "Run")):
         for j in range(2):
@@ -116,7 +116,7 @@ def test_show_frames_the_kept_frame_not_its_looped_copies(tmp_path, monkeypatch)
 
 
 def test_framed_positions_counts_each_kept_frame_once():
-    from compressa_hf.commands.show import framed_positions
+    from compressa_hf.strips import framed_positions
 
     assert framed_positions([0, 1, 2, 0, 1, 2], [2]) == [False, False, True, False, False, False]
     assert framed_positions([0, 1, 1, 1], [1, 1]) == [False, True, True, False]  # pad: the last frame kept twice

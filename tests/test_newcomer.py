@@ -237,7 +237,7 @@ def test_find_local_paths(text, found):
 def test_show_wraps_a_long_header_instead_of_cutting_it():
     from PIL import Image, ImageDraw, ImageFont
 
-    from compressa_hf.commands.show import _title_lines, render_strip
+    from compressa_hf.strips import _title_lines, render_strip
 
     title = (
         "train/" + "Über Sprung " * 6 + "caf\\xe9_a_very_long_clip_name_without_any_spaces_at_all  kept frames [3, 9]"

@@ -193,7 +193,7 @@ def test_distilled_prism_rows_load_with_their_key_frames_times(prism_repo):
 
 
 def test_show_draws_rows_of_different_k_and_their_interpolation(prism_repo, tmp_path, monkeypatch):
-    from compressa_hf.commands import show as show_mod
+    from compressa_hf import strips as show_mod
 
     drawn = []
     render = show_mod.render_strip

@@ -452,9 +452,9 @@ def _odd_names(root) -> bytes:
 def test_odd_names_are_read_and_round_trip_through_cache_set_card_and_show(tmp_path):
     from compressa_hf.distill.arguments import DistillArguments
     from compressa_hf.distill.pipeline import run
-    from compressa_hf.commands.show import ShowConfig, show
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
     from compressa_hf.store import load_config, read_meta
+    from compressa_hf.strips import ShowConfig, show
 
     _odd_names(tmp_path / "vf")
     summary = _encode(str(tmp_path / "vf"), "train", tmp_path / "cache", num_frames=4, size=16)

@@ -1,5 +1,5 @@
 """Distil a labelled video split with a method of the registry (VideoCompressa by default) and write a Hub dataset
-repo: parse, `compressa_hf.distill.pipeline.run`, print the summary (`compressa_hf.distill` from Python).
+repo: parse, `compressa_hf.distill` (the API; `compressa_hf.distill.pipeline.run`), print the summary.
 
 Usage:
     compressa distill --source ../shared/data/arid6 --ratio 0.41 --output outputs/arid6_distilled \
@@ -44,12 +44,12 @@ def make_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compressa_hf.distill.pipeline import run
+    from compressa_hf.api import distill
     from compressa_hf.distributed import get_state
 
     args, vc_cfg, auto = make_parser().parse_args_and_config(argv)
     command = "compressa distill " + shlex.join(argv if argv is not None else sys.argv[1:])
-    summary = run(args, vc_cfg, command=command, auto=auto)
+    summary = distill(args, videocompressa=vc_cfg, auto=auto, command=command).summary
     if get_state().is_main_process:
         if summary.get("dry_run"):
             print(summary["plan_text"])

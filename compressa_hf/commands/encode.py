@@ -23,11 +23,11 @@ def make_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compressa_hf.cache import encode_split
+    from compressa_hf.api import encode
     from compressa_hf.distributed import get_state
 
     (cfg,) = make_parser().parse_args_and_config(argv)
-    summary = encode_split(cfg)
+    out = encode(cfg)
     if get_state().is_main_process:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(out.summary, indent=2))
     return 0

@@ -39,11 +39,10 @@ def make_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compressa_hf.evaluate.report import to_markdown
-    from compressa_hf.evaluate.runner import run
+    from compressa_hf.api import evaluate
 
     args, train_cfg = make_parser().parse_args_and_config(argv)
-    report = run(args, train_cfg)
-    print(to_markdown(report))
-    print(json.dumps({"output": args.output, "cells": len(report["cells"])}))
+    out = evaluate(args, train=train_cfg)
+    print(out.markdown)
+    print(json.dumps({"output": out.output, "cells": len(out.report["cells"])}))
     return 0

@@ -37,7 +37,7 @@ def make_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compressa_hf.hub import push_repo
+    from compressa_hf.api import push
 
     argv = list(argv or [])
     positional = []
@@ -47,5 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = make_parser().parse_args_and_config(argv)
     if not args.folder or not args.repo_id:
         raise SystemExit("compressa push: give the folder and the Hub id: `compressa push DIR org/name`")
-    print(json.dumps(push_repo(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run), indent=2))
+    out = push(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run)
+    print(json.dumps(out.summary, indent=2))
     return 0

@@ -407,5 +407,3 @@ def config_name(args: DistillArguments, ratio) -> str:
         return args.config_name
     name = config_name_for_ratio(ratio, args.split)
     return name if args.method == "videocompressa" else f"{args.method}_{name}"
-
-

@@ -107,8 +107,6 @@ def dry_run_plan(
     return (plan.to_dict() if plan else None), text
 
 
-
-
 def dry_run_summary(args, kind: str, vc_cfg, method: dict, codec, enc, source, refs, missing, classes) -> dict:
     """The summary of `--dry-run`: the plan over the listed clips that exist, less the clips the latent cache for
     these settings already found unreadable (the real run will not keep them); `classes` is `class_space`'s

@@ -50,6 +50,7 @@ from compressa_hf.sources import parse_source_spec
 
 logger = logging.getLogger(__name__)
 
+
 def _pixels_fn(args, source, enc, cache):
     """Decodes the real clips of the cache, in its order, once (kept in the work dir for a re-run)."""
     import torch
@@ -69,7 +70,9 @@ def _pixels_fn(args, source, enc, cache):
     return pixels
 
 
-def _context(args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name, label_bytes, accelerator):
+def _context(
+    args, vc_cfg, options, cache, source, enc, codec, labels_all, class_names, name, label_bytes, accelerator
+):
     """The `MethodContext` of the run: the whole cached split (read lazily), at the run's ratio, dtype and seed."""
     import shutil
 
@@ -78,7 +81,9 @@ def _context(args, vc_cfg, options, cache, source, enc, codec, labels_all, class
     from compressa_hf.distill.methods import MethodContext
 
     work = os.path.join(args.work_dir, f"checkpoints_{name}")
-    if not args.resume and (accelerator is None or accelerator.is_main_process):  # a run without --resume starts afresh
+    if not args.resume and (
+        accelerator is None or accelerator.is_main_process
+    ):  # a run without --resume starts afresh
         shutil.rmtree(work, ignore_errors=True)
     if accelerator is not None:
         accelerator.wait_for_everyone()
@@ -238,7 +243,9 @@ def run(args: DistillArguments, vc_cfg=None, command: str | None = None, auto=No
         refuse_other_settings(args.cache_dir, cache_meta(enc, source, codec, refs))
     method = {"method": args.method, "method_kind": kind, "method_options": options}
     if args.dry_run:
-        return dry_run_summary(args, kind, vc_cfg, method, codec, enc, source, refs, missing, (labels, class_names, dropped))
+        return dry_run_summary(
+            args, kind, vc_cfg, method, codec, enc, source, refs, missing, (labels, class_names, dropped)
+        )
 
     cache_summary = encode_split(enc, codec=codec, source=source)
     cache = LatentCache(cache_summary["output_dir"])

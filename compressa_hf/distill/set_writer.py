@@ -21,6 +21,7 @@ LATENT_SCALING = {
     "q = round(15 * (z - lo_c) / (hi_c - lo_c)), z = lo_c + q / 15 * (hi_c - lo_c), [lo_c, hi_c] = latent_ranges[c]",
 }
 
+
 def _previews(stored, dtype: str, codec, batch: int = 64, ranges=None) -> list[bytes]:
     """PNG strips of what each stored row decodes to (after storage rounding), for the `preview` column; `ranges`:
     a uint4 set's per-channel ranges."""
@@ -264,8 +265,6 @@ def row_columns(
     return columns | {"row_kinds": kinds, "rows": described}
 
 
-
-
 def write_set(
     args,
     cset,
@@ -313,9 +312,7 @@ def write_set(
     # Soft labels (`--soft_labels`, or DATM's learned ones) are published as their own column, as stored.
     soft = cset.stored.get("soft_labels")
     rows_set = cset if soft is None else dataclasses.replace(cset, stored=_without(cset.stored, "soft_labels"))
-    published, published_note, ranges = _published_latents(
-        rows_set, "float16" if args.dtype == "float16" else "uint8"
-    )
+    published, published_note, ranges = _published_latents(rows_set, "float16" if args.dtype == "float16" else "uint8")
     info = cache.meta["source_info"]
     root = info.get("root") or (info.get("path") if isinstance(info.get("path"), str) else None)
     rows = row_columns(cset, published, cache.latents(), cache.index, root, ranges=ranges)
