@@ -13,9 +13,9 @@ from typing import Any
 
 from trl import SFTConfig
 
-from compressa_hf.chat.prompts import PROMPT_STYLES, PromptTemplate
 from compressa_hf.qwen.families import TEXT_LINEAR_MODULES as QWEN_TEXT_LINEAR_MODULES
 from compressa_hf.qwen.families import VISION_LINEAR_MODULES as QWEN_VISION_LINEAR_MODULES
+from compressa_hf.qwen.prompts import PROMPT_STYLES, PromptTemplate
 
 #: How much of the vision side trains (`tune_vision`): with LoRA, `tower` puts adapters on the vision blocks too; with
 #: full SFT it trains every vision weight. `merger` trains the patch merger (the vision -> text projection) fully.

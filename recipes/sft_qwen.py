@@ -53,8 +53,8 @@ def main(script_args, training_args, model_args):
     from accelerate.logging import get_logger
     from transformers import AutoProcessor
 
-    from compressa_hf.chat import QwenVideoCollator
     from compressa_hf.qwen import family_of
+    from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.compress.attach import (
         describe_token_compressor,
         save_token_compressor,
@@ -62,7 +62,7 @@ def main(script_args, training_args, model_args):
         with_token_compressor,
     )
     from compressa_hf.qwen.packing import prepare_packing
-    from compressa_hf.sft import (
+    from compressa_hf.qwen.sft import (
         SkipUnreadable,
         check_kernels,
         check_processes,
@@ -77,7 +77,7 @@ def main(script_args, training_args, model_args):
         trainable_summary,
         write_run_files,
     )
-    from compressa_hf.sft_trainer import VideoSFTTrainer
+    from compressa_hf.qwen.sft_trainer import VideoSFTTrainer
     from compressa_hf.threads import configure_threads
 
     # The DataLoader workers decode clips for the whole run: leave them their cores (compressa_hf.threads).

@@ -21,10 +21,10 @@ import pytest
 import torch
 import yaml
 
-from compressa_hf.chat import PromptTemplate, QwenVideoCollator, make_chat_sample, video_metadata
 from compressa_hf.configs import EvalArguments, SFTScriptArguments, VideoSFTConfig
 from compressa_hf.named_sets import NAMED_SETS
-from compressa_hf.qwen_eval import (
+from compressa_hf.qwen.collator import QwenVideoCollator
+from compressa_hf.qwen.evaluation import (
     choice_token_ids,
     comparison_markdown,
     comparison_rows,
@@ -35,7 +35,9 @@ from compressa_hf.qwen_eval import (
     summarize,
     with_answer,
 )
-from compressa_hf.sft import (
+from compressa_hf.qwen.prompts import PromptTemplate
+from compressa_hf.qwen.samples import make_chat_sample, video_metadata
+from compressa_hf.qwen.sft import (
     SkipUnreadable,
     as_hf_dataset,
     freeze_vision,
@@ -454,7 +456,7 @@ def test_evaluation_of_the_lora_output_is_reproduced_in_process(comparison):
     assert all(r["generate_pred"] == match_answer(r["generated"], results["class_names"]) for r in records)
 
     # The adapter loads back onto its base and scores the first test clip as the script did.
-    from compressa_hf.chat import raw_chat_samples
+    from compressa_hf.qwen.samples import raw_chat_samples
     from compressa_hf.qwen.video import QwenVideoConfig
 
     model, processor = load_for_eval(str(out / "tiny_0.5"), torch.float32)

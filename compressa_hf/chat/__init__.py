@@ -8,9 +8,9 @@
 The sample format is fixed in `compressa_hf.chat.samples`.
 """
 
-from compressa_hf.chat.collator import IGNORE_INDEX, QwenVideoCollator, load_chat_template
-from compressa_hf.chat.prompts import PROMPT_STYLES, PromptTemplate, humanize_class_name
-from compressa_hf.chat.samples import (
+from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator, load_chat_template
+from compressa_hf.qwen.prompts import PROMPT_STYLES, PromptTemplate, humanize_class_name
+from compressa_hf.qwen.samples import (
     DEFAULT_FPS,
     DistilledChatTransform,
     RawChatDataset,

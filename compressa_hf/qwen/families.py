@@ -357,7 +357,7 @@ def build_processor(family: QwenFamily | str, tokenizer_dir: str | os.PathLike):
     """
     import transformers
 
-    from compressa_hf.chat.collator import load_chat_template
+    from compressa_hf.qwen.collator import load_chat_template
 
     family = family_of(family)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))

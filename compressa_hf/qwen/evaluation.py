@@ -22,7 +22,7 @@ import string
 
 import torch
 
-from compressa_hf.chat.collator import IGNORE_INDEX
+from compressa_hf.qwen.collator import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ _ARTICLES = re.compile(r"^(?:the|a|an)\s+")
 
 def normalize_answer(text: str) -> str:
     """Lower case, punctuation (but SSv2's brackets) to spaces, `_` / `-` splits, leading article dropped."""
-    from compressa_hf.chat.prompts import humanize_class_name
+    from compressa_hf.qwen.prompts import humanize_class_name
 
     text = humanize_class_name(text.strip()).translate(_PUNCTUATION)
     return _ARTICLES.sub("", re.sub(r"\s+", " ", text).strip())

@@ -368,7 +368,7 @@ def train_chat_dataset(named, data_args, max_samples: int | None = None, patch_s
     Raises:
         ValueError: `streaming` for a raw set (read clip by clip on access already).
     """
-    from compressa_hf.chat import load_chat_dataset, raw_chat_samples
+    from compressa_hf.qwen.samples import load_chat_dataset, raw_chat_samples
 
     prompt = data_args.prompt_template()
     streaming = getattr(data_args, "streaming", False)

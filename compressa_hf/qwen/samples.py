@@ -59,10 +59,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from compressa_hf.chat.prompts import PromptTemplate
 from compressa_hf.clips import ClipConfig, SampledClip, sample_clip
 from compressa_hf.codecs import CODECS, LatentCodec, load_codec, parse_codec_spec, pinned_spec
 from compressa_hf.codecs.storage import BITS, dequantise
+from compressa_hf.qwen.prompts import PromptTemplate
 from compressa_hf.qwen.video import QwenVideoConfig, sample_qwen_clip
 from compressa_hf.sources import ClipReadError, VideoSource, parse_source_spec
 from compressa_hf.store import CARD_DECODE_KEYS
