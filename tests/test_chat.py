@@ -15,7 +15,8 @@ import torch
 from compressa_hf.clips import ClipConfig
 from compressa_hf.codecs import PixelCodec
 from compressa_hf.codecs.base import uint8_to_latents
-from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator, load_chat_template
+from compressa_hf.qwen.chat_templates import load_chat_template
+from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator
 from compressa_hf.qwen.prompts import PromptTemplate, humanize_class_name
 from compressa_hf.qwen.samples import card_config, check_codec_id, load_chat_dataset, raw_chat_samples, video_metadata
 from compressa_hf.store import DistilledConfig, write_config

@@ -303,7 +303,7 @@ QWEN3_5_CONVERSATIONS = QWEN3_CONVERSATIONS[:1] + [
 def test_qwen3_templates_render_like_the_shipped_ones(processors, family, shipped_name, conversation, kwargs):
     import trl
 
-    from compressa_hf.qwen.collator import load_chat_template
+    from compressa_hf.qwen.chat_templates import load_chat_template
 
     # TRL keeps the checkpoints' templates and checks them against the Hub every week (Qwen3.5: the small checkpoints'
     # template, thinking off by default).

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 PROBE = """
 import json, compressa_hf
-from compressa_hf.qwen.collator import load_chat_template
+from compressa_hf.qwen.chat_templates import load_chat_template
 from compressa_hf.codecs import load_codec, load_default_codec
 codec = load_default_codec()
 print(json.dumps({"package": compressa_hf.__file__, "codec": codec.codec_id, "weights": codec.weights_source,

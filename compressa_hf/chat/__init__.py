@@ -8,7 +8,8 @@
 The sample format is fixed in `compressa_hf.chat.samples`.
 """
 
-from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator, load_chat_template
+from compressa_hf.qwen.chat_templates import load_chat_template
+from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator
 from compressa_hf.qwen.prompts import PROMPT_STYLES, PromptTemplate, humanize_class_name
 from compressa_hf.qwen.samples import (
     DEFAULT_FPS,

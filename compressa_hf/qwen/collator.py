@@ -33,30 +33,17 @@ from __future__ import annotations
 
 import copy
 import math
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from compressa_hf.qwen.chat_templates import load_chat_template
+from compressa_hf.qwen.families import family_of
 
 IGNORE_INDEX = -100
 
 #: What the labels cover (`QwenVideoCollator(train_on=...)`): the answer and its `<|im_end|>`, or every real token.
 TRAIN_ON = ("answer", "sequence")
-
-#: The chat templates: `chat_templates/` at the repository root (files, so that people can read and diff them),
-#: reached through the package's `chat/templates` link in a checkout and shipped as copies in the wheel.
-CHAT_TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
-
-
-@lru_cache
-def load_chat_template(name: str = "qwen2_5_vl") -> str:
-    """The text of `chat_templates/<name>.jinja`."""
-    path = CHAT_TEMPLATE_DIR / f"{name}.jinja"
-    if not path.is_file():
-        known = sorted(p.stem for p in CHAT_TEMPLATE_DIR.glob("*.jinja"))
-        raise FileNotFoundError(f"no chat template {path}; known templates: {known}")
-    return path.read_text()
 
 
 def qwen_side(pixels: int, factor: int = 28) -> int:
@@ -107,8 +94,6 @@ class QwenVideoCollator:
         packing: bool = False,
         rope_index=None,
     ):
-        from compressa_hf.qwen.families import family_of
-
         if train_on not in TRAIN_ON:
             raise ValueError(f"`train_on` must be one of {TRAIN_ON}, got {train_on!r}")
         if packing and rope_index is None:
