@@ -180,9 +180,7 @@ def child(args) -> dict:
     from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
     from compressa_hf.qwen import build_processor, family_of
     from compressa_hf.qwen.collator import QwenVideoCollator
-    from compressa_hf.qwen.packing import prepare_packing
-    from compressa_hf.qwen.sft import (
-        as_hf_dataset,
+    from compressa_hf.qwen.models import (
         freeze_vision,
         lora_config,
         qwen_config,
@@ -190,6 +188,8 @@ def child(args) -> dict:
         torch_dtype,
         trainable_summary,
     )
+    from compressa_hf.qwen.packing import prepare_packing
+    from compressa_hf.qwen.sft import as_hf_dataset
     from compressa_hf.qwen.sft_trainer import score_labelled_positions_only_on_cpu
     from compressa_hf.qwen.tokenizer import write_qwen3_5_tokenizer
 

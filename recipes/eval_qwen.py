@@ -43,8 +43,8 @@ def main(args):
     from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.compress.attach import describe_token_compressor
     from compressa_hf.qwen.evaluation import choice_token_ids, evaluate_batch, load_for_eval, summarize, write_results
+    from compressa_hf.qwen.models import torch_dtype
     from compressa_hf.qwen.samples import raw_chat_samples
-    from compressa_hf.qwen.sft import torch_dtype
     from compressa_hf.threads import configure_threads
 
     configure_threads(what="eval_qwen")  # one thread per free core of this process (compressa_hf.threads)

@@ -61,22 +61,16 @@ def main(script_args, training_args, model_args):
         train_with_token_compressor,
         with_token_compressor,
     )
-    from compressa_hf.qwen.packing import prepare_packing
-    from compressa_hf.qwen.sft import (
-        SkipUnreadable,
-        check_kernels,
-        check_processes,
+    from compressa_hf.qwen.models import (
         freeze_vision,
         keep_used_weight_conversions,
         load_model,
         lora_config,
-        num_samples,
-        push_run,
-        run_summary,
-        train_chat_dataset,
         trainable_summary,
-        write_run_files,
     )
+    from compressa_hf.qwen.packing import prepare_packing
+    from compressa_hf.qwen.run_files import push_run, run_summary, write_run_files
+    from compressa_hf.qwen.sft import SkipUnreadable, check_kernels, check_processes, num_samples, train_chat_dataset
     from compressa_hf.qwen.sft_trainer import VideoSFTTrainer
     from compressa_hf.threads import configure_threads
 

@@ -28,9 +28,9 @@ import yaml
 
 from compressa_hf.qwen import FAMILIES, TEXT_LINEAR_MODULES, VISION_LINEAR_MODULES, build_processor, family_of
 from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator
+from compressa_hf.qwen.models import lora_target_regex, qwen_config, qwen_parts, random_qwen, save_tiny_model
 from compressa_hf.qwen.prompts import PromptTemplate
 from compressa_hf.qwen.samples import make_chat_sample, video_metadata
-from compressa_hf.qwen.sft import lora_target_regex, qwen_config, qwen_parts, random_qwen, save_tiny_model
 from tests.conftest import QWEN, REPO, free_port, need_shared
 
 FIXTURES = REPO / "tests" / "fixtures"

@@ -258,7 +258,7 @@ def test_a_run_on_rows_of_different_k_says_so(prism_repo):
     """The SFT run summary and card sentence: K's range from the local card, or from the first rows of a Hub set."""
     from types import SimpleNamespace
 
-    from compressa_hf.qwen.sft import describe_data, set_frames_per_video
+    from compressa_hf.qwen.run_files import describe_data, set_frames_per_video
     from compressa_hf.store import read_meta
 
     per_video = read_meta(prism_repo)["prism_ratio_k2"]["frames_per_video"]

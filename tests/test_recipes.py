@@ -35,11 +35,7 @@ from compressa_hf.qwen.evaluation import (
     summarize,
     with_answer,
 )
-from compressa_hf.qwen.prompts import PromptTemplate
-from compressa_hf.qwen.samples import make_chat_sample, video_metadata
-from compressa_hf.qwen.sft import (
-    SkipUnreadable,
-    as_hf_dataset,
+from compressa_hf.qwen.models import (
     freeze_vision,
     lora_config,
     qwen_parts,
@@ -47,6 +43,9 @@ from compressa_hf.qwen.sft import (
     save_tiny_model,
     trainable_summary,
 )
+from compressa_hf.qwen.prompts import PromptTemplate
+from compressa_hf.qwen.samples import make_chat_sample, video_metadata
+from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset
 from compressa_hf.store import DistilledConfig, write_config
 from tests.conftest import QWEN, REPO, need_shared
 

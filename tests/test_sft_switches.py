@@ -25,8 +25,9 @@ import torch
 from safetensors import safe_open
 
 from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
+from compressa_hf.qwen.models import keep_used_weight_conversions, lora_config, qwen_parts, random_qwen
 from compressa_hf.qwen.prompts import PromptTemplate
-from compressa_hf.qwen.sft import as_hf_dataset, keep_used_weight_conversions, lora_config, qwen_parts, random_qwen
+from compressa_hf.qwen.sft import as_hf_dataset
 from compressa_hf.qwen.sft_trainer import NoTrainingStepError, VideoSFTTrainer, logged_train_loss
 from tests import test_recipes
 from tests.conftest import QWEN, REPO, need_shared
@@ -119,7 +120,8 @@ def make_trainer(processor, tmp_path, tune_vision="tower", use_peft=True, **conf
     from trl import ModelConfig
 
     from compressa_hf.qwen.collator import QwenVideoCollator
-    from compressa_hf.qwen.sft import SkipUnreadable, freeze_vision
+    from compressa_hf.qwen.models import freeze_vision
+    from compressa_hf.qwen.sft import SkipUnreadable
 
     model = random_qwen(TINY_CONFIG)
     script_args = SFTScriptArguments(tune_vision=tune_vision)
@@ -194,7 +196,7 @@ def test_a_learning_rate_for_a_part_that_does_not_train_is_refused(processor, tm
 @pytest.mark.real_data
 @pytest.mark.parametrize("override", [None, "eager"])
 def test_the_recipes_attention_implementation_reaches_both_towers(workspace, tmp_path, override):
-    from compressa_hf.qwen.sft import load_model
+    from compressa_hf.qwen.models import load_model
 
     flags = ["--config", str(SHIPPED_LORA), "--model_name_or_path", workspace["model"], "--dtype", "float32"]
     flags += ["--output_dir", str(tmp_path), "--use_cpu", "true"] + (
@@ -221,7 +223,7 @@ def test_kernels_this_machine_cannot_run_are_refused_before_the_model_loads(
 ):
     import importlib.util
 
-    import compressa_hf.qwen.sft
+    import compressa_hf.qwen.models
 
     if torch.cuda.is_available() and importlib.util.find_spec(module) is not None:
         pytest.skip(f"this machine can run {module}: tests/test_gpu.py runs it")
@@ -229,7 +231,7 @@ def test_kernels_this_machine_cannot_run_are_refused_before_the_model_loads(
     def no_load(*args, **kwargs):
         raise AssertionError("the model loaded before the refusal")
 
-    monkeypatch.setattr(compressa_hf.qwen.sft, "load_model", no_load)
+    monkeypatch.setattr(compressa_hf.qwen.models, "load_model", no_load)
     with pytest.raises((ImportError, ValueError), match=needs):
         run_sft(workspace, tmp_path / "out", *flags)
     assert not (tmp_path / "out").exists()
@@ -422,7 +424,7 @@ def test_the_cards_evaluation_command_runs_as_printed(finished_run, tmp_path):
 
 
 def test_the_evaluation_command_carries_every_data_setting_that_differs_from_the_default():
-    from compressa_hf.qwen.sft import eval_command
+    from compressa_hf.qwen.run_files import eval_command
 
     trained = SFTScriptArguments(
         data="tiny_full", data_registry="sets dir/sets.yaml", max_fps=None, question="Which of {choices}?",

@@ -327,7 +327,7 @@ def _sample(frames: int, size: int, label: int = 0, fps: float = 30.0, step: int
 
 
 def _compressed_model(name: str, kind: str, strides):
-    from compressa_hf.qwen.sft import random_qwen
+    from compressa_hf.qwen.models import random_qwen
 
     model = random_qwen(TINY[name])
     attach_token_compressor(model, build_token_compressor(kind, model, strides=strides))
@@ -458,7 +458,8 @@ def test_two_sft_steps_train_svc_and_a_resumed_run_takes_its_checkpoints_compres
         train_with_token_compressor,
         with_token_compressor,
     )
-    from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset, lora_config, random_qwen
+    from compressa_hf.qwen.models import lora_config, random_qwen
+    from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset
     from compressa_hf.qwen.sft_trainer import VideoSFTTrainer
 
     def trainer_for(output_dir, resume=None):
@@ -518,7 +519,7 @@ def test_pretraining_resumes_after_a_kill_to_the_same_weights_and_saves_a_loadab
 
     from compressa_hf.publish import find_local_paths
     from compressa_hf.qwen.compress.pretrain import push_compressor
-    from compressa_hf.qwen.sft import random_qwen, save_tiny_model
+    from compressa_hf.qwen.models import random_qwen, save_tiny_model
     from tests.test_recipes import load_script
 
     need_shared(QWEN)

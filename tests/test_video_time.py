@@ -209,7 +209,7 @@ def processors():
 @pytest.mark.real_data
 def test_every_family_presents_the_real_times(tmp_path, processors):
     from compressa_hf.qwen.collator import QwenVideoCollator
-    from compressa_hf.qwen.sft import random_qwen
+    from compressa_hf.qwen.models import random_qwen
     from tests.test_families import TINY, _temporal_groups
 
     vfr_clip(tmp_path / "vf" / "train" / "phone" / "clip.mp4")

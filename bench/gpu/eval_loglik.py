@@ -46,9 +46,9 @@ def main() -> None:
     from compressa_hf.clips import ClipConfig
     from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.evaluation import choice_token_ids, evaluate_batch
+    from compressa_hf.qwen.models import random_qwen, torch_dtype
     from compressa_hf.qwen.prompts import PromptTemplate
     from compressa_hf.qwen.samples import raw_chat_samples
-    from compressa_hf.qwen.sft import random_qwen, torch_dtype
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"

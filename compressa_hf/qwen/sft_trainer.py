@@ -31,7 +31,7 @@ import logging
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
-from compressa_hf.qwen.sft import parameter_part, qwen_parts
+from compressa_hf.qwen.models import parameter_part, qwen_parts
 
 logger = logging.getLogger(__name__)
 

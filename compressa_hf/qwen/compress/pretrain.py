@@ -195,7 +195,8 @@ def pretrain_svc(args, command: str | None = None) -> dict:
 
     from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.families import family_of
-    from compressa_hf.qwen.sft import num_samples, torch_dtype, train_chat_dataset
+    from compressa_hf.qwen.models import torch_dtype
+    from compressa_hf.qwen.sft import num_samples, train_chat_dataset
 
     if not args.model_name_or_path:
         raise ValueError("no model: pass --model_name_or_path (the Qwen-VL whose vision tower SVC compresses)")
