@@ -164,7 +164,7 @@ def plan(args) -> list[dict]:
 
 
 def main(args) -> int:
-    from compressa_hf.qwen.evaluation import comparison_markdown, comparison_rows
+    from compressa_hf.qwen.comparison import comparison_markdown, comparison_rows
 
     runs = plan(args)
     for run in runs:

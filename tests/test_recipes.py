@@ -24,10 +24,9 @@ import yaml
 from compressa_hf.configs import EvalArguments, SFTScriptArguments, VideoSFTConfig
 from compressa_hf.named_sets import NAMED_SETS
 from compressa_hf.qwen.collator import QwenVideoCollator
+from compressa_hf.qwen.comparison import comparison_markdown, comparison_rows
 from compressa_hf.qwen.evaluation import (
     choice_token_ids,
-    comparison_markdown,
-    comparison_rows,
     load_for_eval,
     match_answer,
     prompt_inputs,
