@@ -177,7 +177,6 @@ def child(args) -> dict:
     from transformers import AutoProcessor
     from trl import SFTTrainer
 
-    from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
     from compressa_hf.qwen import build_processor, family_of
     from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.models import (
@@ -190,6 +189,7 @@ def child(args) -> dict:
     )
     from compressa_hf.qwen.packing import prepare_packing
     from compressa_hf.qwen.sft import as_hf_dataset
+    from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
     from compressa_hf.qwen.sft_trainer import score_labelled_positions_only_on_cpu
     from compressa_hf.qwen.tokenizer import write_qwen3_5_tokenizer
 

@@ -29,7 +29,7 @@ import os
 def make_parser():
     from trl import TrlParser
 
-    from compressa_hf.configs import EvalArguments
+    from compressa_hf.qwen.evaluation import EvalArguments
 
     return TrlParser(EvalArguments)
 

@@ -30,7 +30,7 @@ import sys
 def make_parser():
     from trl import TrlParser
 
-    from compressa_hf.configs import PretrainSVCArguments
+    from compressa_hf.qwen.compress.config import PretrainSVCArguments
 
     return TrlParser(PretrainSVCArguments)
 

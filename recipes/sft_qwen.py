@@ -44,7 +44,7 @@ import sys
 def make_parser():
     from trl import ModelConfig, TrlParser
 
-    from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
+    from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
 
     return TrlParser((SFTScriptArguments, VideoSFTConfig, ModelConfig))
 

@@ -261,11 +261,11 @@ def test_liger_kernel_through_the_sft_trainer_on_cuda(processor, tiny_qwen_dir, 
     pytest.importorskip("liger_kernel", reason="liger-kernel is not installed on this machine (carry its wheel)")
     from trl import ModelConfig
 
-    from compressa_hf.configs import VideoSFTConfig
     from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.models import load_model
     from compressa_hf.qwen.prompts import PromptTemplate
     from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset
+    from compressa_hf.qwen.sft_config import VideoSFTConfig
     from compressa_hf.qwen.sft_trainer import VideoSFTTrainer
 
     prompt = PromptTemplate()

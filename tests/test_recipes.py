@@ -21,11 +21,11 @@ import pytest
 import torch
 import yaml
 
-from compressa_hf.configs import EvalArguments, SFTScriptArguments, VideoSFTConfig
 from compressa_hf.named_sets import NAMED_SETS
 from compressa_hf.qwen.collator import QwenVideoCollator
 from compressa_hf.qwen.comparison import comparison_markdown, comparison_rows
 from compressa_hf.qwen.evaluation import (
+    EvalArguments,
     choice_token_ids,
     load_for_eval,
     match_answer,
@@ -45,6 +45,7 @@ from compressa_hf.qwen.models import (
 from compressa_hf.qwen.prompts import PromptTemplate
 from compressa_hf.qwen.samples import make_chat_sample, video_metadata
 from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset
+from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
 from compressa_hf.store import DistilledConfig, write_config
 from tests.conftest import QWEN, REPO, need_shared
 

@@ -24,10 +24,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
 from compressa_hf.qwen.models import keep_used_weight_conversions, lora_config, qwen_parts, random_qwen
 from compressa_hf.qwen.prompts import PromptTemplate
 from compressa_hf.qwen.sft import as_hf_dataset
+from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
 from compressa_hf.qwen.sft_trainer import NoTrainingStepError, VideoSFTTrainer, logged_train_loss
 from tests import test_recipes
 from tests.conftest import QWEN, REPO, need_shared

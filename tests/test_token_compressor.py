@@ -236,9 +236,19 @@ def test_reconstruction_pretraining_learns_what_pooling_loses(scale):
 
 
 def _arguments():
-    from compressa_hf import configs
+    from types import SimpleNamespace
 
-    return configs
+    from compressa_hf.qwen.comparison import CompareArguments
+    from compressa_hf.qwen.compress.config import PretrainSVCArguments
+    from compressa_hf.qwen.evaluation import EvalArguments
+    from compressa_hf.qwen.sft_config import SFTScriptArguments
+
+    return SimpleNamespace(
+        SFTScriptArguments=SFTScriptArguments,
+        EvalArguments=EvalArguments,
+        CompareArguments=CompareArguments,
+        PretrainSVCArguments=PretrainSVCArguments,
+    )
 
 
 @pytest.mark.parametrize(
@@ -451,7 +461,6 @@ def test_two_sft_steps_train_svc_and_a_resumed_run_takes_its_checkpoints_compres
     """`VideoSFTTrainer` as `recipes/sft_qwen.py` builds it: LoRA, SVC tuned; the decoder stays as it was."""
     from trl import ModelConfig
 
-    from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
     from compressa_hf.qwen.compress.attach import (
         attached_compressor,
         save_token_compressor,
@@ -460,6 +469,7 @@ def test_two_sft_steps_train_svc_and_a_resumed_run_takes_its_checkpoints_compres
     )
     from compressa_hf.qwen.models import lora_config, random_qwen
     from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset
+    from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
     from compressa_hf.qwen.sft_trainer import VideoSFTTrainer
 
     def trainer_for(output_dir, resume=None):

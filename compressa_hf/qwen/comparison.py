@@ -11,6 +11,78 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CompareArguments:
+    """Arguments of `recipes/compare_qwen.py`: zero-shot vs full-data SFT vs distilled SFT on one dataset.
+
+    Each run is its own `accelerate launch` of `sft_qwen.py` / `eval_qwen.py` with the recipe
+    `<recipe_dir>/<method>/config_<dataset>_<ratio | full>.yaml`; finished runs (their `results.json` exists) are
+    skipped, so a killed comparison resumes where it stopped.
+
+    Args:
+        dataset: Dataset prefix of the named sets (`hmdb51`, `ucf101`, or a registry prefix such as `tiny`).
+        ratios: Distilled ratios to train on (named sets `<dataset>_<ratio>`).
+        method: Recipe folder: `lora` or `full`.
+        recipe_dir: Folder holding `<method>/config_*.yaml`.
+        model_name_or_path: Base model; overrides the recipes' and is the zero-shot model.
+        accelerate_config: `--config_file` for the SFT launches (e.g. `accelerate_configs/zero2.yaml`).
+        eval_accelerate_config: `--config_file` for the evaluation launches (None: accelerate's default).
+        num_processes: Overrides the accelerate configs' process count (None keeps theirs).
+        output_dir: Runs go to `<output_dir>/<name>`, the table to `<output_dir>/comparison.{md,json}`.
+        data_registry: Extra named sets, passed to every run.
+        sft_args / eval_args: Extra flags for every SFT / evaluation run (one string, shell-quoted).
+        equal_tokens: Equal-token rows to add after each distilled row: full-data SFT with the visual tokens cut to the
+            distilled run's count by `avgpool` (3D average pooling) and / or `svc` (SVC, pre-trained by
+            `recipes/pretrain_svc.py` on the full training split unless `svc_path` is given). They separate "better
+            frames" from "fewer tokens".
+        equal_token_strides: (t, h, w) strides of those rows; None: for each ratio, the strides that bring the
+            full-data run's first sample closest to the distilled run's tokens (`compress.grid.choose_strides`).
+        svc_path: A pre-trained SVC to use for every `svc` row (its strides must be the rows').
+        svc_args: Extra flags for the `recipes/pretrain_svc.py` runs (e.g. `--max_steps 20000`).
+        tune_svc: Train the SVC with the model in its SFT runs (`tune_token_compressor`).
+        dry_run: Print the commands and stop.
+    """
+
+    dataset: str = field(default="hmdb51", metadata={"help": "Dataset prefix: hmdb51, ucf101, ..."})
+    ratios: list[str] = field(default_factory=lambda: ["0.21", "0.41", "0.82"], metadata={"help": "Ratios."})
+    method: str = field(default="lora", metadata={"help": "Recipe folder: lora or full."})
+    recipe_dir: str = field(default="recipes/qwen2_5_vl_7b", metadata={"help": "Folder with <method>/config_*.yaml."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model (also the zero-shot one)."})
+    accelerate_config: str | None = field(
+        default="accelerate_configs/zero2.yaml", metadata={"help": "accelerate --config_file for SFT runs."}
+    )
+    eval_accelerate_config: str | None = field(
+        default=None, metadata={"help": "accelerate --config_file for evaluation runs."}
+    )
+    num_processes: int | None = field(default=None, metadata={"help": "Processes per launch (None: the config's)."})
+    output_dir: str = field(default="outputs/compare", metadata={"help": "Runs and the comparison table go here."})
+    data_registry: str | None = field(default=None, metadata={"help": "Extra named sets YAML."})
+    sft_args: str = field(default="", metadata={"help": "Extra flags for every SFT run."})
+    eval_args: str = field(default="", metadata={"help": "Extra flags for every evaluation run."})
+    equal_tokens: list[str] = field(
+        default_factory=list, metadata={"help": "Equal-token full-data rows per ratio: avgpool and / or svc."}
+    )
+    equal_token_strides: list[int] | None = field(
+        default=None, metadata={"help": "Strides t h w of the equal-token rows (None: chosen per ratio)."}
+    )
+    svc_path: str | None = field(default=None, metadata={"help": "A pre-trained SVC for the svc rows."})
+    svc_args: str = field(default="", metadata={"help": "Extra flags for the pretrain_svc.py runs."})
+    tune_svc: bool = field(default=True, metadata={"help": "Train the SVC in its SFT runs."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the commands only."})
+
+    def __post_init__(self):
+        if self.method not in ("lora", "full"):
+            raise ValueError(f"`method` must be lora or full, got {self.method!r}")
+        unknown = sorted(set(self.equal_tokens) - {"avgpool", "svc"})
+        if unknown:
+            raise ValueError(f"`equal_tokens` takes avgpool and / or svc, got {unknown}")
+        if self.equal_token_strides is not None:
+            from compressa_hf.qwen.compress.grid import check_strides
+
+            self.equal_token_strides = list(check_strides(self.equal_token_strides))
 
 
 def _read_json(path: str) -> dict | None:

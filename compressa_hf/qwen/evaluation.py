@@ -7,7 +7,8 @@
 
 Both readings ask exactly what training taught: the prompt comes from the training collator (same template, frame
 size, temporal positions) cut where the answer starts, and a class's continuation is its answer text followed by
-`<|im_end|>`, the tokens the training labels cover.
+`<|im_end|>`, the tokens the training labels cover. `EvalArguments` (at the end) are the arguments of
+`recipes/eval_qwen.py`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import math
 import os
 import re
 import string
+from dataclasses import dataclass, field
 
 import torch
 
 from compressa_hf.qwen.collator import IGNORE_INDEX
+from compressa_hf.qwen.compress.config import TokenCompressorArguments
+from compressa_hf.qwen.data_args import VideoDataArguments
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +283,7 @@ def load_for_eval(
     """(model, processor) for a base model, a fully fine-tuned one, or a LoRA adapter folder (merged into its base).
 
     A token compressor saved with the run (`<folder>/token_compressor/`, `compressa_hf.qwen.compress`) is attached
-    and the processor returned writes prompts for it; `token_compressor` (`configs.TokenCompressorArguments`) with
+    and the processor returned writes prompts for it; `token_compressor` (`compress.config.TokenCompressorArguments`) with
     `token_compressor` set replaces that choice (`none`: no compressor).
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -303,3 +307,66 @@ def load_for_eval(
 
     processor = with_saved_token_compressor(model, processor, model_name_or_path, token_compressor)
     return model.to(device).eval(), processor
+
+
+# -- the recipe's arguments (recipes/eval_qwen.py) ----------------------------------------------------------------
+
+
+@dataclass
+class EvalArguments(VideoDataArguments, TokenCompressorArguments):
+    """Arguments of `recipes/eval_qwen.py`: which model, which test split, which scoring.
+
+    Args:
+        model_name_or_path: A base model (zero-shot) or the output of `sft_qwen.py`: a full model, or a LoRA adapter
+            folder whose `adapter_config.json` names the base model.
+        dtype: Weights dtype (`bfloat16` on GPUs; `float32` on CPU).
+        attn_implementation: e.g. `sdpa`, `flash_attention_2`.
+        split: Test split of the set's `eval_source`; None uses the set's `eval_split` (`test`).
+        methods: `loglik` (constrained: the class whose answer has the highest log-likelihood) and/or `generate`
+            (greedy answer matched to a class name after normalisation).
+        length_normalize: Rank classes by mean instead of summed token log-likelihood.
+        batch_size: Test videos per forward pass on each process.
+        choice_batch_size: Class continuations scored per forward pass (lower it for many classes on a small GPU).
+        max_new_tokens: Generation length limit for `generate`.
+        max_samples: Evaluate the first N test videos only.
+        output_dir: Where `results.json`, `results.md` and `predictions.jsonl` go.
+        run_name: Name of the run in the results (default: the model folder's name).
+        token_compressor / token_compressor_path / token_compressor_strides: `TokenCompressorArguments`. None (the
+            default): the compressor saved in the model folder (`<model>/token_compressor/`, written by
+            `sft_qwen.py`), else none; set them to evaluate a model with another compressor (a base model zero-shot
+            at fewer tokens).
+    """
+
+    token_compressor: str | None = field(
+        default=None,
+        metadata={"help": "none, avgpool or svc; None: the model folder's token_compressor/, if any."},
+    )
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model or sft_qwen.py output."})
+    dtype: str = field(
+        default="bfloat16",
+        metadata={"help": "Weights dtype.", "choices": ["bfloat16", "float16", "float32", "auto"]},
+    )
+    attn_implementation: str | None = field(default=None, metadata={"help": "Attention kernel, e.g. sdpa."})
+    split: str | None = field(default=None, metadata={"help": "Test split; None uses the set's eval_split."})
+    methods: list[str] = field(
+        default_factory=lambda: ["loglik", "generate"], metadata={"help": "Scoring methods: loglik, generate."}
+    )
+    length_normalize: bool = field(default=False, metadata={"help": "Rank classes by mean token log-likelihood."})
+    batch_size: int = field(default=4, metadata={"help": "Test videos per forward pass per process."})
+    choice_batch_size: int = field(default=128, metadata={"help": "Class continuations per forward pass."})
+    max_new_tokens: int = field(default=16, metadata={"help": "Generation length limit."})
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate the first N test videos only."})
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Folder for results.json / .md."})
+    run_name: str | None = field(default=None, metadata={"help": "Run name in the tables (default: model folder)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.token_compressor is not None or self.token_compressor_path or self.token_compressor_strides:
+            self.token_compressor = self.token_compressor or ("svc" if self.token_compressor_path else "avgpool")
+            self.check_token_compressor()
+        unknown = sorted(set(self.methods) - {"loglik", "generate"})
+        if unknown or not self.methods:
+            raise ValueError(f"`methods` must be a non-empty subset of [loglik, generate], got {self.methods}")
+        for name in ("batch_size", "choice_batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")

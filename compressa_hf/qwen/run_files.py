@@ -71,7 +71,7 @@ def eval_command(model_path: str, data_args) -> str:
     import shlex
     from dataclasses import MISSING, fields
 
-    from compressa_hf.configs import VideoDataArguments
+    from compressa_hf.qwen.data_args import VideoDataArguments
 
     cmd = ["accelerate", "launch", "recipes/eval_qwen.py", "--model_name_or_path", str(model_path)]
     for f in fields(VideoDataArguments):
