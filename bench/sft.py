@@ -311,7 +311,7 @@ def main() -> None:
         "--cpu_lm_head",
         default="labelled",
         choices=["labelled", "every"],
-        help="CPU: score the labelled positions only, as the recipe does (compressa_hf.sft_trainer), or every "
+        help="CPU: score the labelled positions only, as the recipe does (compressa_hf.qwen.sft_trainer), or every "
         "position, TRL's own choice off Triton (the baseline of that change)",
     )
     parser.add_argument("--output", default="bench/results/sft_cpu.json")

@@ -421,7 +421,7 @@ VIDEO_FLAGS = ["--video_nframes", "4", "--video_min_pixels", "784", "--video_max
 #: chance. So the check is the log-likelihood reading, the generation reading is reported. Through this test (2-core
 #: machine shared with other jobs): log-likelihood 100 % for every family; generation 100 % for Qwen2-VL, Qwen3-VL,
 #: Qwen3.5 and Qwen3.5-MoE, 50 % for Qwen2.5-VL. With the LM head scoring only labelled positions on CPU
-#: (`compressa_hf.sft_trainer.score_labelled_positions_only_on_cpu`) the 12 steps take ~8 s; the launches (two
+#: (`compressa_hf.qwen.sft_trainer.score_labelled_positions_only_on_cpu`) the 12 steps take ~8 s; the launches (two
 #: Python start-ups of ~20 s each) are most of a family's ~80 s, the in-process unpacked check 13-24 s.
 LEARN_FLAGS = [
     "--max_steps", "12", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--lr_scheduler_type",

@@ -23,7 +23,7 @@ read from the processor. Video SFT goes wrong silently in four places; this coll
   `chat_templates/` marks them for `return_assistant_tokens_mask`); everything else, padding included, is -100.
   `train_on="sequence"` learns every token but padding and the visual placeholders (`<|video_pad|>`, whose
   embeddings the vision tower replaces): what TRL's `completion_only_loss: false` with `assistant_only_loss: false`
-  means (`compressa_hf.configs.VideoSFTConfig.train_on`).
+  means (`compressa_hf.qwen.sft_config.VideoSFTConfig.train_on`).
 
 With `packing=True` the batch comes back as one row without padding (`compressa_hf.qwen.packing`): the samples' 3D
 positions from the model's own `get_rope_index` plus a text row restarting per sample, labels and loss as padded.
@@ -52,7 +52,7 @@ def qwen_side(pixels: int, factor: int = 28) -> int:
 
 
 class QwenVideoCollator:
-    """Collates chat samples (`compressa_hf.chat.samples`) into a Qwen-VL batch with labels.
+    """Collates chat samples (`compressa_hf.qwen.samples`) into a Qwen-VL batch with labels.
 
     The batch holds `input_ids`, `attention_mask`, `mm_token_type_ids`, `pixel_values_videos`, `video_grid_thw`,
     `labels` and, for Qwen2.5-VL, `second_per_grid_ts`; pass it to the model as `model(**batch)`. None items (clips a
@@ -137,7 +137,7 @@ class QwenVideoCollator:
         if not metadata.get("fps") or not metadata.get("frames_indices"):
             raise ValueError(
                 f"video metadata {metadata} has no fps or frames_indices; without them Qwen2.5-VL puts consecutive "
-                f"frame pairs on one temporal position. Build samples with compressa_hf.chat.samples"
+                f"frame pairs on one temporal position. Build samples with compressa_hf.qwen.samples"
             )
         out = dict(metadata)
         k, fps = len(out["frames_indices"]), float(out["fps"])

@@ -47,7 +47,7 @@ class VideoDataArguments:
         max_fps: Highest frame rate a video is presented to Qwen2.5-VL at (see `QwenVideoCollator`).
         frame_size: Resize every frame to this side before the processor (rounded to the model's 28- or 32-pixel
             grid); None keeps each video's own size. Visual tokens grow with its square.
-        prompt_style: A named prompt (`compressa_hf.chat.prompts.PROMPT_STYLES`): `choices` (default: every class
+        prompt_style: A named prompt (`compressa_hf.qwen.prompts.PROMPT_STYLES`): `choices` (default: every class
             named in the question), `short` (no class list: the label space is learned from the answers), or
             `system_choices` (the class list in a system message shared by every sample). BENCHMARKS.md ("The
             prompt's cost") gives the tokens each costs per sample.

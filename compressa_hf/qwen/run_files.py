@@ -150,8 +150,8 @@ def model_card(summary: dict, command: str, base_is_local: bool = False) -> str:
 def run_summary(named, train_dataset, collator, trainer, result, model_args, script_args) -> dict:
     """What a finished run trained on and how (`training_summary.json`; `recipes/compare_qwen.py` tabulates it).
 
-    `trainer` is a `compressa_hf.sft_trainer.VideoSFTTrainer`: after a resume that made no step, `train_loss` is the
-    checkpoint's logged mean loss (Trainer reports 0.0) and `steps_this_run` is 0.
+    `trainer` is a `compressa_hf.qwen.sft_trainer.VideoSFTTrainer`: after a resume that made no step, `train_loss` is
+    the checkpoint's logged mean loss (Trainer reports 0.0) and `steps_this_run` is 0.
     """
     stats = first_batch_stats(train_dataset, collator, trainer.processing_class.video_token_id)
     args = trainer.args

@@ -16,7 +16,7 @@ import os
 
 import torch
 
-#: Columns of a chat sample (`compressa_hf.chat.samples`).
+#: Columns of a chat sample (`compressa_hf.qwen.samples`).
 SAMPLE_KEYS = ("messages", "videos", "video_metadata", "label", "answer", "video_id")
 
 

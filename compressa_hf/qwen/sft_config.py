@@ -113,7 +113,7 @@ class VideoSFTConfig(SFTConfig):
             `tune_vision: tower`, its weights in full SFT), the merger excepted. None: `learning_rate`.
         merger_lr: Learning rate of the patch merger (the vision -> text projection; trained with `tune_vision: merger`
             or `tower`). None: `learning_rate`. The language model and everything else train at `learning_rate`; the
-            schedule scales every rate alike (`compressa_hf.sft_trainer.VideoSFTTrainer`).
+            schedule scales every rate alike (`compressa_hf.qwen.sft_trainer.VideoSFTTrainer`).
         packing / padding_free: Either packs each batch into one row without padding (`compressa_hf.qwen.packing`:
             every sample's own 3D mRoPE positions plus a text row restarting per sample, attention that cannot cross
             samples, Qwen3.5's linear-attention layers run per sample; loss as the padded batch's). TRL packs the

@@ -1,5 +1,5 @@
 """`VideoSFTTrainer`: TRL's `SFTTrainer` for Qwen-VL video samples, with a learning rate per model part and a `train()`
-that says when it trained nothing. Its config is `compressa_hf.configs.VideoSFTConfig`.
+that says when it trained nothing. Its config is `compressa_hf.qwen.sft_config.VideoSFTConfig`.
 
     trainer = VideoSFTTrainer(model=model, args=VideoSFTConfig(..., vision_lr=2e-6, merger_lr=1e-5), ...)
     result = trainer.train()        # NoTrainingStepError when no optimizer step ran (and nothing was resumed)
@@ -68,8 +68,9 @@ def logged_train_loss(log_history: list[dict], up_to_step: int) -> float | None:
 def parameter_groups(model, parts, decay_names, base_lr: float, weight_decay: float, part_lrs: dict[str, float]):
     """Optimizer groups of `model`'s trainable parameters: one per (model part, decays or not), at the part's rate.
 
-    `parts` are the model's module names (`compressa_hf.sft.qwen_parts`); `part_lrs` maps `visual` / `merger` /
-    `language` / `other` (`compressa_hf.sft.parameter_part`) to a rate, and a part it leaves out trains at `base_lr`.
+    `parts` are the model's module names (`compressa_hf.qwen.models.qwen_parts`); `part_lrs` maps `visual` /
+    `merger` / `language` / `other` (`compressa_hf.qwen.models.parameter_part`) to a rate, and a part it leaves out
+    trains at `base_lr`.
     """
     groups: dict[tuple[str, bool], list] = {}
     for name, param in model.named_parameters():
@@ -150,7 +151,7 @@ class VideoSFTTrainer(SFTTrainer):
     def _check_packing(model, data_collator) -> None:
         from compressa_hf.qwen.packing import is_prepared
 
-        collator = getattr(data_collator, "collator", data_collator)  # inside compressa_hf.sft.SkipUnreadable
+        collator = getattr(data_collator, "collator", data_collator)  # inside compressa_hf.qwen.sft.SkipUnreadable
         if not getattr(collator, "packing", False):
             raise ValueError(
                 "packing / padding_free is set but the data collator does not pack: build it with "

@@ -1,6 +1,6 @@
 """SVC's reconstruction pre-training on video without text (the AVS/SVC paper's first stage), resumable.
 
-    summary = pretrain_svc(args)        # args: compressa_hf.configs.PretrainSVCArguments; recipes/pretrain_svc.py
+    summary = pretrain_svc(args)        # args: compress.config.PretrainSVCArguments; recipes/pretrain_svc.py
 
 Each step reads a batch of videos as the SFT recipe reads its training set, runs the frozen vision tower (merger
 included) of `args.model_name_or_path`, compresses its merged tokens with SVC and reconstructs them with SVC's
@@ -183,7 +183,7 @@ def _public(value: str | None) -> str | None:
 
 
 def pretrain_svc(args, command: str | None = None) -> dict:
-    """Pre-train SVC as `args` (`compressa_hf.configs.PretrainSVCArguments`) says; returns the run's summary.
+    """Pre-train SVC as `args` (`compress.config.PretrainSVCArguments`) says; returns the run's summary.
 
     Writes the compressor, its card and `pretrain_summary.json` into `args.output_dir` (see the module docstring).
     `command` is the command line the card shows (machine paths are shortened to their last component).
