@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--svc_steps", type=int, default=40)
     args = parser.parse_args()
 
-    from compressa_hf.sft import save_tiny_model
+    from compressa_hf.qwen.models import save_tiny_model
 
     work = os.path.abspath(args.work_dir)
     os.makedirs(work, exist_ok=True)

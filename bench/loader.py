@@ -24,8 +24,8 @@ from common import finish, report, run_child
 
 
 def _dataset(args):
-    from compressa_hf.chat import load_chat_dataset, raw_chat_samples
     from compressa_hf.clips import ClipConfig
+    from compressa_hf.qwen.samples import load_chat_dataset, raw_chat_samples
 
     if args.pipeline.startswith("distilled"):
         import tempfile
@@ -68,7 +68,7 @@ def child(args) -> dict:
 
     from transformers import AutoProcessor
 
-    from compressa_hf.chat import QwenVideoCollator
+    from compressa_hf.qwen.collator import QwenVideoCollator
 
     processor = AutoProcessor.from_pretrained(args.processor)
     collator = QwenVideoCollator(processor)

@@ -64,7 +64,9 @@ def sample_kinds(family) -> dict[str, tuple[int, int, int]]:
 def measure(processor, family, classes: list[str], style: str, frames: int, height: int, width: int) -> dict:
     import numpy as np
 
-    from compressa_hf.chat import PROMPT_STYLES, QwenVideoCollator, make_chat_sample, video_metadata
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.prompts import PROMPT_STYLES
+    from compressa_hf.qwen.samples import make_chat_sample, video_metadata
 
     prompt = PROMPT_STYLES[style]
     texts = prompt.class_texts(classes)
@@ -97,8 +99,8 @@ def main() -> None:
 
     from transformers import AutoProcessor
 
-    from compressa_hf.chat import PROMPT_STYLES
     from compressa_hf.qwen import FAMILIES, build_processor
+    from compressa_hf.qwen.prompts import PROMPT_STYLES
     from compressa_hf.qwen.tokenizer import write_qwen3_5_tokenizer
 
     qwen2 = os.path.join(args.shared, "qwen2_5_vl")

@@ -65,8 +65,8 @@ def _samples(args, kind: str, work_dir: str, patch_size: int = 14) -> list[dict]
     """`batch_size x (warmup + steps)` chat samples of `kind` (see the module docstring), all with the same prompt."""
     import numpy as np
 
-    from compressa_hf.chat import load_chat_dataset, raw_chat_samples
     from compressa_hf.clips import ClipConfig
+    from compressa_hf.qwen.samples import load_chat_dataset, raw_chat_samples
     from compressa_hf.qwen.video import QwenVideoConfig
     from compressa_hf.sources import parse_source_spec
     from compressa_hf.store import DistilledConfig, write_config
@@ -109,7 +109,7 @@ def _measure(args, trainer, model, processor, samples, kind: str, frame_size: in
     """Collate `samples` at `frame_size` (packed or padded), run warm-up + timed steps, and return the table's row."""
     import torch
 
-    from compressa_hf.chat import QwenVideoCollator
+    from compressa_hf.qwen.collator import QwenVideoCollator
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -177,13 +177,9 @@ def child(args) -> dict:
     from transformers import AutoProcessor
     from trl import SFTTrainer
 
-    from compressa_hf.chat import QwenVideoCollator
-    from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
     from compressa_hf.qwen import build_processor, family_of
-    from compressa_hf.qwen.packing import prepare_packing
-    from compressa_hf.qwen.tokenizer import write_qwen3_5_tokenizer
-    from compressa_hf.sft import (
-        as_hf_dataset,
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.models import (
         freeze_vision,
         lora_config,
         qwen_config,
@@ -191,7 +187,11 @@ def child(args) -> dict:
         torch_dtype,
         trainable_summary,
     )
-    from compressa_hf.sft_trainer import score_labelled_positions_only_on_cpu
+    from compressa_hf.qwen.packing import prepare_packing
+    from compressa_hf.qwen.sft import as_hf_dataset
+    from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
+    from compressa_hf.qwen.sft_trainer import score_labelled_positions_only_on_cpu
+    from compressa_hf.qwen.tokenizer import write_qwen3_5_tokenizer
 
     kinds = _kinds(args) if args.child == "all" else (args.child,)
     frame_sizes = _frame_sizes(args) if args.child == "all" else [args.frame_size]
@@ -311,7 +311,7 @@ def main() -> None:
         "--cpu_lm_head",
         default="labelled",
         choices=["labelled", "every"],
-        help="CPU: score the labelled positions only, as the recipe does (compressa_hf.sft_trainer), or every "
+        help="CPU: score the labelled positions only, as the recipe does (compressa_hf.qwen.sft_trainer), or every "
         "position, TRL's own choice off Triton (the baseline of that change)",
     )
     parser.add_argument("--output", default="bench/results/sft_cpu.json")

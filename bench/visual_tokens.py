@@ -48,7 +48,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def count(collator, frames: np.ndarray, fps: float = 30.0) -> dict:
     """Visual tokens, grid and video-span tokens of one sample of `frames` (uint8 (F, H, W, 3))."""
-    from compressa_hf.chat import PromptTemplate, make_chat_sample, video_metadata
+    from compressa_hf.qwen.prompts import PromptTemplate
+    from compressa_hf.qwen.samples import make_chat_sample, video_metadata
 
     prompt = PromptTemplate()
     meta = video_metadata([4 * i for i in range(len(frames))], fps, total_num_frames=4 * len(frames))
@@ -70,8 +71,8 @@ def count(collator, frames: np.ndarray, fps: float = 30.0) -> dict:
 def main(args) -> list[dict]:
     import transformers
 
-    from compressa_hf.chat import QwenVideoCollator
     from compressa_hf.qwen import FAMILIES, build_processor
+    from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.video import QwenVideoConfig, qwen_frame_size, resize_bicubic
 
     transformers.logging.set_verbosity_error()

@@ -184,7 +184,7 @@ def load_distilled(repo: str, config: str | None = None, split: str = "train", *
 
 
 def load_chat_dataset(repo_or_folder: str, config: str, **kwargs):
-    """A distilled set's config as Qwen-VL chat samples (`compressa_hf.chat.samples.load_chat_dataset`, whose
+    """A distilled set's config as Qwen-VL chat samples (`compressa_hf.qwen.samples.load_chat_dataset`, whose
     docstring gives every option: prompt, codec, fps, decode_once, streaming, ...).
 
     Returns:
@@ -194,7 +194,7 @@ def load_chat_dataset(repo_or_folder: str, config: str, **kwargs):
     Raises:
         ValueError: a codec other than the card's without `codec=`, or a config the set does not have.
     """
-    from compressa_hf.chat.samples import load_chat_dataset as load
+    from compressa_hf.qwen.samples import load_chat_dataset as load
 
     return load(repo_or_folder, config, **kwargs)
 

@@ -156,7 +156,7 @@ def show(cfg: ShowConfig) -> list[str]:
     import torch
     from PIL import Image
 
-    from compressa_hf.chat.samples import check_codec_id
+    from compressa_hf.qwen.samples import check_codec_id
     from compressa_hf.clips import ClipConfig, sample_clip
     from compressa_hf.codecs import load_codec, pinned_spec
     from compressa_hf.codecs.storage import dequantise

@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def make_parser():
     from trl import TrlParser
 
-    from compressa_hf.configs import CompareArguments
+    from compressa_hf.qwen.comparison import CompareArguments
 
     return TrlParser(CompareArguments)
 
@@ -57,7 +57,7 @@ def data_flags(recipe: str) -> list[str]:
 
     import yaml
 
-    from compressa_hf.configs import VideoDataArguments
+    from compressa_hf.qwen.data_args import VideoDataArguments
 
     with open(recipe) as f:
         config = yaml.safe_load(f)
@@ -164,7 +164,7 @@ def plan(args) -> list[dict]:
 
 
 def main(args) -> int:
-    from compressa_hf.qwen_eval import comparison_markdown, comparison_rows
+    from compressa_hf.qwen.comparison import comparison_markdown, comparison_rows
 
     runs = plan(args)
     for run in runs:

@@ -29,7 +29,7 @@ import os
 def make_parser():
     from trl import TrlParser
 
-    from compressa_hf.configs import EvalArguments
+    from compressa_hf.qwen.evaluation import EvalArguments
 
     return TrlParser(EvalArguments)
 
@@ -39,11 +39,12 @@ def main(args):
     from accelerate import Accelerator
     from accelerate.utils import gather_object
 
-    from compressa_hf.chat import QwenVideoCollator, raw_chat_samples
     from compressa_hf.qwen import family_of
+    from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.compress.attach import describe_token_compressor
-    from compressa_hf.qwen_eval import choice_token_ids, evaluate_batch, load_for_eval, summarize, write_results
-    from compressa_hf.sft import torch_dtype
+    from compressa_hf.qwen.evaluation import choice_token_ids, evaluate_batch, load_for_eval, summarize, write_results
+    from compressa_hf.qwen.models import torch_dtype
+    from compressa_hf.qwen.samples import raw_chat_samples
     from compressa_hf.threads import configure_threads
 
     configure_threads(what="eval_qwen")  # one thread per free core of this process (compressa_hf.threads)

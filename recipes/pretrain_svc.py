@@ -13,10 +13,10 @@ Usage:
     accelerate launch recipes/sft_qwen.py --config recipes/qwen2_5_vl_7b/lora/config_hmdb51_full.yaml \
         --token_compressor svc --token_compressor_path outputs/svc-qwen2.5-vl-7b-hmdb51
 
-Flags are the fields of `compressa_hf.configs.PretrainSVCArguments` (the video reader settings are the SFT recipe's);
-`--config x.yaml` sets them and flags override it. Rerunning a killed command resumes from its newest checkpoint.
-Writes `compressor_config.json`, `compressor_model.safetensors`, `README.md` and `pretrain_summary.json` into
-`--output_dir`.
+Flags are the fields of `compressa_hf.qwen.compress.config.PretrainSVCArguments` (the video reader settings are the
+SFT recipe's); `--config x.yaml` sets them and flags override it. Rerunning a killed command resumes from its newest
+checkpoint. Writes `compressor_config.json`, `compressor_model.safetensors`, `README.md` and `pretrain_summary.json`
+into `--output_dir`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import sys
 def make_parser():
     from trl import TrlParser
 
-    from compressa_hf.configs import PretrainSVCArguments
+    from compressa_hf.qwen.compress.config import PretrainSVCArguments
 
     return TrlParser(PretrainSVCArguments)
 

@@ -44,7 +44,7 @@ import sys
 def make_parser():
     from trl import ModelConfig, TrlParser
 
-    from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
+    from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
 
     return TrlParser((SFTScriptArguments, VideoSFTConfig, ModelConfig))
 
@@ -53,31 +53,25 @@ def main(script_args, training_args, model_args):
     from accelerate.logging import get_logger
     from transformers import AutoProcessor
 
-    from compressa_hf.chat import QwenVideoCollator
     from compressa_hf.qwen import family_of
+    from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.compress.attach import (
         describe_token_compressor,
         save_token_compressor,
         train_with_token_compressor,
         with_token_compressor,
     )
-    from compressa_hf.qwen.packing import prepare_packing
-    from compressa_hf.sft import (
-        SkipUnreadable,
-        check_kernels,
-        check_processes,
+    from compressa_hf.qwen.models import (
         freeze_vision,
         keep_used_weight_conversions,
         load_model,
         lora_config,
-        num_samples,
-        push_run,
-        run_summary,
-        train_chat_dataset,
         trainable_summary,
-        write_run_files,
     )
-    from compressa_hf.sft_trainer import VideoSFTTrainer
+    from compressa_hf.qwen.packing import prepare_packing
+    from compressa_hf.qwen.run_files import push_run, run_summary, write_run_files
+    from compressa_hf.qwen.sft import SkipUnreadable, check_kernels, check_processes, num_samples, train_chat_dataset
+    from compressa_hf.qwen.sft_trainer import VideoSFTTrainer
     from compressa_hf.threads import configure_threads
 
     # The DataLoader workers decode clips for the whole run: leave them their cores (compressa_hf.threads).

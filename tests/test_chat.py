@@ -12,21 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from compressa_hf.chat import (
-    IGNORE_INDEX,
-    PromptTemplate,
-    QwenVideoCollator,
-    check_codec_id,
-    humanize_class_name,
-    load_chat_dataset,
-    load_chat_template,
-    raw_chat_samples,
-    video_metadata,
-)
-from compressa_hf.chat.samples import card_config
 from compressa_hf.clips import ClipConfig
 from compressa_hf.codecs import PixelCodec
 from compressa_hf.codecs.base import uint8_to_latents
+from compressa_hf.qwen.chat_templates import load_chat_template
+from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator
+from compressa_hf.qwen.prompts import PromptTemplate, humanize_class_name
+from compressa_hf.qwen.samples import card_config, check_codec_id, load_chat_dataset, raw_chat_samples, video_metadata
 from compressa_hf.store import DistilledConfig, write_config
 from tests.conftest import QWEN, need_shared
 
@@ -262,7 +254,7 @@ def tiny_qwen():
 
 
 def _sample(frames: int, size: int, label: int = 0, fps: float = 30.0, answer_names=CLASS_NAMES) -> dict:
-    from compressa_hf.chat import make_chat_sample
+    from compressa_hf.qwen.samples import make_chat_sample
 
     rng = np.random.default_rng(label)
     video = rng.integers(0, 256, size=(frames, size, size, 3), dtype=np.uint8)

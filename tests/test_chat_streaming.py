@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compressa_hf.chat import load_chat_dataset
+from compressa_hf.qwen.samples import load_chat_dataset
 from tests.test_chat import write_distilled
 
 

@@ -63,8 +63,8 @@ def _argv(method: str, out, cache_dir: str, tmp_path) -> list[str]:
 def test_every_method_publishes_a_set_that_reads_as_chat_samples(method, cache_dir, tmp_path, capsys):
     from datasets import load_dataset
 
-    from compressa_hf.chat import load_chat_dataset
-    from compressa_hf.chat.prompts import PromptTemplate
+    from compressa_hf.qwen.prompts import PromptTemplate
+    from compressa_hf.qwen.samples import load_chat_dataset
 
     out = tmp_path / "set"
     assert cli(_argv(method, out, cache_dir, tmp_path)) == 0, capsys.readouterr().err[-2000:]
@@ -166,9 +166,9 @@ def test_dry_run_shows_the_methods_plan(tmp_path, capsys):
 
 
 def test_synthetic_rows_get_nominal_ids_and_times_that_decode(tmp_path):
-    from compressa_hf.chat import load_chat_dataset
     from compressa_hf.distill.methods.base import CompressedSet, store_latents
     from compressa_hf.distill.set_writer import row_columns
+    from compressa_hf.qwen.samples import load_chat_dataset
     from compressa_hf.store import DistilledConfig, write_config
 
     latents = torch.randn(3, 2, 3, 4, 4)

@@ -26,9 +26,11 @@ import pytest
 import torch
 import yaml
 
-from compressa_hf.chat import IGNORE_INDEX, PromptTemplate, QwenVideoCollator, make_chat_sample, video_metadata
 from compressa_hf.qwen import FAMILIES, TEXT_LINEAR_MODULES, VISION_LINEAR_MODULES, build_processor, family_of
-from compressa_hf.sft import lora_target_regex, qwen_config, qwen_parts, random_qwen, save_tiny_model
+from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator
+from compressa_hf.qwen.models import lora_target_regex, qwen_config, qwen_parts, random_qwen, save_tiny_model
+from compressa_hf.qwen.prompts import PromptTemplate
+from compressa_hf.qwen.samples import make_chat_sample, video_metadata
 from tests.conftest import QWEN, REPO, free_port, need_shared
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -301,7 +303,7 @@ QWEN3_5_CONVERSATIONS = QWEN3_CONVERSATIONS[:1] + [
 def test_qwen3_templates_render_like_the_shipped_ones(processors, family, shipped_name, conversation, kwargs):
     import trl
 
-    from compressa_hf.chat import load_chat_template
+    from compressa_hf.qwen.chat_templates import load_chat_template
 
     # TRL keeps the checkpoints' templates and checks them against the Hub every week (Qwen3.5: the small checkpoints'
     # template, thinking off by default).
@@ -419,7 +421,7 @@ VIDEO_FLAGS = ["--video_nframes", "4", "--video_min_pixels", "784", "--video_max
 #: chance. So the check is the log-likelihood reading, the generation reading is reported. Through this test (2-core
 #: machine shared with other jobs): log-likelihood 100 % for every family; generation 100 % for Qwen2-VL, Qwen3-VL,
 #: Qwen3.5 and Qwen3.5-MoE, 50 % for Qwen2.5-VL. With the LM head scoring only labelled positions on CPU
-#: (`compressa_hf.sft_trainer.score_labelled_positions_only_on_cpu`) the 12 steps take ~8 s; the launches (two
+#: (`compressa_hf.qwen.sft_trainer.score_labelled_positions_only_on_cpu`) the 12 steps take ~8 s; the launches (two
 #: Python start-ups of ~20 s each) are most of a family's ~80 s, the in-process unpacked check 13-24 s.
 LEARN_FLAGS = [
     "--max_steps", "12", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--lr_scheduler_type",
@@ -593,7 +595,7 @@ def test_model_recipes_name_their_family_and_read_raw_video_through_qwen_vl_util
 def test_qwen3_5_cached_choice_scoring_equals_full_forwards(processors, tiny_models, name):
     """eval_qwen's log-likelihood reading shares the prompt's cache across choices; Qwen3.5's hybrid cache (recurrent
     state and convolution state of its Gated DeltaNet layers) must give what full forwards give."""
-    from compressa_hf.qwen_eval import choice_token_ids, prompt_inputs, score_choices
+    from compressa_hf.qwen.evaluation import choice_token_ids, prompt_inputs, score_choices
     from tests.test_recipes import _reference_scores
 
     prompt = PromptTemplate()

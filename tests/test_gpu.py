@@ -156,7 +156,7 @@ def processor():
 
 
 def _samples(n: int, class_texts: list[str], prompt, frames: int = 4, side: int = 56) -> list[dict]:
-    from compressa_hf.chat import make_chat_sample, video_metadata
+    from compressa_hf.qwen.samples import make_chat_sample, video_metadata
 
     rng = np.random.default_rng(0)
     out = []
@@ -169,8 +169,9 @@ def _samples(n: int, class_texts: list[str], prompt, frames: int = 4, side: int 
 
 @pytest.mark.real_data
 def test_collator_batch_trains_tiny_qwen_in_bf16_on_cuda(processor):
-    from compressa_hf.chat import PromptTemplate, QwenVideoCollator
-    from compressa_hf.sft import random_qwen
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.models import random_qwen
+    from compressa_hf.qwen.prompts import PromptTemplate
 
     prompt = PromptTemplate()
     batch = QwenVideoCollator(processor)(_samples(3, prompt.class_texts(["Jump", "Run", "Wave"]), prompt))
@@ -191,9 +192,10 @@ def test_collator_batch_trains_tiny_qwen_in_bf16_on_cuda(processor):
 
 @pytest.mark.real_data
 def test_loglik_scoring_on_cuda_matches_cpu(processor, fp32_exact):
-    from compressa_hf.chat import PromptTemplate, QwenVideoCollator
-    from compressa_hf.qwen_eval import choice_token_ids, prompt_inputs, score_choices
-    from compressa_hf.sft import random_qwen
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.evaluation import choice_token_ids, prompt_inputs, score_choices
+    from compressa_hf.qwen.models import random_qwen
+    from compressa_hf.qwen.prompts import PromptTemplate
 
     prompt = PromptTemplate()
     texts = prompt.class_texts(["ApplyEyeMakeup", "Run", "brush_hair", "PlayingDaf"])  # answers of 1 to 4 tokens
@@ -213,7 +215,7 @@ def test_loglik_scoring_on_cuda_matches_cpu(processor, fp32_exact):
 def tiny_qwen_dir(tmp_path_factory):
     """The tiny model saved with the processor files, as `load_model` reads a checkpoint."""
     need_shared(QWEN)
-    from compressa_hf.sft import save_tiny_model
+    from compressa_hf.qwen.models import save_tiny_model
 
     return save_tiny_model(TINY_QWEN, tmp_path_factory.mktemp("tiny_qwen"), QWEN)
 
@@ -228,8 +230,10 @@ def test_attention_kernel_from_the_recipe_trains_like_eager_on_cuda(processor, t
 
     from trl import ModelConfig
 
-    from compressa_hf.chat import PromptTemplate, QwenVideoCollator
-    from compressa_hf.sft import check_kernels, load_model
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.models import load_model
+    from compressa_hf.qwen.prompts import PromptTemplate
+    from compressa_hf.qwen.sft import check_kernels
 
     if attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         pytest.skip("flash-attn is not installed on this machine (bench/gpu/prepare.sh does not carry it)")
@@ -257,10 +261,12 @@ def test_liger_kernel_through_the_sft_trainer_on_cuda(processor, tiny_qwen_dir, 
     pytest.importorskip("liger_kernel", reason="liger-kernel is not installed on this machine (carry its wheel)")
     from trl import ModelConfig
 
-    from compressa_hf.chat import PromptTemplate, QwenVideoCollator
-    from compressa_hf.configs import VideoSFTConfig
-    from compressa_hf.sft import SkipUnreadable, as_hf_dataset, load_model
-    from compressa_hf.sft_trainer import VideoSFTTrainer
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.models import load_model
+    from compressa_hf.qwen.prompts import PromptTemplate
+    from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset
+    from compressa_hf.qwen.sft_config import VideoSFTConfig
+    from compressa_hf.qwen.sft_trainer import VideoSFTTrainer
 
     prompt = PromptTemplate()
     dataset = as_hf_dataset(_samples(4, prompt.class_texts(["Jump", "Run"]), prompt))

@@ -240,7 +240,7 @@ def test_table1_part_resumes_from_the_newest_summary_with_cells(tmp_path, monkey
 
 
 def test_eval_benchmark_uses_the_recipes_defaults():
-    from compressa_hf.configs import EvalArguments
+    from compressa_hf.qwen.evaluation import EvalArguments
 
     bench = load("eval_loglik")
     defaults = EvalArguments()

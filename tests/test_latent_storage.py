@@ -128,9 +128,9 @@ def test_methods_that_cannot_store_uint4_say_so(method):
 def test_a_uint4_set_is_published_loaded_shown_and_decoded(tmp_path, capsys):
     from datasets import load_dataset
 
-    from compressa_hf.chat import load_chat_dataset
     from compressa_hf.cli import main as cli
     from compressa_hf.codecs.pixel import PixelCodec
+    from compressa_hf.qwen.samples import load_chat_dataset
     from compressa_hf.store import read_meta
     from tests.test_distill_method import COMMON
 

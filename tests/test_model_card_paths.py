@@ -54,7 +54,7 @@ def test_the_model_push_sends_no_local_path_and_refuses_one(local_run, monkeypat
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoUrl
 
-    from compressa_hf.sft import VOCABULARY_FILES, push_run
+    from compressa_hf.qwen.run_files import VOCABULARY_FILES, push_run
 
     out, sent = local_run["dir"], {}
 
@@ -90,7 +90,7 @@ def test_the_model_push_sends_no_local_path_and_refuses_one(local_run, monkeypat
 
 def test_public_summary_names_every_local_folder_by_its_last_component():
     from compressa_hf.publish import public_text
-    from compressa_hf.sft import public_summary
+    from compressa_hf.qwen.run_files import public_summary
 
     run = {
         "model_name_or_path": "/models/Qwen2.5-VL-7B-Instruct",

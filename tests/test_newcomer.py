@@ -183,7 +183,7 @@ def test_a_set_made_here_opens_elsewhere_and_publishes_no_local_path(tmp_path):
         (elsewhere / "set" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(made / "set" / rel, elsewhere / "set" / rel)
     env = {k: v for k, v in _env().items() if k != "COMPRESSA_TAE_DIR"}
-    probe = ("from compressa_hf.chat import load_chat_dataset; ds = load_chat_dataset('set', 'ratio_k1'); "
+    probe = ("from compressa_hf.qwen.samples import load_chat_dataset; ds = load_chat_dataset('set', 'ratio_k1'); "
              "s = ds[0]; print(s['videos'][0].shape, s['video_metadata'][0]['fps'], s['answer'])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]

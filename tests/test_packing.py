@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from compressa_hf.chat import IGNORE_INDEX, PromptTemplate, QwenVideoCollator, make_chat_sample, video_metadata
-from compressa_hf.configs import VideoSFTConfig
 from compressa_hf.qwen import FAMILIES
+from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator
+from compressa_hf.qwen.models import random_qwen
 from compressa_hf.qwen.packing import is_prepared, pack_batch, prepare_packing, rope_index_of, sample_ids
-from compressa_hf.sft import random_qwen
+from compressa_hf.qwen.prompts import PromptTemplate
+from compressa_hf.qwen.samples import make_chat_sample, video_metadata
+from compressa_hf.qwen.sft_config import VideoSFTConfig
 from tests.conftest import QWEN, need_shared
 from tests.test_families import NAMES, TINY, tokenizer_dir
 

@@ -209,7 +209,7 @@ def test_show_draws_rows_of_different_k_and_their_interpolation(prism_repo, tmp_
 
 
 def test_chat_samples_of_rows_of_different_k(prism_repo):
-    from compressa_hf.chat import load_chat_dataset
+    from compressa_hf.qwen.samples import load_chat_dataset
 
     ds = load_chat_dataset(str(prism_repo), "prism_ratio_k2", cache_dir=str(prism_repo) + ".hf")
     batch = ds[: len(ds)]
@@ -229,8 +229,9 @@ def test_chat_samples_of_rows_of_different_k(prism_repo):
 def test_a_batch_mixing_k_collates_for_every_family(prism_repo, qwen3_5_tokenizer):
     from transformers import AutoProcessor
 
-    from compressa_hf.chat import QwenVideoCollator, load_chat_dataset
     from compressa_hf.qwen import FAMILIES, build_processor
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.samples import load_chat_dataset
     from tests.conftest import QWEN, need_shared
     from tests.test_families import tokenizer_dir
 
@@ -257,7 +258,7 @@ def test_a_run_on_rows_of_different_k_says_so(prism_repo):
     """The SFT run summary and card sentence: K's range from the local card, or from the first rows of a Hub set."""
     from types import SimpleNamespace
 
-    from compressa_hf.sft import describe_data, set_frames_per_video
+    from compressa_hf.qwen.run_files import describe_data, set_frames_per_video
     from compressa_hf.store import read_meta
 
     per_video = read_meta(prism_repo)["prism_ratio_k2"]["frames_per_video"]

@@ -11,10 +11,13 @@ import logging
 import numpy as np
 import pytest
 
-from compressa_hf.chat import PromptTemplate, QwenVideoCollator, raw_chat_samples
 from compressa_hf.clips import ClipConfig, sample_clip
-from compressa_hf.configs import EvalArguments, SFTScriptArguments
 from compressa_hf.qwen import build_processor
+from compressa_hf.qwen.collator import QwenVideoCollator
+from compressa_hf.qwen.evaluation import EvalArguments
+from compressa_hf.qwen.prompts import PromptTemplate
+from compressa_hf.qwen.samples import raw_chat_samples
+from compressa_hf.qwen.sft_config import SFTScriptArguments
 from compressa_hf.qwen.video import QwenVideoConfig, qwen_frame_indices, sample_qwen_clip
 from compressa_hf.sources import parse_source_spec
 from tests.conftest import QWEN, need_shared, write_video

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
-from compressa_hf.chat import load_chat_dataset, raw_chat_samples
 from compressa_hf.clips import ClipConfig, sample_clip
 from compressa_hf.decode import orient, probe, read_frames
+from compressa_hf.qwen.samples import load_chat_dataset, raw_chat_samples
 from compressa_hf.sources import SourceError, build_source, parse_source_spec
 from tests.conftest import QWEN, need_shared, write_video
 
@@ -202,7 +202,7 @@ def test_qwen_temporal_spacing_comes_from_the_real_rate(tmp_path):
     need_shared(QWEN)
     from transformers import AutoProcessor
 
-    from compressa_hf.chat import QwenVideoCollator
+    from compressa_hf.qwen.collator import QwenVideoCollator
 
     _ssv2_at_12fps(tmp_path / "ssv2")
     sample = raw_chat_samples(f"ssv2:root={tmp_path / 'ssv2'}", "train", ClipConfig(num_frames=4, size=56))[0]
@@ -414,7 +414,7 @@ def test_a_frame_size_change_mid_stream_is_scaled_to_the_first_size(tmp_path):
 
 def test_the_raw_reader_skips_a_clip_that_breaks_in_an_unforeseen_way(tmp_path, monkeypatch, caplog):
     """An error no reader anticipated (a bare ValueError from deep inside a decoder) costs the clip, not the run."""
-    from compressa_hf.chat import samples
+    from compressa_hf.qwen import samples
 
     write_video(tmp_path / "vf" / "train" / "a" / "clip.mp4", _binary_frames(8))
     dataset = raw_chat_samples(str(tmp_path / "vf"), "train", ClipConfig(num_frames=4, size=16))

@@ -21,13 +21,12 @@ import pytest
 import torch
 import yaml
 
-from compressa_hf.chat import PromptTemplate, QwenVideoCollator, make_chat_sample, video_metadata
-from compressa_hf.configs import EvalArguments, SFTScriptArguments, VideoSFTConfig
 from compressa_hf.named_sets import NAMED_SETS
-from compressa_hf.qwen_eval import (
+from compressa_hf.qwen.collator import QwenVideoCollator
+from compressa_hf.qwen.comparison import comparison_markdown, comparison_rows
+from compressa_hf.qwen.evaluation import (
+    EvalArguments,
     choice_token_ids,
-    comparison_markdown,
-    comparison_rows,
     load_for_eval,
     match_answer,
     prompt_inputs,
@@ -35,9 +34,7 @@ from compressa_hf.qwen_eval import (
     summarize,
     with_answer,
 )
-from compressa_hf.sft import (
-    SkipUnreadable,
-    as_hf_dataset,
+from compressa_hf.qwen.models import (
     freeze_vision,
     lora_config,
     qwen_parts,
@@ -45,6 +42,10 @@ from compressa_hf.sft import (
     save_tiny_model,
     trainable_summary,
 )
+from compressa_hf.qwen.prompts import PromptTemplate
+from compressa_hf.qwen.samples import make_chat_sample, video_metadata
+from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset
+from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
 from compressa_hf.store import DistilledConfig, write_config
 from tests.conftest import QWEN, REPO, need_shared
 
@@ -454,7 +455,7 @@ def test_evaluation_of_the_lora_output_is_reproduced_in_process(comparison):
     assert all(r["generate_pred"] == match_answer(r["generated"], results["class_names"]) for r in records)
 
     # The adapter loads back onto its base and scores the first test clip as the script did.
-    from compressa_hf.chat import raw_chat_samples
+    from compressa_hf.qwen.samples import raw_chat_samples
     from compressa_hf.qwen.video import QwenVideoConfig
 
     model, processor = load_for_eval(str(out / "tiny_0.5"), torch.float32)

@@ -24,10 +24,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from compressa_hf.chat import PromptTemplate
-from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
-from compressa_hf.sft import as_hf_dataset, keep_used_weight_conversions, lora_config, qwen_parts, random_qwen
-from compressa_hf.sft_trainer import NoTrainingStepError, VideoSFTTrainer, logged_train_loss
+from compressa_hf.qwen.models import keep_used_weight_conversions, lora_config, qwen_parts, random_qwen
+from compressa_hf.qwen.prompts import PromptTemplate
+from compressa_hf.qwen.sft import as_hf_dataset
+from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
+from compressa_hf.qwen.sft_trainer import NoTrainingStepError, VideoSFTTrainer, logged_train_loss
 from tests import test_recipes
 from tests.conftest import QWEN, REPO, need_shared
 from tests.test_recipes import ACCELERATE, FIXTURES, TINY_CONFIG, _samples, load_script
@@ -65,7 +66,7 @@ def run_sft(workspace, output_dir, *flags):
 def test_packing_and_the_loss_switches_reach_the_run(workspace, tmp_path, flags, monkeypatch):
     """TRL would refuse a custom collator with padding_free, or pack the data set itself: the recipe packs each batch
     in its collator, and the summary says how the run trained."""
-    import compressa_hf.sft_trainer as sft_trainer
+    import compressa_hf.qwen.sft_trainer as sft_trainer
 
     seen = []
     step = sft_trainer.VideoSFTTrainer.training_step
@@ -118,8 +119,9 @@ def make_trainer(processor, tmp_path, tune_vision="tower", use_peft=True, **conf
     """A `VideoSFTTrainer` on the tiny model and 2 chat samples; `config` goes to `VideoSFTConfig`."""
     from trl import ModelConfig
 
-    from compressa_hf.chat import QwenVideoCollator
-    from compressa_hf.sft import SkipUnreadable, freeze_vision
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.models import freeze_vision
+    from compressa_hf.qwen.sft import SkipUnreadable
 
     model = random_qwen(TINY_CONFIG)
     script_args = SFTScriptArguments(tune_vision=tune_vision)
@@ -194,7 +196,7 @@ def test_a_learning_rate_for_a_part_that_does_not_train_is_refused(processor, tm
 @pytest.mark.real_data
 @pytest.mark.parametrize("override", [None, "eager"])
 def test_the_recipes_attention_implementation_reaches_both_towers(workspace, tmp_path, override):
-    from compressa_hf.sft import load_model
+    from compressa_hf.qwen.models import load_model
 
     flags = ["--config", str(SHIPPED_LORA), "--model_name_or_path", workspace["model"], "--dtype", "float32"]
     flags += ["--output_dir", str(tmp_path), "--use_cpu", "true"] + (
@@ -221,7 +223,7 @@ def test_kernels_this_machine_cannot_run_are_refused_before_the_model_loads(
 ):
     import importlib.util
 
-    import compressa_hf.sft
+    import compressa_hf.qwen.models
 
     if torch.cuda.is_available() and importlib.util.find_spec(module) is not None:
         pytest.skip(f"this machine can run {module}: tests/test_gpu.py runs it")
@@ -229,7 +231,7 @@ def test_kernels_this_machine_cannot_run_are_refused_before_the_model_loads(
     def no_load(*args, **kwargs):
         raise AssertionError("the model loaded before the refusal")
 
-    monkeypatch.setattr(compressa_hf.sft, "load_model", no_load)
+    monkeypatch.setattr(compressa_hf.qwen.models, "load_model", no_load)
     with pytest.raises((ImportError, ValueError), match=needs):
         run_sft(workspace, tmp_path / "out", *flags)
     assert not (tmp_path / "out").exists()
@@ -265,7 +267,7 @@ def test_the_cpu_lm_head_scores_labelled_positions_only_with_the_same_loss_and_g
     from trl.kernels.chunked_logprob import _use_triton as trls_own_choice  # never patched
     from trl.trainer.utils import add_fused_lm_head
 
-    from compressa_hf.sft_trainer import score_labelled_positions_only_on_cpu
+    from compressa_hf.qwen.sft_trainer import score_labelled_positions_only_on_cpu
 
     # TRL's own choice (a trainer built earlier in this session has patched it; undone after the test)
     monkeypatch.setattr(trl_utils, "_use_triton", trls_own_choice)
@@ -422,7 +424,7 @@ def test_the_cards_evaluation_command_runs_as_printed(finished_run, tmp_path):
 
 
 def test_the_evaluation_command_carries_every_data_setting_that_differs_from_the_default():
-    from compressa_hf.sft import eval_command
+    from compressa_hf.qwen.run_files import eval_command
 
     trained = SFTScriptArguments(
         data="tiny_full", data_registry="sets dir/sets.yaml", max_fps=None, question="Which of {choices}?",

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from compressa_hf.chat import PromptTemplate, QwenVideoCollator, make_chat_sample, video_metadata
 from compressa_hf.qwen import FAMILIES
+from compressa_hf.qwen.collator import QwenVideoCollator
 from compressa_hf.qwen.compress import (
     TokenCompressor,
     TokenCompressorConfig,
@@ -36,6 +36,8 @@ from compressa_hf.qwen.compress import (
 )
 from compressa_hf.qwen.compress.grid import window_frame_indices
 from compressa_hf.qwen.compress.svc import split_stride
+from compressa_hf.qwen.prompts import PromptTemplate
+from compressa_hf.qwen.samples import make_chat_sample, video_metadata
 from tests.conftest import QWEN, REPO, need_shared
 from tests.test_families import tokenizer_dir
 
@@ -234,9 +236,19 @@ def test_reconstruction_pretraining_learns_what_pooling_loses(scale):
 
 
 def _arguments():
-    from compressa_hf import configs
+    from types import SimpleNamespace
 
-    return configs
+    from compressa_hf.qwen.comparison import CompareArguments
+    from compressa_hf.qwen.compress.config import PretrainSVCArguments
+    from compressa_hf.qwen.evaluation import EvalArguments
+    from compressa_hf.qwen.sft_config import SFTScriptArguments
+
+    return SimpleNamespace(
+        SFTScriptArguments=SFTScriptArguments,
+        EvalArguments=EvalArguments,
+        CompareArguments=CompareArguments,
+        PretrainSVCArguments=PretrainSVCArguments,
+    )
 
 
 @pytest.mark.parametrize(
@@ -325,7 +337,7 @@ def _sample(frames: int, size: int, label: int = 0, fps: float = 30.0, step: int
 
 
 def _compressed_model(name: str, kind: str, strides):
-    from compressa_hf.sft import random_qwen
+    from compressa_hf.qwen.models import random_qwen
 
     model = random_qwen(TINY[name])
     attach_token_compressor(model, build_token_compressor(kind, model, strides=strides))
@@ -338,7 +350,7 @@ def test_a_packed_batch_through_a_compressor_scores_each_sample_as_alone(process
     """Packing (`compressa_hf.qwen.packing`) takes its positions from the model's `get_rope_index`, which the
     compressor replaces: prepared after the compressor is attached (as `recipes/sft_qwen.py` does), each sample of a
     packed row gets the loss it gets alone, on the compressed grid."""
-    from compressa_hf.chat import IGNORE_INDEX
+    from compressa_hf.qwen.collator import IGNORE_INDEX
     from compressa_hf.qwen.packing import prepare_packing, sample_ids
 
     torch.manual_seed(0)
@@ -449,15 +461,16 @@ def test_two_sft_steps_train_svc_and_a_resumed_run_takes_its_checkpoints_compres
     """`VideoSFTTrainer` as `recipes/sft_qwen.py` builds it: LoRA, SVC tuned; the decoder stays as it was."""
     from trl import ModelConfig
 
-    from compressa_hf.configs import SFTScriptArguments, VideoSFTConfig
     from compressa_hf.qwen.compress.attach import (
         attached_compressor,
         save_token_compressor,
         train_with_token_compressor,
         with_token_compressor,
     )
-    from compressa_hf.sft import SkipUnreadable, as_hf_dataset, lora_config, random_qwen
-    from compressa_hf.sft_trainer import VideoSFTTrainer
+    from compressa_hf.qwen.models import lora_config, random_qwen
+    from compressa_hf.qwen.sft import SkipUnreadable, as_hf_dataset
+    from compressa_hf.qwen.sft_config import SFTScriptArguments, VideoSFTConfig
+    from compressa_hf.qwen.sft_trainer import VideoSFTTrainer
 
     def trainer_for(output_dir, resume=None):
         model = random_qwen(TINY[name])
@@ -516,7 +529,7 @@ def test_pretraining_resumes_after_a_kill_to_the_same_weights_and_saves_a_loadab
 
     from compressa_hf.publish import find_local_paths
     from compressa_hf.qwen.compress.pretrain import push_compressor
-    from compressa_hf.sft import random_qwen, save_tiny_model
+    from compressa_hf.qwen.models import random_qwen, save_tiny_model
     from tests.test_recipes import load_script
 
     need_shared(QWEN)
@@ -568,7 +581,7 @@ def test_pretraining_resumes_after_a_kill_to_the_same_weights_and_saves_a_loadab
 def test_evaluation_scores_and_generates_through_the_compressor(processors, name):
     """`eval_qwen.py`'s cached class scoring equals one full forward per class on the compressed prompt (the text
     after the video sits where the compressed grid puts it), and generation runs from it."""
-    from compressa_hf.qwen_eval import choice_token_ids, generate_answers, prompt_inputs, score_choices
+    from compressa_hf.qwen.evaluation import choice_token_ids, generate_answers, prompt_inputs, score_choices
     from tests.test_recipes import _reference_scores
 
     prompt = PromptTemplate()

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
-from compressa_hf.chat import raw_chat_samples, video_metadata
 from compressa_hf.clips import ClipConfig, resize_crop, sample_clip, uniform_indices
 from compressa_hf.decode import probe
+from compressa_hf.qwen.samples import raw_chat_samples, video_metadata
 from compressa_hf.sources import parse_source_spec
 from tests.conftest import QWEN, need_shared, write_video
 
@@ -162,10 +162,10 @@ def test_qwen_vl_utils_reader_spreads_its_frames_evenly_in_time(tmp_path):
 
 
 def test_distilled_rows_of_a_variable_rate_clip_carry_its_start(tmp_path):
-    from compressa_hf.chat import load_chat_dataset
     from compressa_hf.distill.arguments import DistillArguments
     from compressa_hf.distill.pipeline import run
     from compressa_hf.distill.videocompressa import VideoCompressaConfig
+    from compressa_hf.qwen.samples import load_chat_dataset
     from compressa_hf.store import load_config, read_meta
 
     _mixed_folder(tmp_path / "vf")
@@ -209,8 +209,8 @@ def processors():
 
 @pytest.mark.real_data
 def test_every_family_presents_the_real_times(tmp_path, processors):
-    from compressa_hf.chat import QwenVideoCollator
-    from compressa_hf.sft import random_qwen
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.models import random_qwen
     from tests.test_families import TINY, _temporal_groups
 
     vfr_clip(tmp_path / "vf" / "train" / "phone" / "clip.mp4")

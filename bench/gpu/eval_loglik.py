@@ -4,12 +4,13 @@ Usage:
     python bench/gpu/eval_loglik.py --device cuda --model_config ../shared/qwen2_5_vl/config_7b.json \
         --dtype bfloat16 --processor ../shared/qwen2_5_vl --output /tmp/eval_loglik.json
 
-The model is built with random weights directly on the device (`compressa_hf.sft.random_qwen`): loading a saved 7B
-would cost more than the scoring being timed, and the cost of a forward does not depend on the weights. Test clips are
-the procedural source's test split, T frames at `--size`, with the recipe's defaults (`EvalArguments`: the default
-prompt, `max_fps` 2, no frame resize, `choice_batch_size` 128). Each batch goes through
-`compressa_hf.qwen_eval.evaluate_batch`, the function the recipe calls: collation of the prompt and one cached forward
-per batch, then every class continuation. Clip generation is timed apart; the first batch is a warm-up. Writes JSON.
+The model is built with random weights directly on the device (`compressa_hf.qwen.models.random_qwen`): loading a
+saved 7B would cost more than the scoring being timed, and the cost of a forward does not depend on the weights. Test
+clips are the procedural source's test split, T frames at `--size`, with the recipe's defaults (`EvalArguments`: the
+default prompt, `max_fps` 2, no frame resize, `choice_batch_size` 128). Each batch goes through
+`compressa_hf.qwen.evaluation.evaluate_batch`, the function the recipe calls: collation of the prompt and one cached
+forward per batch, then every class continuation. Clip generation is timed apart; the first batch is a warm-up. Writes
+JSON.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import math
 import os
 import time
 
-# The defaults of `compressa_hf.configs.EvalArguments` that shape the work (a test checks they still agree); taken as
-# numbers so that this benchmark imports neither trl nor datasets.
+# The defaults of `compressa_hf.qwen.evaluation.EvalArguments` that shape the work (a test checks they still agree);
+# taken as numbers so that this benchmark imports neither trl nor datasets.
 EVAL_MAX_FPS = 2.0
 EVAL_CHOICE_BATCH_SIZE = 128
 
@@ -43,10 +44,12 @@ def main() -> None:
     import torch
     from transformers import AutoProcessor
 
-    from compressa_hf.chat import PromptTemplate, QwenVideoCollator, raw_chat_samples
     from compressa_hf.clips import ClipConfig
-    from compressa_hf.qwen_eval import choice_token_ids, evaluate_batch
-    from compressa_hf.sft import random_qwen, torch_dtype
+    from compressa_hf.qwen.collator import QwenVideoCollator
+    from compressa_hf.qwen.evaluation import choice_token_ids, evaluate_batch
+    from compressa_hf.qwen.models import random_qwen, torch_dtype
+    from compressa_hf.qwen.prompts import PromptTemplate
+    from compressa_hf.qwen.samples import raw_chat_samples
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"

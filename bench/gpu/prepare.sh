@@ -20,7 +20,7 @@ WHEELS=(
   # The machine has 5.17, whose processor returns all-zero assistant masks for video chats (transformers #44521):
   # QwenVideoCollator refuses it, so every SFT / evaluation part would fail.
   transformers==5.24.0
-  trl==1.16.0        # SFTTrainer (bench/sft.py) and the recipes' config classes (compressa_hf.configs)
+  trl==1.16.0        # SFTTrainer (bench/sft.py) and the recipes' config classes (compressa_hf.qwen.sft_config)
   datasets==5.2.0    # trl's dataset type; distilled sets are read as datasets
   dill==0.4.1        # datasets' two dependencies the machine lacks
   multiprocess==0.70.19

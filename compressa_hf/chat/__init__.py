@@ -1,16 +1,15 @@
-"""Chat samples for Qwen-VL models: distilled rows and raw clips -> messages + frames + metadata, and the SFT collator
-(one for every family in `compressa_hf.qwen.FAMILIES`: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5; the processor names it).
+"""Deprecated: `compressa_hf.chat` moved to the chat samples (`compressa_hf.qwen.samples`), the collator
+(`compressa_hf.qwen.collator`), the prompts (`compressa_hf.qwen.prompts`) and the chat-template loader
+(`compressa_hf.qwen.chat_templates`).
 
-    from compressa_hf.chat import QwenVideoCollator, load_chat_dataset
-    ds = load_chat_dataset("outputs/arid6_distilled", "ratio_1.1")     # rows decode to chat samples on access
-    batch = QwenVideoCollator(processor)([ds[0], ds[1]])              # input_ids, labels, pixel_values_videos, ...
-
-The sample format is fixed in `compressa_hf.chat.samples`.
+This path keeps working, with a `DeprecationWarning`, until the next release; import from the new modules.
 """
 
-from compressa_hf.chat.collator import IGNORE_INDEX, QwenVideoCollator, load_chat_template
-from compressa_hf.chat.prompts import PROMPT_STYLES, PromptTemplate, humanize_class_name
-from compressa_hf.chat.samples import (
+from compressa_hf.deprecated_paths import warn_moved
+from compressa_hf.qwen.chat_templates import load_chat_template
+from compressa_hf.qwen.collator import IGNORE_INDEX, QwenVideoCollator
+from compressa_hf.qwen.prompts import PROMPT_STYLES, PromptTemplate, humanize_class_name
+from compressa_hf.qwen.samples import (
     DEFAULT_FPS,
     DistilledChatTransform,
     RawChatDataset,
@@ -24,9 +23,9 @@ from compressa_hf.chat.samples import (
 
 __all__ = [
     "DEFAULT_FPS",
+    "DistilledChatTransform",
     "IGNORE_INDEX",
     "PROMPT_STYLES",
-    "DistilledChatTransform",
     "PromptTemplate",
     "QwenVideoCollator",
     "RawChatDataset",
@@ -39,3 +38,11 @@ __all__ = [
     "raw_chat_samples",
     "video_metadata",
 ]
+
+warn_moved(
+    __name__,
+    "compressa_hf.qwen.samples",
+    "compressa_hf.qwen.collator",
+    "compressa_hf.qwen.prompts",
+    "compressa_hf.qwen.chat_templates",
+)

@@ -39,6 +39,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from compressa_hf.qwen.chat_templates import load_chat_template
+
 #: How a family places a video's time (see the module docstring): the group index, seconds scaled into the 3D
 #: position (`second_per_grid_ts`), or text timestamps between the groups.
 TIME_ENCODINGS = ("group_index", "mrope_seconds", "text_timestamps")
@@ -356,8 +358,6 @@ def build_processor(family: QwenFamily | str, tokenizer_dir: str | os.PathLike):
     Raises ValueError when the tokenizer's `<|video_pad|>` is not the family's (a Qwen2.5 tokenizer for Qwen3.5).
     """
     import transformers
-
-    from compressa_hf.chat.collator import load_chat_template
 
     family = family_of(family)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))

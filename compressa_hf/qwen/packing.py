@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 import torch
 
-from compressa_hf.chat.collator import IGNORE_INDEX
+from compressa_hf.qwen.collator import IGNORE_INDEX
 
 #: Batch keys `pack_batch` packs token by token; every other tensor (pixels, grids, `second_per_grid_ts`) is per video
 #: and already in sample order.

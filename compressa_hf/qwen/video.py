@@ -176,7 +176,7 @@ def sample_qwen_clip(
         `frame_indices`, `fps` and `num_source_frames` are the `frames_indices`, `fps` and `total_num_frames` of the
         metadata `fetch_video` returns for evenly spaced frames. For a variable-rate clip `fps` is its real average
         rate (the count is 2 per second of its real duration), the frames are evenly spaced in time, and `start` /
-        `timestamps` say when each one is (`chat.samples.video_metadata` turns them into Qwen's metadata).
+        `timestamps` say when each one is (`samples.video_metadata` turns them into Qwen's metadata).
 
     Raises:
         ClipReadError: naming the file, when the clip cannot be decoded or is too short for the settings.

@@ -2,7 +2,8 @@
 
 `svc` holds the module and its PEFT-style save/load, `grid` the token-grid arithmetic, `attach` the hooks that put a
 compressor between a Qwen-VL vision tower and its language model (and the processor that writes the matching
-prompt), `pretrain` the reconstruction pre-training that `recipes/pretrain_svc.py` runs.
+prompt), `pretrain` the reconstruction pre-training that `recipes/pretrain_svc.py` runs, `config` the recipes'
+arguments for both (`TokenCompressorArguments`, `PretrainSVCArguments`).
 """
 
 from compressa_hf.qwen.compress.attach import (

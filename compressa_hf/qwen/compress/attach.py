@@ -267,8 +267,8 @@ def describe_token_compressor(model) -> dict | None:
 
 
 def with_token_compressor(model, processor, args):
-    """Attach the compressor `args` names (`compressa_hf.configs.TokenCompressorArguments`) to `model`; returns the
-    processor whose prompts match it (`processor` itself when the compressor is none)."""
+    """Attach the compressor `args` names (`compressa_hf.qwen.compress.config.TokenCompressorArguments`) to `model`;
+    returns the processor whose prompts match it (`processor` itself when the compressor is none)."""
     compressor = build_token_compressor(
         args.token_compressor, model, args.token_compressor_path, args.token_compressor_strides
     )

@@ -1,6 +1,6 @@
 """SVC's reconstruction pre-training on video without text (the AVS/SVC paper's first stage), resumable.
 
-    summary = pretrain_svc(args)        # args: compressa_hf.configs.PretrainSVCArguments; recipes/pretrain_svc.py
+    summary = pretrain_svc(args)        # args: compress.config.PretrainSVCArguments; recipes/pretrain_svc.py
 
 Each step reads a batch of videos as the SFT recipe reads its training set, runs the frozen vision tower (merger
 included) of `args.model_name_or_path`, compresses its merged tokens with SVC and reconstructs them with SVC's
@@ -183,7 +183,7 @@ def _public(value: str | None) -> str | None:
 
 
 def pretrain_svc(args, command: str | None = None) -> dict:
-    """Pre-train SVC as `args` (`compressa_hf.configs.PretrainSVCArguments`) says; returns the run's summary.
+    """Pre-train SVC as `args` (`compress.config.PretrainSVCArguments`) says; returns the run's summary.
 
     Writes the compressor, its card and `pretrain_summary.json` into `args.output_dir` (see the module docstring).
     `command` is the command line the card shows (machine paths are shortened to their last component).
@@ -193,9 +193,10 @@ def pretrain_svc(args, command: str | None = None) -> dict:
     from tqdm.auto import tqdm
     from transformers import AutoModelForImageTextToText, AutoProcessor, get_scheduler
 
-    from compressa_hf.chat import QwenVideoCollator
+    from compressa_hf.qwen.collator import QwenVideoCollator
     from compressa_hf.qwen.families import family_of
-    from compressa_hf.sft import num_samples, torch_dtype, train_chat_dataset
+    from compressa_hf.qwen.models import torch_dtype
+    from compressa_hf.qwen.sft import num_samples, train_chat_dataset
 
     if not args.model_name_or_path:
         raise ValueError("no model: pass --model_name_or_path (the Qwen-VL whose vision tower SVC compresses)")
