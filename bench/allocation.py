@@ -8,13 +8,13 @@ Usage:
         --codec pixel --methods uniform,random_frame --dtypes uint8,uint4 --output /tmp/a.json   # a quick look
 
 Per (set, ratio):
-1. Choice: `compressa_hf.evaluate.auto.choose` (what `compressa distill --method auto` runs) over `--methods` x
+1. Choice: `compressa_hf.evaluation.auto.choose` (what `compressa distill --method auto` runs) over `--methods` x
    `--dtypes` x `--frames` x `--soft` x `--sides`, on a stratified 30 % validation carve of the set's training split
    (`--choice_seeds` seeds). The test split is never read for it.
 2. Test: the chosen allocation, the anchors (uniform frames and DM as Table 1 runs them: the planner's K and dtype,
    hard labels, the codec as given) and full data, each a `compressa evaluate` run under the set's test protocol
    (`split`; arid6_iid: `--folds 5`, every clip tested once per seed) with `--seeds` seeds; paired 95 % intervals
-   (held-out clips x seeds, `compressa_hf.evaluate.stats.paired_bootstrap`) of the chosen set against each anchor and
+   (held-out clips x seeds, `compressa_hf.evaluation.stats.paired_bootstrap`) of the chosen set against each anchor and
    full data, and the chosen set's share of full-data accuracy.
 Caveat for the folds protocol: the choice's validation clips come from the train split, which the folds then pool
 with the test split, so about 30 % of the train split's clips were seen (as validation, never trained on) by the
@@ -79,10 +79,10 @@ def seed_matrix(report: dict, row: str, arch: str) -> np.ndarray:
 
 def run_one(name, spec, ratio, args, work, method_config) -> dict:
     """The choice and the test runs of one (set, ratio); returns its table entry."""
-    from compressa_hf.evaluate.auto import AutoArguments, choose
-    from compressa_hf.evaluate.runner import EvaluateArguments, run
-    from compressa_hf.evaluate.stats import paired_bootstrap
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.evaluation.auto import AutoArguments, choose
+    from compressa_hf.evaluation.runner import EvaluateArguments, run
+    from compressa_hf.evaluation.stats import paired_bootstrap
+    from compressa_hf.evaluation.train import TrainConfig
 
     size = spec.get("size", args.size)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, width=args.width)

@@ -59,7 +59,7 @@ def child_distill(args) -> dict:
 
     from compressa_hf.cache import LatentCache, resolve_device
     from compressa_hf.codecs import load_codec
-    from compressa_hf.distill.videocompressa import VideoCompressaConfig, distill
+    from compressa_hf.distillation.videocompressa import VideoCompressaConfig, distill
 
     cache = LatentCache(args.work_dir)
     latents, labels = cache.load_latents()

@@ -13,7 +13,7 @@ Usage:
     COMPRESSA_CACHE=/tmp/ps_cache python bench/procedural_size.py --methods --grid num_classes=2 train_per_class=4 \
         test_per_class=2 epochs=1 --seeds 1 --ratios k1,k2 --work_dir /tmp/ps_toy --output /tmp/ps_toy.json  # toy
 
-Grid mode trains the full-data reference exactly as `compressa evaluate` does (`compressa_hf.evaluate.train.
+Grid mode trains the full-data reference exactly as `compressa evaluate` does (`compressa_hf.evaluation.train.
 train_and_test`, the bench protocol: SGD lr 0.01, momentum 0.9, wd 5e-4, lr / 10 at half the epochs, last-epoch
 accuracy; each training clip's T uniformly sampled frames, each test clip's T uniform frames), but straight on
 generated pixels: procedural clips need no decoding and full data needs no latent codec, so nothing here imports
@@ -25,7 +25,7 @@ mean +- std over seeds and its minimum, train accuracy, and seconds per run; a r
 `--target`. Results go to `--output` after every row (atomic); a setting already there with the same seeds and
 device is read back, not rerun, so a stopped grid resumes and several grids collect in one file.
 
-Methods mode runs `compressa_hf.evaluate.runner.run` at one setting for `--methods` (names the registry lacks are
+Methods mode runs `compressa_hf.evaluation.runner.run` at one setting for `--methods` (names the registry lacks are
 skipped with a warning), then reads each saved set (`sets/<method>/r<ratio>_s<seed>.safetensors`: `source_videos`,
 and `frame_indices` among the T cached frames) and maps kept frames back to source frames through the cache's
 sampling (`ClipConfig` of the run's `EncodeConfig`: the same `choose_indices` the cache pass used), in the cache's
@@ -103,7 +103,7 @@ TABLE1 = {
     "batch_size": 32,
 }
 PROTOCOL = (
-    "compressa_hf.evaluate.train.train_and_test on generated pixels: full data, each clip's T uniform frames; "
+    "compressa_hf.evaluation.train.train_and_test on generated pixels: full data, each clip's T uniform frames; "
     "SGD lr 0.01, momentum 0.9, wd 5e-4, lr / 10 at half, last-epoch test accuracy on T uniform frames"
 )
 #: The smallest setting measured where full data reaches 80 % on every seed (97.2 +- 1.0 %, 3 seeds, ~50 s per run on
@@ -121,7 +121,7 @@ logger = logging.getLogger("procedural_size")
 
 def setting_keys() -> dict[str, str]:
     """Every key a setting may hold -> where it goes: `source`, `clips` (T), `arch` or `train`."""
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.evaluation.train import TrainConfig
     from compressa_hf.sources.procedural import ProceduralSource
 
     keys = {k: "source" for k in inspect.signature(ProceduralSource.__init__).parameters if k != "self"}
@@ -234,7 +234,7 @@ def _describe(setting: dict, base: dict) -> str:
 
 def _train_seeds(args, frames, labels, test, num_classes: int, arch: str, cfg) -> dict:
     """`--seeds` networks trained on `frames` and tested on the real test clips: accuracies and their summary."""
-    from compressa_hf.evaluate.train import train_and_test
+    from compressa_hf.evaluation.train import train_and_test
 
     runs = [
         train_and_test(frames, labels, *test[:2], num_classes, arch, cfg, seed=s, device=args.device)
@@ -266,7 +266,7 @@ def resolve_codec_dtype(codec_dtype: str, device: str) -> str:
 def codec_roundtrip(codec, pixels):
     """`(N, T, 3, S, S)` uint8 clips through the codec as a method's set holds them: encoded, stored as uint8
     latents (`store_latents`, the planner's default dtype), read back and decoded to uint8 frames."""
-    from compressa_hf.distill.methods.base import decode_latents, store_latents
+    from compressa_hf.distillation.methods.base import decode_latents, store_latents
 
     n, t = pixels.shape[:2]
     latents = codec.encode(pixels.flatten(0, 1).float().div(255)).cpu()
@@ -282,7 +282,7 @@ def run_grid(args, base: dict, axes: list[tuple[str, list]]) -> int:
     """
     import torch
 
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.evaluation.train import TrainConfig
     from compressa_hf.io import atomic_write_json
     from compressa_hf.sources.procedural import ProceduralSource
 
@@ -369,8 +369,8 @@ def set_hit_rates(run_dir: str, source, num_frames: int, size: int, report: dict
 
     from compressa_hf.cache import EncodeConfig
     from compressa_hf.clips import choose_indices
-    from compressa_hf.distill.methods.base import CompressedSet
-    from compressa_hf.evaluate.report import ratio_key
+    from compressa_hf.distillation.methods.base import CompressedSet
+    from compressa_hf.evaluation.report import ratio_key
 
     with open(os.path.join(run_dir, "work", f"pixels_train_T{num_frames}.safetensors.ids.json")) as f:
         ids = json.load(f)  # the latent cache's clip order, which `source_videos` index
@@ -412,10 +412,10 @@ def _load_table1_method_config() -> dict:
 
 def run_methods(args, setting: dict) -> int:
     """`compressa evaluate` at one setting, then each method's accuracy beside its event hit rates."""
-    from compressa_hf.distill.methods import METHODS, get_method
-    from compressa_hf.evaluate.report import ratio_key
-    from compressa_hf.evaluate.runner import EvaluateArguments, run
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.distillation.methods import METHODS, get_method
+    from compressa_hf.evaluation.report import ratio_key
+    from compressa_hf.evaluation.runner import EvaluateArguments, run
+    from compressa_hf.evaluation.train import TrainConfig
     from compressa_hf.io import atomic_write_json
     from compressa_hf.sources.procedural import ProceduralSource
 

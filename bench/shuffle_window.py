@@ -29,9 +29,9 @@ SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared"))
 def main() -> int:
     import numpy as np
 
-    from compressa_hf.evaluate.runner import EvaluateArguments, run
-    from compressa_hf.evaluate.stats import paired_bootstrap
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.evaluation.runner import EvaluateArguments, run
+    from compressa_hf.evaluation.stats import paired_bootstrap
+    from compressa_hf.evaluation.train import TrainConfig
     from compressa_hf.io import atomic_write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -7,7 +7,7 @@ Usage:
     python bench/table1.py --sets arid6_iid --archs convnet,convnet3d,mlp,rnn,gru --methods videocompressa,uniform,\
         random,herding,dm --ratios k1 --suffix _archs --output bench/results/table1_archs.json  # Table 2
 
-Each set is one `compressa evaluate` run (`compressa_hf.evaluate.runner.run`, resumable: a killed bench picks up
+Each set is one `compressa evaluate` run (`compressa_hf.evaluation.runner.run`, resumable: a killed bench picks up
 at the next unfinished cell) into `--work_dir/<set>`; its report.md / report.png are copied to
 `bench/results/table1_<set>.*`. The sets:
 - arid6_iid: `../shared/data/arid6_iid`, real dark-video clips, random split (scenes shared): the main real table.
@@ -102,8 +102,8 @@ def main() -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
 
-    from compressa_hf.evaluate.runner import DEFAULT_METHODS, EvaluateArguments, run
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.evaluation.runner import DEFAULT_METHODS, EvaluateArguments, run
+    from compressa_hf.evaluation.train import TrainConfig
     from compressa_hf.io import atomic_write_json
 
     os.makedirs(args.work_dir, exist_ok=True)
@@ -169,7 +169,7 @@ def main() -> int:
 
 def _print_table(name: str, report: dict, wall: float) -> None:
     """Accuracy per method and ratio, and its ratio to full data (the baseline of this bench)."""
-    from compressa_hf.evaluate.report import ratio_key
+    from compressa_hf.evaluation.report import ratio_key
 
     for arch in report["archs"]:
         table = report["tables"][arch]

@@ -4,7 +4,7 @@
 report only when every cell is done; a Table 1 run on two CPU cores takes hours. This prints what is finished:
 per method and ratio the seeds done, accuracy per seed and mean, frames per row (mean and range for sets whose rows
 differ), stored bytes, compress and train seconds, and the paired bootstrap difference (test clips x the seeds both
-sides finished; `compressa_hf.evaluate.stats.paired_bootstrap`) against each `--against` method at the same ratio.
+sides finished; `compressa_hf.evaluation.stats.paired_bootstrap`) against each `--against` method at the same ratio.
 
 Usage:
     python bench/table1_cells.py --run bench/results/table1_runs/arid6_iid --against uniform,dm \\
@@ -23,7 +23,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from compressa_hf.evaluate.stats import paired_bootstrap
+from compressa_hf.evaluation.stats import paired_bootstrap
 from compressa_hf.io import atomic_write_json
 
 

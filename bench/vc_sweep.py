@@ -12,7 +12,7 @@ test clips (T uniform frames).
 
 `run` has two stages, and the second uses nothing the first did not choose on training clips:
 1. Sweep (validation only). The 155 training clips are split into `--val_folds` stratified folds
-   (`compressa_hf.evaluate.splits`); each configuration is distilled from the other folds and a network trained on
+   (`compressa_hf.evaluation.splits`); each configuration is distilled from the other folds and a network trained on
    its set is tested on the held-out fold, so each seed tests every training clip once. The test clips are not
    read in this stage. Configurations (`CONFIGS`) are levers of `VideoCompressaConfig` on top of Table 1's
    schedule (6 passes of 16 videos), beside uniform, random frames and DM; cells run breadth-first (every
@@ -73,7 +73,7 @@ def prepare(args) -> None:
     from compressa_hf.cache import EncodeConfig, LatentCache, cache_home, encode_split
     from compressa_hf.clips import ClipConfig
     from compressa_hf.codecs import load_codec
-    from compressa_hf.evaluate.runner import load_pixels
+    from compressa_hf.evaluation.runner import load_pixels
     from compressa_hf.sources import parse_source_spec
 
     codec = load_codec("tae:taef2", "cpu", torch.bfloat16)
@@ -111,7 +111,7 @@ class Runner:
     """Cells of (method, options, ratio, seed) on one train/held-out pair; results appended to a JSON file."""
 
     def __init__(self, args, bundle: dict, codec, device):
-        from compressa_hf.evaluate.train import TrainConfig
+        from compressa_hf.evaluation.train import TrainConfig
 
         self.args, self.bundle, self.codec, self.device = args, bundle, codec, device
         self.num_classes = len(bundle["class_names"])
@@ -119,9 +119,9 @@ class Runner:
 
     def cell(self, method: str, options: dict, ratio_token: str, seed: int, train_idx, held_latents_idx=None,
              held_pixels=None, held_labels=None) -> dict:  # fmt: skip
-        from compressa_hf.distill.budget import resolve_ratio
-        from compressa_hf.distill.methods import MethodContext, compress
-        from compressa_hf.evaluate.train import train_and_test
+        from compressa_hf.distillation.budget import resolve_ratio
+        from compressa_hf.distillation.methods import MethodContext, compress
+        from compressa_hf.evaluation.train import train_and_test
 
         b = self.bundle
         latents, labels, pixels = b["latents"][train_idx], b["labels"][train_idx], b["pixels"][train_idx]
@@ -176,7 +176,7 @@ def _mean_acc(cells: list[dict], name: str, ratio: str | None = None) -> float:
 
 def _paired(cells: list[dict], a: str, b: str, ratio: str) -> dict | None:
     """Paired bootstrap of a - b over (seeds, held-out clips); folds are concatenated per seed."""
-    from compressa_hf.evaluate.stats import paired_bootstrap
+    from compressa_hf.evaluation.stats import paired_bootstrap
 
     def matrix(name):
         by_seed: dict[int, list] = {}
@@ -200,7 +200,7 @@ def run(args) -> int:
     from safetensors import safe_open
 
     from compressa_hf.codecs import load_codec
-    from compressa_hf.evaluate.splits import fold_split, stratified_folds
+    from compressa_hf.evaluation.splits import fold_split, stratified_folds
 
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -233,10 +233,10 @@ class DistillOutput:
 
 def distill(args=None, /, *, videocompressa=None, auto=None, command: str | None = None, **options) -> DistillOutput:
     """Distil a labelled video split into a few latent frames per video and write it as a config of a Hub dataset
-    repo (`compressa distill`; `compressa_hf.distill.pipeline.run`).
+    repo (`compressa distill`; `compressa_hf.distillation.pipeline.run`).
 
     Args:
-        args: A `compressa_hf.distill.arguments.DistillArguments` (source, method, ratio, output, ...), or None.
+        args: A `compressa_hf.distillation.arguments.DistillArguments` (source, method, ratio, output, ...), or None.
         videocompressa: A `VideoCompressaConfig` (VideoCompressa's and scorer_only's options; `seed` and
             `frames_per_video` for every method), or None.
         auto: An `AutoArguments` for `method="auto"`, or None.
@@ -252,10 +252,10 @@ def distill(args=None, /, *, videocompressa=None, auto=None, command: str | None
             without clips, a budget that buys nothing, a cache made with other settings, missing weights).
         TypeError: an unknown option.
     """
-    from compressa_hf.distill.arguments import DistillArguments
-    from compressa_hf.distill.pipeline import run
-    from compressa_hf.distill.videocompressa import VideoCompressaConfig
-    from compressa_hf.evaluate.auto import AutoArguments
+    from compressa_hf.distillation.arguments import DistillArguments
+    from compressa_hf.distillation.pipeline import run
+    from compressa_hf.distillation.videocompressa import VideoCompressaConfig
+    from compressa_hf.evaluation.auto import AutoArguments
 
     given = {"DistillArguments": args, "VideoCompressaConfig": videocompressa, "AutoArguments": auto}
     args, vc_cfg, auto_args = _build(
@@ -294,18 +294,18 @@ class EvaluateOutput:
     @property
     def markdown(self) -> str:
         """The Table-1-style report `compressa evaluate` prints."""
-        from compressa_hf.evaluate.report import to_markdown
+        from compressa_hf.evaluation.report import to_markdown
 
         return to_markdown(self.report)
 
 
 def evaluate(args=None, /, *, train=None, **options) -> EvaluateOutput:
     """Train networks from scratch on every method's set at equal stored bytes and test them (`compressa evaluate`;
-    `compressa_hf.evaluate.runner.run`).
+    `compressa_hf.evaluation.runner.run`).
 
     Args:
-        args: A `compressa_hf.evaluate.runner.EvaluateArguments`, or None.
-        train: A `compressa_hf.evaluate.train.TrainConfig` (epochs, batch size, width, lr), or None.
+        args: A `compressa_hf.evaluation.runner.EvaluateArguments`, or None.
+        train: A `compressa_hf.evaluation.train.TrainConfig` (epochs, batch size, width, lr), or None.
         **options: Fields of either: `source`, `methods`, `ratios`, `seeds`, `folds`, `validation_fraction`,
             `epochs`, `output`, ...
 
@@ -315,8 +315,8 @@ def evaluate(args=None, /, *, train=None, **options) -> EvaluateOutput:
     Raises:
         ValueError / OSError / SourceError: as `compressa evaluate` reports them. TypeError: an unknown option.
     """
-    from compressa_hf.evaluate.runner import EvaluateArguments, run
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.evaluation.runner import EvaluateArguments, run
+    from compressa_hf.evaluation.train import TrainConfig
 
     given = {"EvaluateArguments": args, "TrainConfig": train}
     args, train_cfg = _build("evaluate", (EvaluateArguments, TrainConfig), given, options)

@@ -105,9 +105,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     """
     from compressa_hf.cache import EncodeConfig, encode_split
     from compressa_hf.codecs import load_codec, load_default_codec
-    from compressa_hf.distill.arguments import DistillArguments
-    from compressa_hf.distill.pipeline import run as run_distill
-    from compressa_hf.distill.videocompressa import VideoCompressaConfig
+    from compressa_hf.distillation.arguments import DistillArguments
+    from compressa_hf.distillation.pipeline import run as run_distill
+    from compressa_hf.distillation.videocompressa import VideoCompressaConfig
     from compressa_hf.io import atomic_write_json
     from compressa_hf.sources import parse_source_spec
     from compressa_hf.strips import ShowConfig, show

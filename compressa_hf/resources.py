@@ -1,7 +1,7 @@
 """What this process may use of the machine: CPU cores, memory, and how busy the cores are right now.
 
 Read by the thread policy (`compressa_hf.threads`) and by VideoCompressa's choice of where its state lives
-(`state_storage="auto"`, `compressa_hf.distill.videocompressa`). Linux first (cgroups v1 and v2, `/proc`), with
+(`state_storage="auto"`, `compressa_hf.distillation.videocompressa`). Linux first (cgroups v1 and v2, `/proc`), with
 portable fallbacks (`os.cpu_count`, psutil, which accelerate already requires).
 
 Why hand-written: psutil reports the host (all CPUs, all RAM), not the share a container or job scheduler gives this

@@ -383,7 +383,7 @@ def _options_text(options: dict) -> str:
 
 
 def _diagnostics_text(d: dict | None) -> str | None:
-    """One line of `compressa_hf.distill.diagnostics.set_diagnostics` for the card, or None without them."""
+    """One line of `compressa_hf.distillation.diagnostics.set_diagnostics` for the card, or None without them."""
     if not d:
         return None
     parts = []
@@ -465,7 +465,7 @@ def _config_section(name: str, m: dict) -> str:
         ),
     ]
     lines += [f"- **{k}**: {v}" for k, v in facts if v not in (None, "")]
-    if m.get("auto_text"):  # how `--method auto` chose (`compressa_hf.evaluate.auto.card_text`)
+    if m.get("auto_text"):  # how `--method auto` chose (`compressa_hf.evaluation.auto.card_text`)
         lines += ["", m["auto_text"]]
     if m.get("command"):
         lines += ["", "Made with:", "", "```bash", m["command"], "```"]

@@ -156,11 +156,11 @@ def show(cfg: ShowConfig) -> list[str]:
     import torch
     from PIL import Image
 
-    from compressa_hf.qwen.samples import check_codec_id
     from compressa_hf.clips import ClipConfig, sample_clip
     from compressa_hf.codecs import load_codec, pinned_spec
     from compressa_hf.codecs.storage import dequantise
-    from compressa_hf.distill.keyframes import expand_rows
+    from compressa_hf.distillation.keyframes import expand_rows
+    from compressa_hf.qwen.samples import check_codec_id
     from compressa_hf.sources import ClipReadError
     from compressa_hf.store import load_config, read_meta
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from compressa_hf.cli import main as cli
-from compressa_hf.distill.budget import ratio_for_frames
-from compressa_hf.distill.methods import FIXED_K_METHODS, compress
+from compressa_hf.distillation.budget import ratio_for_frames
+from compressa_hf.distillation.methods import FIXED_K_METHODS, compress
 from compressa_hf.store import read_meta
 from tests.test_methods import CLASSES, PER_CLASS, SIZE, T, _context
 
@@ -135,7 +135,7 @@ def test_resized_codec_stores_smaller_frames_and_reads_back_at_the_frame_size():
 def test_evaluate_and_distill_at_a_smaller_stored_side(tmp_path, capsys):
     from datasets import load_dataset
 
-    from compressa_hf.distill.budget import ratio_for_frames
+    from compressa_hf.distillation.budget import ratio_for_frames
     from compressa_hf.qwen.samples import load_chat_dataset
     from tests.test_distill_method import COMMON
     from tests.test_evaluate import _evaluate

@@ -1,4 +1,4 @@
-"""DSA-style augmentation of training clips (compressa_hf/evaluate/augment.py) and `compressa evaluate --augment`."""
+"""DSA-style augmentation of training clips (compressa_hf/evaluation/augment.py) and `compressa evaluate --augment`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from compressa_hf.evaluate.augment import DSA_STRATEGY, TRANSFORMS, Augmentation
+from compressa_hf.evaluation.augment import DSA_STRATEGY, TRANSFORMS, Augmentation
 
 SPATIAL = [t for t in TRANSFORMS if t != "temporal"]
 
@@ -98,7 +98,7 @@ def test_dsa_names_its_transforms_and_bad_names_are_refused():
 
 
 def test_evaluate_augment_rows_train_on_the_same_sets_and_resume(tmp_path, monkeypatch):
-    from compressa_hf.distill import methods as methods_mod
+    from compressa_hf.distillation import methods as methods_mod
     from tests.test_evaluate import _evaluate
 
     calls = []

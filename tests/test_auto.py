@@ -1,4 +1,4 @@
-"""`compressa distill --method auto` (compressa_hf/evaluate/auto.py): the choice of method and allocation on a
+"""`compressa distill --method auto` (compressa_hf/evaluation/auto.py): the choice of method and allocation on a
 validation split of the training split, never the test split, and the card that records it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 
 from compressa_hf.cli import main as cli
-from compressa_hf.evaluate import auto as auto_mod
-from compressa_hf.evaluate.auto import AutoArguments, Candidate, candidates, choose
+from compressa_hf.evaluation import auto as auto_mod
+from compressa_hf.evaluation.auto import AutoArguments, Candidate, candidates, choose
 from compressa_hf.store import read_meta
 from tests.test_distill_method import COMMON
 
@@ -59,7 +59,7 @@ def test_the_planner_picks_the_best_validation_score_on_a_hand_made_case(monkeyp
         assert eval_args.protocol == "validation"
         return _fake_report(scores[(eval_args.dtype, eval_args.frames_per_video)])
 
-    monkeypatch.setattr("compressa_hf.evaluate.runner.run", fake_run)
+    monkeypatch.setattr("compressa_hf.evaluation.runner.run", fake_run)
     auto = AutoArguments(auto_methods="dm,uniform,prism", auto_dtypes="uint8,uint4", auto_frames_per_video="plan,2")
     selection = choose(_Args(), auto)
     assert selection["chosen"] == {
@@ -179,7 +179,7 @@ def test_soft_labels_compete_as_candidates_and_a_soft_winner_is_published_with_i
         seen.append((eval_args.soft_labels, eval_args.soft_label_dtype, eval_args.soft_label_teacher))
         return _fake_report({"uniform": 0.5, "uniform+soft": 0.7, "dm": 0.6, "dm+soft": 0.65})
 
-    monkeypatch.setattr("compressa_hf.evaluate.runner.run", fake_run)
+    monkeypatch.setattr("compressa_hf.evaluation.runner.run", fake_run)
     auto = AutoArguments(auto_methods="uniform,dm", auto_dtypes="uint8", auto_soft_labels="none,uint8")
     selection = choose(_Args(), auto)
     assert seen == [(True, "uint8", "convnet")]
@@ -217,7 +217,7 @@ def test_stored_sides_compete_at_the_exact_bytes_of_the_ratio(monkeypatch):
         small = eval_args.codec.startswith("resize:")
         return _fake_report({"uniform": 0.7 if small else 0.6}, ratio=float(Fraction(eval_args.ratios)))
 
-    monkeypatch.setattr("compressa_hf.evaluate.runner.run", fake_run)
+    monkeypatch.setattr("compressa_hf.evaluation.runner.run", fake_run)
     args = _Args()
     args.ratio = "k1"  # one plain 32-px pixel-codec frame (3 x 4 x 4 = 48 bytes) per 4 x 3 x 32 x 32-byte clip
     auto = AutoArguments(auto_methods="uniform", auto_dtypes="uint8", auto_store_sides="size,16")

@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from compressa_hf.distill.budget import plan_budget, qwen_visual_tokens, ratio_for_frames
+from compressa_hf.distillation.budget import plan_budget, qwen_visual_tokens, ratio_for_frames
 
 UCF = dict(num_frames=16, frame_size=112, latent_shape=(4, 14, 14))
 CLIP_BYTES = 16 * 3 * 112 * 112

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill.budget import ratio_for_frames
-from compressa_hf.distill.methods import MethodContext, compress, get_method
-from compressa_hf.distill.methods.forgetting import forgetting_events
-from compressa_hf.distill.methods.grand import last_layer_grad_norm
-from compressa_hf.distill.methods.herding import herding_order
-from compressa_hf.distill.methods.proxy import ProxyOptions, rank_by_score, train_proxy
+from compressa_hf.distillation.budget import ratio_for_frames
+from compressa_hf.distillation.methods import MethodContext, compress, get_method
+from compressa_hf.distillation.methods.forgetting import forgetting_events
+from compressa_hf.distillation.methods.grand import last_layer_grad_norm
+from compressa_hf.distillation.methods.herding import herding_order
+from compressa_hf.distillation.methods.proxy import ProxyOptions, rank_by_score, train_proxy
 
 CLASSES, PER_CLASS, T, SIZE = 3, 4, 4, 16
 CORESETS = ["random", "herding", "forgetting", "grand"]

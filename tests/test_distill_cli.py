@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from compressa_hf.distill.methods.base import choose_videos
+from compressa_hf.distillation.methods.base import choose_videos
 from compressa_hf.store import load_config, read_meta
 from tests.conftest import REPO, free_port
 

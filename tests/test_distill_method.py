@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from compressa_hf.cli import main as cli
-from compressa_hf.distill.methods import METHODS, get_method
+from compressa_hf.distillation.methods import METHODS, get_method
 from compressa_hf.store import read_meta
 
 SOURCE = "procedural:num_classes=3,train_per_class=4,length=16,frame_size=32"
@@ -166,8 +166,8 @@ def test_dry_run_shows_the_methods_plan(tmp_path, capsys):
 
 
 def test_synthetic_rows_get_nominal_ids_and_times_that_decode(tmp_path):
-    from compressa_hf.distill.methods.base import CompressedSet, store_latents
-    from compressa_hf.distill.set_writer import row_columns
+    from compressa_hf.distillation.methods.base import CompressedSet, store_latents
+    from compressa_hf.distillation.set_writer import row_columns
     from compressa_hf.qwen.samples import load_chat_dataset
     from compressa_hf.store import DistilledConfig, write_config
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from compressa_hf.evaluate.report import plot, summarise, to_markdown
-from compressa_hf.evaluate.stats import binomial_se, chance_levels, paired_bootstrap
-from compressa_hf.evaluate.train import TrainConfig, train_and_test
+from compressa_hf.evaluation.report import plot, summarise, to_markdown
+from compressa_hf.evaluation.stats import binomial_se, chance_levels, paired_bootstrap
+from compressa_hf.evaluation.train import TrainConfig, train_and_test
 from compressa_hf.nets import NETS
 
 
@@ -226,8 +226,8 @@ def test_evaluate_command_writes_report_and_resumes_per_cell(tmp_path, capsys):
 def test_cell_errors_record_a_failing_cell_and_the_run_goes_on(tmp_path, monkeypatch):
     """`--cell_errors record`: a method that crashes (a GPU out of memory, a bug in one baseline) and a training that
     crashes become `error` cells naming the exception; every other cell and the report are made. Default: it raises."""
-    import compressa_hf.distill.methods as methods
-    import compressa_hf.evaluate.runner as runner
+    import compressa_hf.distillation.methods as methods
+    import compressa_hf.evaluation.runner as runner
 
     real_compress, real_train = methods.compress, runner.train_and_test
 
@@ -269,7 +269,7 @@ def test_cell_errors_record_a_failing_cell_and_the_run_goes_on(tmp_path, monkeyp
 
 
 def test_evaluate_rejects_unknown_names(tmp_path):
-    from compressa_hf.evaluate.runner import EvaluateArguments
+    from compressa_hf.evaluation.runner import EvaluateArguments
 
     with pytest.raises(ValueError, match="unknown method"):
         EvaluateArguments(methods="uniform,magic")
@@ -288,7 +288,7 @@ def test_ci_sized_table_videocompressa_beats_the_random_coreset(tmp_path):
     on 103 test clips): one seed is enough (Table 1's three seeds: 57-61 % against 35-41 %), and the paired
     bootstrap runs over the test clips. On the procedural set at this size no method gets clear of chance within CI time
     (BENCHMARKS.md, "Table 1"), so it cannot rank methods here."""
-    from compressa_hf.evaluate.runner import EvaluateArguments, run
+    from compressa_hf.evaluation.runner import EvaluateArguments, run
     from tests.conftest import SHARED, TAEF2, need_shared
 
     source = SHARED / "data" / "arid6_iid"

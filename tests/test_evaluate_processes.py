@@ -68,7 +68,7 @@ def test_augmented_rows_run_where_their_sets_are_made(tmp_path):
 
 
 def test_methods_full_means_the_full_data_reference_alone():
-    from compressa_hf.evaluate.runner import EvaluateArguments
+    from compressa_hf.evaluation.runner import EvaluateArguments
 
     args = EvaluateArguments(source="procedural", output="unused", methods="full")
     assert args.method_list == [] and args.full_data

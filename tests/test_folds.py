@@ -1,5 +1,5 @@
 """Other evaluation protocols: stratified k folds over the pooled splits, and a validation carve of the train split
-that never reads the test split (`compressa_hf.evaluate.splits`, `compressa evaluate --folds / --validation_fraction`).
+that never reads the test split (`compressa_hf.evaluation.splits`, `compressa evaluate --folds / --validation_fraction`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from compressa_hf.evaluate.report import summarise, to_markdown
-from compressa_hf.evaluate.splits import clip_groups, fold_split, stratified_folds, validation_split
+from compressa_hf.evaluation.report import summarise, to_markdown
+from compressa_hf.evaluation.splits import clip_groups, fold_split, stratified_folds, validation_split
 from compressa_hf.sources.procedural import ProceduralSource
 
 # Imbalanced on purpose: 7, 5, 9 and 3 clips, shuffled.
@@ -112,7 +112,7 @@ def test_grouped_validation_carve_refuses_a_class_of_one_group():
 
 
 def test_arguments_name_the_protocol():
-    from compressa_hf.evaluate.runner import EvaluateArguments
+    from compressa_hf.evaluation.runner import EvaluateArguments
 
     assert EvaluateArguments().protocol == "split"
     assert EvaluateArguments(folds=5).protocol == "folds"

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill.budget import ratio_for_frames
-from compressa_hf.distill.methods import compress
-from compressa_hf.distill.methods.avs import Options as AvsOptions
-from compressa_hf.distill.methods.avs import avs_select, content_scores, rgb_to_hsv, temporal_nms
-from compressa_hf.distill.methods.base import MethodContext, choose_videos
-from compressa_hf.distill.methods.pixel_diff import pixel_diff_scores
+from compressa_hf.distillation.budget import ratio_for_frames
+from compressa_hf.distillation.methods import compress
+from compressa_hf.distillation.methods.avs import Options as AvsOptions
+from compressa_hf.distillation.methods.avs import avs_select, content_scores, rgb_to_hsv, temporal_nms
+from compressa_hf.distillation.methods.base import MethodContext, choose_videos
+from compressa_hf.distillation.methods.pixel_diff import pixel_diff_scores
 
 CLASSES, PER_CLASS, T, SIZE = 3, 3, 6, 16
 LATENT = (3, SIZE // 8, SIZE // 8)

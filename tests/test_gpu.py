@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from compressa_hf.distill.videocompressa import distill
+from compressa_hf.distillation.videocompressa import distill
 from tests.conftest import QWEN, REPO, need_shared
 from tests.test_videocompressa import CLASSES, TinyCodec, make_set, small_config
 
@@ -130,7 +130,7 @@ def test_cache_pass_on_cuda_matches_cpu(tmp_path, fp32_exact):
 
 
 def test_train_protocol_on_cuda_matches_cpu(fp32_exact):
-    from compressa_hf.evaluate.train import TrainConfig, train_and_test
+    from compressa_hf.evaluation.train import TrainConfig, train_and_test
 
     gen = torch.Generator().manual_seed(0)
     train = torch.randint(0, 256, (24, 2, 3, 16, 16), generator=gen, dtype=torch.uint8)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from compressa_hf.distill.gumbel import gumbel_softmax_samples, topk_in_time
+from compressa_hf.distillation.gumbel import gumbel_softmax_samples, topk_in_time
 
 LOGITS = torch.tensor([[1.5, 0.0, -1.0, 0.7, 2.2, -0.3]])
 DRAWS = 20000

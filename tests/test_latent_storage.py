@@ -20,8 +20,8 @@ from compressa_hf.codecs.storage import (
     stored_codes,
     unpack_uint4,
 )
-from compressa_hf.distill.budget import plan_budget, ratio_for_frames
-from compressa_hf.distill.methods import compress
+from compressa_hf.distillation.budget import plan_budget, ratio_for_frames
+from compressa_hf.distillation.methods import compress
 from tests.test_methods import CLASSES, PER_CLASS, SIZE, T, _context
 
 

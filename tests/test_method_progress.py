@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill.budget import ratio_for_frames
-from compressa_hf.distill.methods import compress
-from compressa_hf.distill.methods.base import MethodContext
+from compressa_hf.distillation.budget import ratio_for_frames
+from compressa_hf.distillation.methods import compress
+from compressa_hf.distillation.methods.base import MethodContext
 
 T, SIZE, CLASSES, PER_CLASS = 4, 16, 3, 4
 LATENT = (3, 2, 2)  # the pixel codec's latent of a 16 x 16 frame

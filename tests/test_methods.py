@@ -11,9 +11,9 @@ import torch
 
 from compressa_hf.codecs.base import latents_to_uint8
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill.budget import ratio_for_frames
-from compressa_hf.distill.methods import METHODS, compress, get_method
-from compressa_hf.distill.methods.base import CompressedSet, MethodContext, choose_videos
+from compressa_hf.distillation.budget import ratio_for_frames
+from compressa_hf.distillation.methods import METHODS, compress, get_method
+from compressa_hf.distillation.methods.base import CompressedSet, MethodContext, choose_videos
 
 T, SIZE, CLASSES, PER_CLASS = 4, 16, 3, 4
 
@@ -90,7 +90,7 @@ def test_compressed_set_round_trip_and_budget_check(tmp_path):
     for name in ("labels", "latents", "source_videos", "frame_indices"):
         assert torch.equal(getattr(back, name), getattr(cset, name))
     assert torch.equal(back.frames(PixelCodec()), cset.frames(PixelCodec()))
-    from compressa_hf.distill.methods.base import check_budget
+    from compressa_hf.distillation.methods.base import check_budget
 
     with pytest.raises(AssertionError, match="above its budget"):
         check_budget(cset, cset.stored_bytes - 1)

@@ -147,7 +147,7 @@ def test_kinetics_val_is_the_validation_split_without_a_false_message(tmp_path, 
 
 
 def _report(cells, methods):
-    from compressa_hf.evaluate.report import summarise
+    from compressa_hf.evaluation.report import summarise
 
     meta = {"source": "toy", "test_clips": 50, "test_frames": 8, "chance": {"uniform": 0.25, "majority": 0.3},
             "budget_bytes": {"0.5": 500, "1": 1000}, "full_bytes": 100000, "train_config": {}}  # fmt: skip
@@ -155,7 +155,7 @@ def _report(cells, methods):
 
 
 def test_report_has_no_nan_and_one_row_per_pair_on_ties():
-    from compressa_hf.evaluate.report import to_markdown
+    from compressa_hf.evaluation.report import to_markdown
     from tests.test_evaluate import _cells
 
     cells = _cells()
@@ -178,7 +178,7 @@ def test_report_has_no_nan_and_one_row_per_pair_on_ties():
 def test_report_points_do_not_hide_each_other(tmp_path, monkeypatch):
     import matplotlib.axes
 
-    from compressa_hf.evaluate.report import plot
+    from compressa_hf.evaluation.report import plot
     from tests.test_evaluate import _cells
 
     cells = _cells()
@@ -283,7 +283,7 @@ def test_the_card_states_a_licence(tmp_path, capsys, caplog):
 def test_state_estimate_is_what_memory_state_allocates():
     import torch
 
-    from compressa_hf.distill.videocompressa import _Distiller, state_bytes
+    from compressa_hf.distillation.videocompressa import _Distiller, state_bytes
     from tests.test_videocompressa import CLASSES, TinyCodec, make_set, small_config
 
     latents, labels, _ = make_set()
@@ -298,7 +298,7 @@ def test_state_estimate_is_what_memory_state_allocates():
 def test_auto_state_storage_picks_disk_over_its_limit_and_says_so(tmp_path, caplog):
     import torch
 
-    from compressa_hf.distill.videocompressa import distill
+    from compressa_hf.distillation.videocompressa import distill
     from tests.test_videocompressa import CLASSES, TinyCodec, make_set, small_config
 
     latents, labels, _ = make_set()
@@ -307,7 +307,7 @@ def test_auto_state_storage_picks_disk_over_its_limit_and_says_so(tmp_path, capl
         cfg = small_config(passes=1, state_memory_limit=limit)
         assert cfg.state_storage == "auto"  # the default
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="compressa_hf.distill.videocompressa"):
+        with caplog.at_level(logging.INFO, logger="compressa_hf.distillation.videocompressa"):
             results[limit] = distill(latents, labels, TinyCodec(), cfg, CLASSES, False, tmp_path / limit)
         (line,) = [m for m in caplog.messages if m.startswith("state storage:")]
         storage = results[limit].summary()["state_storage"]

@@ -1,4 +1,4 @@
-"""PRISM (`compressa_hf.distill.methods.prism`): the insertion rule, the byte budget met exactly with a variable
+"""PRISM (`compressa_hf.distillation.methods.prism`): the insertion rule, the byte budget met exactly with a variable
 number of key frames per video, and rows of different K through the store, `compressa show`, the chat samples, the
 collator of every Qwen-VL family and `compressa evaluate`.
 
@@ -16,17 +16,17 @@ import torch
 
 from compressa_hf.codecs.base import uint8_to_latents
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill.budget import ratio_for_frames
-from compressa_hf.distill.keyframes import (
+from compressa_hf.distillation.budget import ratio_for_frames
+from compressa_hf.distillation.keyframes import (
     decode_index,
     encode_index,
     expand_rows,
     interpolation_weights,
     mask_to_padded,
 )
-from compressa_hf.distill.methods import compress
-from compressa_hf.distill.methods.base import CompressedSet, MethodContext
-from compressa_hf.distill.methods.prism import (
+from compressa_hf.distillation.methods import compress
+from compressa_hf.distillation.methods.base import CompressedSet, MethodContext
+from compressa_hf.distillation.methods.prism import (
     choose_insertions,
     insertion_events,
     insertion_scores,

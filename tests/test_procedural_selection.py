@@ -7,7 +7,7 @@ import torch
 
 from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill.videocompressa import FrameScorer, VideoCompressaConfig, distill
+from compressa_hf.distillation.videocompressa import FrameScorer, VideoCompressaConfig, distill
 from compressa_hf.sources import parse_source_spec
 
 SPEC = "procedural:num_classes=6,train_per_class=20,length=64,frame_size=64"

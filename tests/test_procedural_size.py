@@ -76,7 +76,7 @@ def test_set_hit_rates_map_saved_sets_to_source_frames(bench, tmp_path):
 
     import torch
 
-    from compressa_hf.distill.methods.base import CompressedSet
+    from compressa_hf.distillation.methods.base import CompressedSet
     from compressa_hf.sources.procedural import ProceduralSource
 
     source = ProceduralSource(

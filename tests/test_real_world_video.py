@@ -450,9 +450,9 @@ def _odd_names(root) -> bytes:
 
 @pytest.mark.slow
 def test_odd_names_are_read_and_round_trip_through_cache_set_card_and_show(tmp_path):
-    from compressa_hf.distill.arguments import DistillArguments
-    from compressa_hf.distill.pipeline import run
-    from compressa_hf.distill.videocompressa import VideoCompressaConfig
+    from compressa_hf.distillation.arguments import DistillArguments
+    from compressa_hf.distillation.pipeline import run
+    from compressa_hf.distillation.videocompressa import VideoCompressaConfig
     from compressa_hf.store import load_config, read_meta
     from compressa_hf.strips import ShowConfig, show
 
@@ -528,7 +528,7 @@ def test_a_split_without_labelled_rows_is_refused_naming_split_and_column(tmp_pa
 
 
 def test_class_errors_name_the_class():
-    from compressa_hf.distill.budget import counts_per_class
+    from compressa_hf.distillation.budget import counts_per_class
 
     with pytest.raises(ValueError, match=r"1 of 3 classes have no video in the split: 'Run' \(label 1\)"):
         counts_per_class([0, 2, 2], ["Jump", "Run", "Sit"])

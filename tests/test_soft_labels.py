@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill import soft_labels
-from compressa_hf.distill.budget import plan_budget, ratio_for_frames
-from compressa_hf.distill.methods import compress
-from compressa_hf.distill.methods.base import CompressedSet, MethodContext
-from compressa_hf.evaluate.train import TrainConfig, train_and_test, train_network
+from compressa_hf.distillation import soft_labels
+from compressa_hf.distillation.budget import plan_budget, ratio_for_frames
+from compressa_hf.distillation.methods import compress
+from compressa_hf.distillation.methods.base import CompressedSet, MethodContext
+from compressa_hf.evaluation.train import TrainConfig, train_and_test, train_network
 from compressa_hf.nets import build_net
 
 T, SIZE, LATENT, CLASSES, PER_CLASS = 4, 16, (3, 2, 2), 3, 4
@@ -198,7 +198,7 @@ def _mtimes(root) -> dict[str, int]:
 
 
 def test_evaluate_soft_label_rows_end_to_end_and_resume(tmp_path, monkeypatch):
-    from compressa_hf.evaluate import train as train_mod
+    from compressa_hf.evaluation import train as train_mod
     from tests.test_evaluate import _evaluate
 
     out = tmp_path / "eval"

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill.budget import ratio_for_frames
-from compressa_hf.distill.methods import compress, get_method
-from compressa_hf.distill.methods import dm as dm_mod
-from compressa_hf.distill.methods import lvdd as lvdd_mod
-from compressa_hf.distill.methods.base import MethodContext
+from compressa_hf.distillation.budget import ratio_for_frames
+from compressa_hf.distillation.methods import compress, get_method
+from compressa_hf.distillation.methods import dm as dm_mod
+from compressa_hf.distillation.methods import lvdd as lvdd_mod
+from compressa_hf.distillation.methods.base import MethodContext
 from tests.conftest import class_pattern_latents
 
 T, SIZE, LATENT = 4, 16, (3, 2, 2)
@@ -62,7 +62,7 @@ def test_dm_stores_videocompressa_bytes(data):
 
 def test_dm_coreset_plan_uses_the_seeded_subset(data):
     """At half a frame per clip the plan keeps K = 1 for 2 clips per class, the same ones as VideoCompressa."""
-    from compressa_hf.distill.methods.base import choose_videos
+    from compressa_hf.distillation.methods.base import choose_videos
 
     ctx = make_ctx(data, frames=1, options=FAST_DM)
     ctx.ratio = ctx.ratio / 2

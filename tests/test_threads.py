@@ -143,7 +143,7 @@ def test_parse_bytes_refuses_non_sizes():
 def test_a_resumed_run_keeps_the_thread_count_it_ran_with(monkeypatch, caplog, tmp_path):
     """VideoCompressa's checkpoint records the count; a resume under a count this module chose runs with the recorded
     one (the decoder's last bits depend on it), and one the user fixed is kept with a warning."""
-    from compressa_hf.distill.videocompressa import distill
+    from compressa_hf.distillation.videocompressa import distill
     from tests.test_videocompressa import CLASSES, TinyCodec, make_set, small_config
 
     class Recording(TinyCodec):

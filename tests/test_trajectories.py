@@ -1,5 +1,5 @@
-"""Trajectory-matching baselines: the experts and MTT's loop (`distill/trajectories.py`), MTT, DATM, and VDSD's static /
-dynamic memory learned by DM and by MTT (`distill/static_dynamic.py`).
+"""Trajectory-matching baselines: the experts and MTT's loop (`distillation/trajectories.py`), MTT, DATM, and VDSD's static /
+dynamic memory learned by DM and by MTT (`distillation/static_dynamic.py`).
 
 Tiny data throughout: 3 classes x 4 clips of T = 4 frames at 16 x 16 through PixelCodec -> latents (12, 4, 3, 2, 2).
 """
@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from compressa_hf.codecs.pixel import PixelCodec
-from compressa_hf.distill import trajectories
-from compressa_hf.distill.budget import ratio_for_frames
-from compressa_hf.distill.methods import compress, get_method
-from compressa_hf.distill.methods import datm as datm_mod
-from compressa_hf.distill.methods.base import MethodContext
-from compressa_hf.distill.soft_labels import targets
-from compressa_hf.distill.static_dynamic import PAIRS, combiner_params, plan_memory
-from compressa_hf.distill.trajectories import (
+from compressa_hf.distillation import trajectories
+from compressa_hf.distillation.budget import ratio_for_frames
+from compressa_hf.distillation.methods import compress, get_method
+from compressa_hf.distillation.methods import datm as datm_mod
+from compressa_hf.distillation.methods.base import MethodContext
+from compressa_hf.distillation.soft_labels import targets
+from compressa_hf.distillation.static_dynamic import PAIRS, combiner_params, plan_memory
+from compressa_hf.distillation.trajectories import (
     ExpertOptions,
     FlatNet,
     LatentConvNet,
@@ -245,8 +245,8 @@ def test_evaluate_trains_on_every_new_method_and_trains_the_experts_once(tmp_pat
     experts are trained once for the run (MTT, DATM and MTT+VDSD, both seeds share them)."""
     import json
 
-    from compressa_hf.evaluate.runner import EvaluateArguments, run
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.evaluation.runner import EvaluateArguments, run
+    from compressa_hf.evaluation.train import TrainConfig
 
     config = tmp_path / "methods.json"
     config.write_text(json.dumps({m: {**o, "combiner_kernel": 1} if "vdsd" in m else o for m, o in OPTIONS.items()}))
@@ -312,7 +312,7 @@ def test_distill_keeps_experts_in_its_work_folder_and_says_vdsd_rows_are_synthet
 def test_teacher_soft_labels_fit_in_the_room_the_methods_leave(method, data):
     """`<method>+soft` rows of `compressa evaluate`: with label bytes reserved per row, a teacher's soft labels for
     every row the set holds fit the budget (for VDSD, one per video made, four per slot)."""
-    from compressa_hf.distill.soft_labels import relabel
+    from compressa_hf.distillation.soft_labels import relabel
     from compressa_hf.nets import build_net
 
     options = {**OPTIONS[method], "combiner_kernel": 1} if "vdsd" in method else OPTIONS[method]

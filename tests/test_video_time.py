@@ -162,9 +162,9 @@ def test_qwen_vl_utils_reader_spreads_its_frames_evenly_in_time(tmp_path):
 
 
 def test_distilled_rows_of_a_variable_rate_clip_carry_its_start(tmp_path):
-    from compressa_hf.distill.arguments import DistillArguments
-    from compressa_hf.distill.pipeline import run
-    from compressa_hf.distill.videocompressa import VideoCompressaConfig
+    from compressa_hf.distillation.arguments import DistillArguments
+    from compressa_hf.distillation.pipeline import run
+    from compressa_hf.distillation.videocompressa import VideoCompressaConfig
     from compressa_hf.qwen.samples import load_chat_dataset
     from compressa_hf.store import load_config, read_meta
 
@@ -287,9 +287,9 @@ def test_constant_rate_caches_and_sets_keep_their_bytes(tmp_path):
     import torch
 
     from compressa_hf.codecs import load_codec
-    from compressa_hf.distill.arguments import DistillArguments
-    from compressa_hf.distill.pipeline import run
-    from compressa_hf.distill.videocompressa import VideoCompressaConfig
+    from compressa_hf.distillation.arguments import DistillArguments
+    from compressa_hf.distillation.pipeline import run
+    from compressa_hf.distillation.videocompressa import VideoCompressaConfig
     from compressa_hf.store import load_config, read_meta
 
     _constant_rate_inputs(tmp_path)

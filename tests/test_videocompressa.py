@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from compressa_hf.codecs.base import LatentCodec
-from compressa_hf.distill.gumbel import gumbel_softmax_samples, topk_in_time
-from compressa_hf.distill.videocompressa import (
+from compressa_hf.distillation.gumbel import gumbel_softmax_samples, topk_in_time
+from compressa_hf.distillation.videocompressa import (
     DistillResult,
     FrameScorer,
     LazyRowAdam,

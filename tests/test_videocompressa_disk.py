@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from compressa_hf import rows as rows_module
-from compressa_hf.distill.videocompressa import VideoCompressaConfig, distill
+from compressa_hf.distillation.videocompressa import VideoCompressaConfig, distill
 from tests.test_videocompressa import CLASSES, TinyCodec, make_set, small_config
 
 
@@ -133,7 +133,7 @@ def test_disk_state_errors(data, tmp_path):
 def test_windowed_shuffle_keeps_each_window_together(data):
     """With `shuffle_window` W, each run of W consecutive steps' videos... is one window: the batches of a pass visit
     the windows one after another, every video once."""
-    from compressa_hf.distill.videocompressa import _Distiller
+    from compressa_hf.distillation.videocompressa import _Distiller
 
     latents, labels, _ = data
     cfg = small_config(shuffle_window=12, batch_size=4)

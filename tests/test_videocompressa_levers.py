@@ -10,10 +10,10 @@ import torch
 
 from compressa_hf.clips import uniform_indices
 from compressa_hf.codecs.base import LATENT_MAGNITUDE, latents_to_uint8, uint8_to_latents
-from compressa_hf.distill.diagnostics import decoded_psnr, latent_drift, set_diagnostics, uniform_overlap
-from compressa_hf.distill.gumbel import segment_argmax, segment_bounds, segment_gumbel_samples
-from compressa_hf.distill.methods import MethodContext, compress
-from compressa_hf.distill.videocompressa import (
+from compressa_hf.distillation.diagnostics import decoded_psnr, latent_drift, set_diagnostics, uniform_overlap
+from compressa_hf.distillation.gumbel import segment_argmax, segment_bounds, segment_gumbel_samples
+from compressa_hf.distillation.methods import MethodContext, compress
+from compressa_hf.distillation.videocompressa import (
     DenseAdam,
     FrameScorer,
     LazyRowAdam,

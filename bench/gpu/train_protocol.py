@@ -3,7 +3,7 @@
 Usage:
     python bench/gpu/train_protocol.py --device cuda --clips 1000 --output /tmp/train_protocol.json
 
-The protocol is `compressa_hf.evaluate.train.train_and_test` with the paper's settings (width-128 ConvNet, batch 256,
+The protocol is `compressa_hf.evaluation.train.train_and_test` with the paper's settings (width-128 ConvNet, batch 256,
 SGD 0.01 / momentum 0.9 / wd 5e-4), here for `--epochs` epochs instead of 100. The clips are procedural (generated
 in numpy, no video decoding), T frames each at `--size`. A K-frame set keeps K uniformly spaced frames of each of the
 same clips: an epoch costs what the set's shape (clips x K x 3 x H x W) costs, not what the kept frames show, so it
@@ -64,7 +64,7 @@ def main() -> None:
     import torch
 
     from compressa_hf.clips import uniform_indices
-    from compressa_hf.evaluate.train import TrainConfig, train_and_test
+    from compressa_hf.evaluation.train import TrainConfig, train_and_test
     from compressa_hf.sources import parse_source_spec
 
     device = torch.device(args.device)

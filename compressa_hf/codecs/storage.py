@@ -1,6 +1,6 @@
 """How latent frames are stored, and what each format costs in bytes: `uint8`, `float16` and `uint4`.
 
-The budget counts these bytes exactly (`compressa_hf.distill.budget`), and every reader of a set (the evaluation,
+The budget counts these bytes exactly (`compressa_hf.distillation.budget`), and every reader of a set (the evaluation,
 `compressa show`, the chat samples) turns them back into raw latents with `dequantise`.
 
 - `uint8`: TAESD's 8-bit convention (`codecs.base.latents_to_uint8`): raw latents in [-3, 3] mapped to 0..255,
@@ -14,7 +14,7 @@ The budget counts these bytes exactly (`compressa_hf.distill.budget`), and every
   spreads, and a fixed [-3, 3] range at 16 levels (a step of 0.4) wastes most levels on values no channel takes;
   per-set ranges cost 128 bytes for TAEF2 (0.07 % of arid6_iid's k1 budget), per-frame ones would cost 11 % of a
   576-byte frame. The choice is ours: LVDD (the latent-space paper that recompresses) uses PCA / Tucker instead
-  (`compressa_hf.distill.methods.lvdd`).
+  (`compressa_hf.distillation.methods.lvdd`).
 A published set's rows hold uint4 codes unpacked, one uint8 (0..15) per value, so every reader indexes them like
 uint8 latents; the card records the format and the ranges (`latent_ranges`), and the stored bytes the budget counts
 are the packed ones (the parquet file's dictionary encoding keeps the unpacked column near 4 bits per value).

@@ -1,5 +1,5 @@
 """Distil a labelled video split with a method of the registry (VideoCompressa by default) and write a Hub dataset
-repo: parse, `compressa_hf.distill` (the API; `compressa_hf.distill.pipeline.run`), print the summary.
+repo: parse, `compressa_hf.distill` (the API; `compressa_hf.distillation.pipeline.run`), print the summary.
 
 Usage:
     compressa distill --source ../shared/data/arid6 --ratio 0.41 --output outputs/arid6_distilled \
@@ -21,7 +21,7 @@ Usage:
         --method_options iterations=500,lr=0.01
     compressa distill ... --method lvdd --method_options methods.yaml   # {select: kmeans} or evaluate's {lvdd: {...}}
 
-What the steps are, what each method's rows hold and how options are given: `compressa_hf.distill.pipeline`.
+What the steps are, what each method's rows hold and how options are given: `compressa_hf.distillation.pipeline`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import sys
 def make_parser():
     from trl import TrlParser
 
-    from compressa_hf.distill.arguments import DistillArguments
-    from compressa_hf.distill.videocompressa import VideoCompressaConfig
-    from compressa_hf.evaluate.auto import AutoArguments
+    from compressa_hf.distillation.arguments import DistillArguments
+    from compressa_hf.distillation.videocompressa import VideoCompressaConfig
+    from compressa_hf.evaluation.auto import AutoArguments
 
     return TrlParser(
         (DistillArguments, VideoCompressaConfig, AutoArguments), prog="compressa distill", allow_abbrev=False

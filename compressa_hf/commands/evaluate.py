@@ -21,7 +21,7 @@ random split whose scenes appear in both splits (arid6_iid), not on one made sce
 on a stratified held-out 30 %, never reading the test split: choose settings (a sweep) with it, never on test clips.
 UCF101-named clips are held out in whole groups (`--validation_groups`: auto, none or a regex).
 
-Writes `<output>/report.md`, `report.json` and `report.png`; see `compressa_hf.evaluate.runner` for the layout.
+Writes `<output>/report.md`, `report.json` and `report.png`; see `compressa_hf.evaluation.runner` for the layout.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import json
 def make_parser():
     from trl import TrlParser
 
-    from compressa_hf.evaluate.runner import EvaluateArguments
-    from compressa_hf.evaluate.train import TrainConfig
+    from compressa_hf.evaluation.runner import EvaluateArguments
+    from compressa_hf.evaluation.train import TrainConfig
 
     return TrlParser((EvaluateArguments, TrainConfig), prog="compressa evaluate", allow_abbrev=False)
 
