@@ -124,7 +124,7 @@ class DistilledSet:
     card: str = field(repr=False)
 
     def chat_dataset(self, **kwargs):
-        """The rows as Qwen-VL chat samples: `load_chat_dataset(repo, config_name, **kwargs)`."""
+        """The rows as Qwen-VL chat samples, decoded on access: `load_chat_dataset(repo, config_name, **kwargs)`."""
         return load_chat_dataset(self.repo, self.config_name, **kwargs)
 
 
@@ -138,13 +138,22 @@ def load_distilled(repo: str, config: str | None = None, split: str = "train", *
         **load_kwargs: Passed to `datasets.load_dataset` (`revision`, `cache_dir`, ...).
 
     Raises:
-        FileNotFoundError: a folder without a distilled set's card.
+        FileNotFoundError: a folder that is not there (a path, not an `org/name` id) or holds no distilled set's card.
         ValueError: `config` missing from the set, or None with several configs.
     """
     import os
 
     from datasets import load_dataset
 
+    parent = os.path.dirname(os.path.normpath(repo))
+    looks_local = (
+        os.path.isabs(repo)
+        or repo.startswith((".", "~"))
+        or repo.count("/") != 1
+        or (parent and os.path.isdir(parent))
+    )
+    if not os.path.isdir(repo) and looks_local:  # a Hub id is `org/name`; anything else is a folder that is not there
+        raise FileNotFoundError(f"{repo}: no such folder (and not a Hub dataset id, `org/name`)")
     if os.path.isdir(repo):
         from compressa_hf.store import read_meta
 
@@ -189,7 +198,8 @@ def load_chat_dataset(repo_or_folder: str, config: str, **kwargs):
 
     Returns:
         A `datasets.Dataset` (or `IterableDataset` with `streaming=True`) whose rows are `{"messages": [...],
-        "videos": [(K, 3, H, W) uint8 frames], ...}` decoded on access.
+        "videos": [(K, H, W, 3) uint8 frames], "video_metadata", "label", "answer", "video_id"}`, decoded on access
+        (a transform: `column_names` still lists the stored columns).
 
     Raises:
         ValueError: a codec other than the card's without `codec=`, or a config the set does not have.
@@ -205,7 +215,8 @@ class DistillOutput:
 
     Attributes:
         repo: The set's folder (`DistillArguments.output`); None for a dry run.
-        config_name: The config written (`ratio_<r>`, `<method>_ratio_<r>`, `auto_ratio_<r>`); None for a dry run.
+        config_name: The config written (`ratio_<r>`, `<method>_ratio_<r>`, `auto_ratio_<r>`); for a dry run, the one
+            a run would write (None when only `frames_per_video` names it, after the plan).
         method: The method that made the set (`--method auto`: the one it chose).
         plan: The budget plan (K, videos per class, bytes) as a dict, or None for methods without one.
         dry_run: True when only the plan was made (`plan_text` says it).
@@ -264,7 +275,7 @@ def distill(args=None, /, *, videocompressa=None, auto=None, command: str | None
     _threads("compressa_hf.distill")
     summary = run(args, vc_cfg, command=command, auto=auto_args)
     if summary.get("dry_run"):
-        return DistillOutput(None, None, summary["method"], summary.get("plan"), True, summary)
+        return DistillOutput(None, summary.get("config_name"), summary["method"], summary.get("plan"), True, summary)
     output = summary.get("output") or {}
     return DistillOutput(
         repo=output.get("repo", args.output),
@@ -282,13 +293,16 @@ class EvaluateOutput:
 
     Attributes:
         output: The run folder (`report.md`, `report.json`, `report.png`, resumable cells).
-        tables: `{arch: {method: {ratio: cell}}}`, each cell's mean and std of test accuracy (fractions in [0, 1]) over
-            seeds, stored bytes, seconds.
+        tables: `{arch: {method: {ratio key: cell}}}`, each cell's mean and std of test accuracy (fractions in [0, 1])
+            over seeds, stored bytes, seconds; a ratio key is the exact percent as the report prints it
+            (`ratio_keys` maps each ratio as given, e.g. `k1`, to it; full data is under `full`).
+        ratio_keys: `{ratio as given: its key in tables}`, e.g. `{"k1": "0.195312"}`.
         report: The whole `report.json`.
     """
 
     output: str
     tables: dict = field(repr=False)
+    ratio_keys: dict
     report: dict = field(repr=False)
 
     @property
@@ -322,7 +336,10 @@ def evaluate(args=None, /, *, train=None, **options) -> EvaluateOutput:
     args, train_cfg = _build("evaluate", (EvaluateArguments, TrainConfig), given, options)
     _threads("compressa_hf.evaluate")
     report = run(args, train_cfg)
-    return EvaluateOutput(output=args.output, tables=report["tables"], report=report)
+    from compressa_hf.evaluation.report import ratio_key
+
+    keys = {token: ratio_key(float(r)) for token, r in zip(args.ratio_tokens, report["ratios"])}
+    return EvaluateOutput(output=args.output, tables=report["tables"], ratio_keys=keys, report=report)
 
 
 @dataclass

@@ -13,8 +13,9 @@ Two whole packages moved: `compressa_hf.distill.*` -> `compressa_hf.distillation
 `compressa_hf.evaluation.*`, because the package root's `distill` and `evaluate` are now the API's functions
 (`compressa_hf.api`). `install_moved_packages` (called by the package root) keeps `from compressa_hf.distill.methods
 import METHODS` and `import compressa_hf.distill.methods` working, with the warning, giving the very module at the new
-path; `import compressa_hf.distill.methods as m` does not (Python resolves it through the attribute
-`compressa_hf.distill`, which is the function): write `import compressa_hf.distillation.methods as m`.
+path. Python resolves `import compressa_hf.distill.methods as m` and `compressa_hf.distill.methods.X` through the
+attribute `compressa_hf.distill`, which is the function, so each old subpackage loaded this way is also set as an
+attribute of that function (`compressa_hf.distill.methods`) for the release the old paths live.
 """
 
 from __future__ import annotations
@@ -87,16 +88,22 @@ class _MovedPackage(types.ModuleType):
 class _AliasLoader(importlib.abc.Loader):
     """Loads an old name as the module at its new path (one module object, its own spec kept)."""
 
-    def __init__(self, target: str):
-        self.target, self._spec = target, None
-
     def create_module(self, spec):
         module = importlib.import_module(self.target)
         self._spec = module.__spec__
         return module
 
+    def __init__(self, target: str, old: str):
+        self.target, self.old, self._spec = target, old, None
+
     def exec_module(self, module) -> None:
         module.__spec__ = self._spec  # the import system set the alias's spec on it; the module keeps its own
+        package, _, child = self.old.rpartition(".")
+        if package in MOVED_PACKAGES:  # `import compressa_hf.distill.methods as m` reads the root's attribute
+            root, _, name = package.rpartition(".")
+            holder = getattr(sys.modules[root], name, None)
+            if holder is not None and not isinstance(holder, types.ModuleType):
+                setattr(holder, child, module)
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder):
@@ -112,7 +119,7 @@ class _MovedFinder(importlib.abc.MetaPathFinder):
             return None
         # (stacklevel 3 from warn_moved: past it and this method; `warnings` skips the import system's own frames)
         warn_moved(fullname, new)
-        return importlib.util.spec_from_loader(fullname, _AliasLoader(new))
+        return importlib.util.spec_from_loader(fullname, _AliasLoader(new, fullname))
 
 
 def install_moved_packages() -> None:

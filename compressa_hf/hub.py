@@ -84,8 +84,15 @@ def push_repo(folder: str, repo_id: str, private: bool = False, dry_run: bool = 
     warns loudly when a config's codec cannot be resolved on another machine. The token is read by huggingface_hub
     (HF_TOKEN or `hf auth login`); it is never passed through or logged here.
     """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     if not os.path.exists(os.path.join(folder, "README.md")):
         raise FileNotFoundError(f"{folder} has no README.md: not a distilled set (run `compressa distill` first)")
+    try:  # before anything is listed, so a dry run catches it too
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ValueError(f"{repo_id!r} is not a Hub dataset id (`org/name`): {err}") from None
     files = files_to_upload(folder)
     local = local_paths_in(folder, files)
     if local:

@@ -76,6 +76,7 @@ def test_options_route_to_their_dataclasses_and_unknown_ones_are_named(tmp_path)
         compressa_hf.evaluate(train={"epochs": 1})
     plan = compressa_hf.distill(ratio="k1", dry_run=True, passes=2, output=str(tmp_path / "o"), **TINY)
     assert plan.dry_run and plan.repo is None and "method: videocompressa" in plan.plan_text
+    assert plan.config_name == "ratio_k1"  # what a run would write
     assert plan.summary["method_options"]["passes"] == 2  # a VideoCompressaConfig field, routed
 
 
@@ -101,13 +102,20 @@ def test_distill_load_and_evaluate_return_typed_results(tmp_path):
     assert "uniform_ratio_k1" in kept.card and kept.meta["method"] == "uniform"
     with pytest.raises(ValueError, match="has no config 'nope'"):
         compressa_hf.load_distilled(out.repo, "nope")
+    for typo in (str(tmp_path / "sett"), "./sett", f"{tmp_path}/set/x/y"):  # a path, never sent to the Hub
+        with pytest.raises(FileNotFoundError, match="no such folder"):
+            compressa_hf.load_distilled(typo)
     report = compressa_hf.evaluate(
         methods="uniform", ratios="k1", seeds=1, epochs=1, width=8, full_data=False, output=str(tmp_path / "e"),
         **{k: v for k, v in TINY.items() if k != "num_workers"},
     )  # fmt: skip
-    assert report.tables["convnet"]["uniform"] and "uniform" in report.markdown
+    assert (
+        report.tables["convnet"]["uniform"][report.ratio_keys["k1"]]["status"] == "ok" and "uniform" in report.markdown
+    )
     dry = compressa_hf.push(out.repo, "user/set", dry_run=True)
     assert dry.url is None and "README.md" in dry.files and dry.bytes > 0
+    with pytest.raises(ValueError, match="'not a valid id!!' is not a Hub dataset id"):  # a dry run checks it too
+        compressa_hf.push(out.repo, "not a valid id!!", dry_run=True)
 
 
 def test_every_public_root_name_is_documented():
@@ -121,7 +129,7 @@ def test_every_public_root_name_is_documented():
             assert "Raises" in doc and ("Returns" in doc or "->" in str(inspect.signature(obj))), name
         elif inspect.isclass(obj):
             assert "Args:" in doc or "Attributes:" in doc, f"{name}: its fields are not documented"
-    assert set(PUBLIC) <= set(dir(compressa_hf))
+    assert dir(compressa_hf) == sorted([*PUBLIC, "__version__"])
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         compressa_hf.nope  # noqa: B018
 
@@ -228,6 +236,10 @@ def test_moved_packages_still_import_with_a_warning():
         "from compressa_hf.evaluation.stats import paired_bootstrap\n"
         "assert old is METHODS and old_stats is paired_bootstrap\n"
         "assert callable(compressa_hf.distill) and callable(compressa_hf.evaluate)\n"
+        "import compressa_hf.distill.budget as budget\n"  # the forms Python resolves through the root's attribute
+        "import compressa_hf.evaluate.report\n"
+        "from compressa_hf.distillation import budget as new_budget\n"
+        "assert budget is new_budget and compressa_hf.evaluate.report.ratio_key(1.0) == '1'\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from compressa_hf.distillation.arguments import class_space_again, plan_for
+from compressa_hf.distillation.arguments import class_space_again, config_name, plan_for
 
 #: Methods that do not spend the budget as the planner's K-frame plan; `--dry-run` shows this instead.
 PLAN_NOTES = {
@@ -146,6 +146,7 @@ def dry_run_summary(args, kind: str, vc_cfg, method: dict, codec, enc, source, r
         text += f"\nclasses left out (no clips): {', '.join(dropped)}"
     return {
         "dry_run": True,
+        "config_name": config_name(args, args.ratio) if args.ratio is not None else None,  # what a run would write
         **method,
         "plan": plan,
         "plan_text": text,
