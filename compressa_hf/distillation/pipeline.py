@@ -4,17 +4,17 @@ and plan, the latent cache, the compressed set, soft labels, and the set written
 `run` is what `compressa distill` and `compressa_hf.distill` call; `--dry-run` stops after the plan
 (`compressa_hf.distillation.dry_run`).
 
-Steps: (1) the latent cache of the split (stage 1, resumable; the shared cache, so a split encoded before with the
-same settings is not encoded again); (2) the budget plan: the
-ratio buys K frames per video for some videos per class as uint8 or float16 latents; when it buys fewer videos
-than the split has, a seeded random subset per class is kept (the coreset step); (3) joint optimisation of the
-latents, the frame scorer and a guide network (`compressa_hf.distillation.videocompressa`), checkpointed; (4) top-K
-frames per video written as config `ratio_<r>` of the repo at `--output`. A JSON summary ends the run.
+Steps, the same for every method (`--method NAME`, any of `compressa_hf.distillation.methods.METHODS` but `full`):
+(1) the latent cache of the split (stage 1, resumable; the shared cache, so a split encoded before with the same
+settings is not encoded again); (2) the budget plan, logged as `--dry-run` prints it: for the planner's methods the
+ratio buys K frames per video for some videos per class as uint8, 4-bit or float16 latents, and when it buys fewer
+videos than the split has, a seeded random subset per class is kept (the coreset step); (3) `methods.compress(NAME,
+...)` at that budget, exactly as `compressa evaluate` runs it: for VideoCompressa the joint optimisation of the
+latents, the frame scorer and a guide network (`compressa_hf.distillation.videocompressa`), checkpointed in
+`<work_dir>/checkpoints_<config>/`; (4) the set written as config `ratio_<r>` (VideoCompressa) or `<NAME>_ratio_<r>`
+(`<NAME>_<split>_ratio_<r>` for another split) of the repo at `--output`. A JSON summary ends the run.
 
-Other methods (`--method NAME`, any of `compressa_hf.distillation.methods.METHODS` but `full`) replace steps (2)-(3) by
-`methods.compress(NAME, ...)` at the same budget, exactly as `compressa evaluate` runs them, and write config
-`<NAME>_ratio_<r>` (`<NAME>_<split>_ratio_<r>` for another split). Their options come from `--method_options`: a
-YAML/JSON file holding `{option: value}` (or `compressa evaluate --method_config`'s `{method: {option: value}}`, of
+A method's options come from `--method_options`: a YAML/JSON file holding `{option: value}` (or `compressa evaluate --method_config`'s `{method: {option: value}}`, of
 which the entry of NAME is used), or inline `key=value,...`; an unknown key is an error naming the method.
 `videocompressa` and `scorer_only` take `VideoCompressaConfig`'s flags instead (`--passes 6`), and those flags are
 an error with any other method, except `--seed`, which seeds every method. Pixel methods (`pixel_diff`, `avs`, the
@@ -28,6 +28,16 @@ What a row is depends on the method, and the card says it (`rows`): rows with a 
 and DM / LVDD, whose clips start from or reconstruct one) keep the clip's id, the kept frames' source indices,
 timestamps and the real fps, as VideoCompressa's rows do; a row a method makes without any source clip is named
 `synthetic_<label>_<i>` and gets nominal `frame_indices` / `timestamps` / `fps` (its frames' positions among T
+spread like the source's median clip, at the source's median fps), so it still decodes into a Qwen-VL chat sample.
+The rows always hold latents (K x C x h x w) at the run's storage dtype. LVDD stores Tucker / PCA factors instead
+of latent frames: its rows hold the clips read back from those factors (what a network trains on), rounded to that
+dtype, and the card states both its budgeted stored bytes and the larger bytes the rows take; so do DM+VDSD and
+MTT+VDSD, whose rows are the videos their static / dynamic memory and combiner make. DATM's learned soft labels are
+counted in its stored bytes but not published (the rows hold hard labels; the card says so). PRISM's rows hold a
+different number of key frames each (K_i x C x h x w, byte for byte what it stores), with those frames' own source
+indices and timestamps and their positions among T (`keyframe_positions`); its index of those positions is counted
+in the stored bytes, and `--dry-run` shows its key-frame plan (`prism.plan_keyframes`). `full`, the uncompressed
+reference, is refused: publish the source split itself.
 """
 
 from __future__ import annotations
@@ -81,9 +91,8 @@ def _context(
     from compressa_hf.distillation.methods import MethodContext
 
     work = os.path.join(args.work_dir, f"checkpoints_{name}")
-    if not args.resume and (
-        accelerator is None or accelerator.is_main_process
-    ):  # a run without --resume starts afresh
+    main = accelerator is None or accelerator.is_main_process
+    if not args.resume and main:  # a run without --resume starts afresh
         shutil.rmtree(work, ignore_errors=True)
     if accelerator is not None:
         accelerator.wait_for_everyone()
