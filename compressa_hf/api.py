@@ -33,8 +33,12 @@ def _build(job: str, classes: tuple[type, ...], given: dict[str, Any], options: 
     owner = {f.name: cls for cls in classes for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(options) - set(owner))
     if unknown:
+        import difflib
+
+        near = {k: difflib.get_close_matches(k, owner, n=1) for k in unknown}
+        hints = "".join(f"; did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
         raise TypeError(
-            f"{job}() got unknown option(s) {unknown}; its options are the fields of "
+            f"{job}() got unknown option(s) {unknown}{hints}; its options are the fields of "
             f"{', '.join(c.__name__ for c in classes)}"
         )
     out = []

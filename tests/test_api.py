@@ -70,6 +70,8 @@ def test_options_route_to_their_dataclasses_and_unknown_ones_are_named(tmp_path)
 
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['ratoi'\].*DistillArguments, VideoCompressaConfig"):
         compressa_hf.distill(ratoi="k1", **TINY)
+    with pytest.raises(TypeError, match="did you mean 'passes' for 'pases'"):
+        compressa_hf.distill(pases=1, **TINY)
     with pytest.raises(TypeError, match=r"a DistillArguments and its field\(s\) \['ratio'\]"):
         compressa_hf.distill(DistillArguments(**TINY), ratio="k1")
     with pytest.raises(TypeError, match="expected a TrainConfig"):
