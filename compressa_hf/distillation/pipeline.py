@@ -212,7 +212,7 @@ def run(args: DistillArguments, vc_cfg=None, command: str | None = None, auto=No
     from compressa_hf.codecs import load_codec, load_default_codec
     from compressa_hf.distillation.dry_run import dry_run_plan, dry_run_summary
     from compressa_hf.distillation.methods import compress, get_method
-    from compressa_hf.distillation.set_writer import write_set
+    from compressa_hf.distillation.set_writer import card_diagnostics, write_set
     from compressa_hf.distillation.videocompressa import VideoCompressaConfig
     from compressa_hf.distributed import get_state
     from compressa_hf.io import atomic_write_json
@@ -304,7 +304,7 @@ def run(args: DistillArguments, vc_cfg=None, command: str | None = None, auto=No
     info = cset.info if cset is not None else {}
     summary = {"config_name": name, **method, "plan": info.get("plan"), "cache": cache_summary}
     summary |= {"distill": info["distill"]} if "distill" in info else {}
-    summary |= {"method_info": info or None, "diagnostics": info.get("diagnostics")}
+    summary |= {"method_info": info or None, "diagnostics": card_diagnostics(cset) if cset is not None else None}
     if selection is not None:
         summary["auto"] = selection
     if labeller is not None and state.is_main_process:  # the teacher labels the kept rows, in the room left for it

@@ -265,6 +265,14 @@ def row_columns(
     return columns | {"row_kinds": kinds, "rows": described}
 
 
+def card_diagnostics(cset) -> dict | None:
+    """What the card says the method did to the kept frames: `set_diagnostics`' figures, then the method's own
+    (`info["card_diagnostics"]`: VideoCompressa's final scorer entropy and guide accuracy), or None."""
+    d = cset.info.get("diagnostics")
+    own = cset.info.get("card_diagnostics")
+    return {**d, **own} if d is not None and own else d
+
+
 def write_set(
     args,
     cset,
@@ -355,7 +363,7 @@ def write_set(
         "clips_missing": cache_summary.get("clips_missing", 0),
         "clips_skipped": cache_summary.get("clips_skipped", 0),
         "dropped_classes": dropped,
-        "diagnostics": cset.info.get("diagnostics"),
+        "diagnostics": card_diagnostics(cset),
         "license": card_license(args, source),
         **({"auto": selection, "auto_text": auto_card_text(selection)} if selection is not None else {}),
         **({"soft_labels": _soft_label_meta(cset, soft)} if soft is not None else {}),

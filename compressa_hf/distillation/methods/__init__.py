@@ -4,7 +4,8 @@
 dataclass (its hyperparameters, overridable per run) and `compress(ctx: MethodContext) -> CompressedSet`; a module
 with `MULTI_PROCESS = True` runs on every process of a multi-process run (`ctx.accelerator`), the others on one.
 Besides its plan and diagnostics, a set's `info` may carry `options` (the options as run, when the method settles
-some, e.g. K) and `card` (keys the method adds to its card's meta). Modules are imported on first use, so listing
+some, e.g. K), `card_diagnostics` (the method's own figures, which the card adds to `diagnostics`) and `card` (keys
+the method adds to its card's meta). Modules are imported on first use, so listing
 the registry is cheap.
 
 | name | kind | what it stores |
@@ -75,8 +76,7 @@ def get_method(name: str) -> ModuleType:
 def compress(name: str, ctx: MethodContext) -> CompressedSet:
     """Run method `name` on `ctx`; the result's stored bytes are checked against the budget, and
     `info["diagnostics"]` gets `compressa_hf.distillation.diagnostics.set_diagnostics` (drift from the cached latents in
-    storage steps, decoded PSNR, overlap with uniform K) for sets of real frames, before the method's own diagnostics
-    if it gave any; `info["diagnostics_s"]` is the
+    storage steps, decoded PSNR, overlap with uniform K) for sets of real frames; `info["diagnostics_s"]` is the
     seconds those took, which a method's cost leaves out (they decode frames the method never needed)."""
     import time
 
@@ -93,8 +93,7 @@ def compress(name: str, ctx: MethodContext) -> CompressedSet:
     if name == "full":
         return cset
     start = time.perf_counter()
-    own = cset.info.get("diagnostics") or {}  # the method's own figures (VideoCompressa's scorer entropy) go last
-    cset.info["diagnostics"] = {**set_diagnostics(cset, ctx.latents, ctx.codec), **own}
+    cset.info["diagnostics"] = set_diagnostics(cset, ctx.latents, ctx.codec)
     cset.info["diagnostics_s"] = time.perf_counter() - start
     return check_budget(cset, ctx.budget_bytes)
 

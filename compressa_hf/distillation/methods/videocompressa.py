@@ -50,7 +50,7 @@ def compress(ctx: MethodContext) -> CompressedSet:
     plan, videos, result, cfg = run_distill(ctx, "videocompressa")
     info = {"distill": result.summary(), "options": asdict(cfg)}
     if result.history:  # where the scorer and the guide ended, for the card
-        info["diagnostics"] = {
+        info["card_diagnostics"] = {
             "scorer_entropy": result.history[-1]["scorer_entropy"],
             "guide_acc": result.history[-1]["acc"],
         }
