@@ -92,7 +92,8 @@ def encode(config=None, /, **options) -> EncodeOutput:
         `EncodeOutput`. Latents are `(T, C, h, w)` float16 per clip, `h = w = size / 8` for the tiny VAEs.
 
     Raises:
-        ValueError / OSError / SourceError: a bad option, an unreadable source, a cache made with other settings.
+        ValueError / OSError / SourceError: a bad option, an unreadable source, a cache made with other settings, or
+            a split none of whose listed clips could be read (the cache's `skipped.jsonl` says why for each).
         TypeError: an unknown option.
     """
     from compressa_hf.cache import EncodeConfig, encode_split
@@ -100,6 +101,13 @@ def encode(config=None, /, **options) -> EncodeOutput:
     (cfg,) = _build("encode", (EncodeConfig,), {"EncodeConfig": config}, options)
     _threads("compressa_hf.encode")
     summary = encode_split(cfg)
+    if summary.get("clips_total") and not summary.get("clips_cached"):
+        raise ValueError(
+            f"none of the {summary['clips_total']} clips of split {cfg.split!r} in {cfg.source} could be read "
+            f"({summary.get('clips_missing', 0)} missing files, "
+            f"{summary['clips_skipped'] - summary.get('clips_missing', 0)} unreadable); the reason for each is in "
+            f"{summary['skipped_report']}"
+        )
     return EncodeOutput(
         output_dir=summary["output_dir"],
         clips_cached=int(summary.get("clips_cached", 0)),

@@ -56,6 +56,19 @@ def test_bad_files_are_skipped_reported_and_counted(tmp_path, videofolder):
     assert len(LatentCache(tmp_path / "c")) == 4
 
 
+def test_encode_of_a_split_without_one_readable_clip_is_an_error(tmp_path, videofolder, capsys):
+    """`compressa encode` (and `compressa_hf.encode`) stop with exit code 2 naming the report, not a 0-clip cache."""
+    from compressa_hf.cli import main
+
+    for path in (videofolder / "train").rglob("*.mp4"):
+        path.write_bytes(b"\x00garbage" * 10)
+    argv = ["encode", "--source", str(videofolder), "--output_dir", str(tmp_path / "c"), "--size", "16"]
+    assert main([*argv, "--codec", "pixel", "--num_workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 4 clips of split 'train'" in err and "0 missing files, 4 unreadable" in err
+    assert str(tmp_path / "c" / "skipped.jsonl") in err
+
+
 def test_short_clips_are_counted(tmp_path, videofolder):
     summary = encode_split(_cfg(tmp_path / "c", source=str(videofolder), num_frames=24, size=16), progress=False)
     assert summary["short_clips"] == 2  # train clips have 20, 21, 25 and 26 frames: two are under T = 24
