@@ -233,7 +233,7 @@ def cache_meta(cfg: EncodeConfig, source, codec, refs) -> dict:
         "format_version": CACHE_FORMAT_VERSION,
         "source": cfg.source,
         "source_info": source.describe(),
-        "split": cfg.split,
+        "split": source.split_name(cfg.split),  # an alias of a split (test for val/) shares its cache
         "class_names": source.class_names,
         "codec_id": codec.codec_id,
         "codec_weights": getattr(codec, "weights_source", None),

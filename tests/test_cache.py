@@ -69,6 +69,29 @@ def test_encode_of_a_split_without_one_readable_clip_is_an_error(tmp_path, video
     assert str(tmp_path / "c" / "skipped.jsonl") in err
 
 
+def test_aliases_of_a_split_share_one_cache_and_reports_name_the_folder(tmp_path, videofolder):
+    """A source with `val/` and no `test/`: `--split test`, `validation` and `val` read one folder, so they are one
+    cache (not three), and evaluate says which folder its test split is."""
+    from compressa_hf.evaluation.runner import EvaluateArguments, run
+    from compressa_hf.evaluation.train import TrainConfig
+
+    os.rename(videofolder / "test", videofolder / "val")
+    dirs = {
+        split: encode_split(
+            EncodeConfig(source=str(videofolder), split=split, codec="pixel", num_frames=4, size=16, num_workers=0),
+            progress=False,
+        )["output_dir"]
+        for split in ("test", "validation", "val")
+    }
+    assert len(set(dirs.values())) == 1 and "-val-" in os.path.basename(dirs["test"])
+    args = EvaluateArguments(
+        source=str(videofolder), output=str(tmp_path / "e"), methods="uniform", ratios="k1", seeds=1, codec="pixel",
+        num_frames=4, size=16, num_workers=0, full_data=False, progress=False,
+    )  # fmt: skip
+    report = run(args, TrainConfig(epochs=1, width=8))
+    assert report["protocol"]["description"] == "train on 'train', test on 'test' (folder val/)"
+
+
 def test_short_clips_are_counted(tmp_path, videofolder):
     summary = encode_split(_cfg(tmp_path / "c", source=str(videofolder), num_frames=24, size=16), progress=False)
     assert summary["short_clips"] == 2  # train clips have 20, 21, 25 and 26 frames: two are under T = 24

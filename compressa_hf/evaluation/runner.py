@@ -320,6 +320,12 @@ def _method_options(path: str | None) -> dict[str, dict]:
     return data
 
 
+def _split_text(source, split: str) -> str:
+    """`'test'`, or `'test' (folder val/)` where the source reads the split under another name."""
+    name = source.split_name(split)
+    return repr(split) if name == split else f"{split!r} (folder {name}/)"
+
+
 def _protocol_settings(args: EvaluateArguments) -> dict:
     """What makes a non-default protocol's cells (which clips each part trains and tests on)."""
     if args.protocol == "folds":
@@ -477,7 +483,8 @@ def _load_clips(args: EvaluateArguments, codec, source, work: str, test_frames: 
             "name": "split",
             "train_split": args.train_split,
             "test_split": args.test_split,
-            "description": f"train on {args.train_split!r}, test on {args.test_split!r}",
+            "description": f"train on {_split_text(source, args.train_split)}, "
+            f"test on {_split_text(source, args.test_split)}",
         }
         parts = [_Part("", {})]
         return _Clips(

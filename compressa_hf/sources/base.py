@@ -70,6 +70,11 @@ class VideoSource(abc.ABC):
     def list_clips(self, split: str) -> list[ClipRef]:
         """The clips of `split` whose files exist, in a deterministic order (see `missing_clips` for the rest)."""
 
+    def split_name(self, split: str) -> str:
+        """The name this source reads `split` under: the split itself, or, where a split name is an alias (a folder
+        source's `test` read from `val/`), the name of what is read. Caches of aliases of one split are one cache."""
+        return split
+
     def missing_clips(self, split: str) -> list[ClipRef]:
         """Clips the split's annotation lists name but whose files are not on disk (a partial download).
 

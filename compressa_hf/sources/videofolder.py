@@ -68,6 +68,10 @@ class SplitClassFolders(VideoSource):
     def splits(self) -> list[str]:
         return self._splits
 
+    def split_name(self, split: str) -> str:
+        """The split folder's own name (`val` for `--split test` when the source has `val/` and no `test/`)."""
+        return os.path.basename(self._split_dir(split))
+
     def _split_dir(self, split: str) -> str:
         for candidate in SPLIT_ALIASES.get(split, (split,)):
             if candidate in self._splits:
