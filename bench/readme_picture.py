@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--videos", type=int, default=3)
     parser.add_argument(
-        "--options", default="", help="More `compressa_hf.distill` keywords, key=value,... (numbers read as such)."
+        "--options",
+        default="",
+        help="More `compressa_hf.distill` keywords, key=value,... (as --method_options reads them).",
     )
     parser.add_argument("--width", type=int, default=960, help="Width of the written picture in pixels.")
     parser.add_argument("--work", default=os.path.join(HERE, "results", "readme_picture_run"))
@@ -46,13 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     import compressa_hf
+    from compressa_hf.distillation.arguments import read_method_options
     from compressa_hf.strips import ShowConfig, show
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%X")
-    extra = {}
-    for item in filter(None, args.options.split(",")):
-        key, _, value = item.partition("=")
-        extra[key] = int(value) if value.lstrip("-").isdigit() else float(value) if value[:1].isdigit() else value
+    extra = read_method_options(args.options, args.method)  # `key=value,...`, numbers and true/false read as such
     start = time.perf_counter()
     out = compressa_hf.distill(
         source=args.source,
