@@ -6,6 +6,8 @@ Usage:
         --output bench/results/allocation.json                       # resumable: every step is a compressa run
     python bench/allocation.py --sets tiny --ratios k1 --seeds 1 --choice_seeds 1 --epochs 2 --width 8 \\
         --codec pixel --methods uniform,random_frame --dtypes uint8,uint4 --output /tmp/a.json   # a quick look
+    python bench/allocation.py --sets ucf101_19 --ratios k1 --size 112 --num_frames 16 --sides size,56 \
+        --work_dir bench/results/allocation_runs_112 --output bench/results/allocation_ucf101_19_112.json  # 112 px
 
 Per (set, ratio):
 1. Choice: `compressa_hf.evaluation.auto.choose` (what `compressa distill --method auto` runs) over `--methods` x
@@ -85,6 +87,7 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
     from compressa_hf.evaluation.train import TrainConfig
 
     size = spec.get("size", args.size)
+    num_frames = args.num_frames or spec["num_frames"]
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, width=args.width)
     auto = AutoArguments(
         auto_methods=args.methods,
@@ -99,14 +102,14 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
     )
     like = DistillLike(
         source=spec["source"], work_dir=os.path.join(work, "choice"), ratio=ratio, split="train", codec=args.codec,
-        codec_dtype=args.codec_dtype, num_frames=spec["num_frames"], size=size,
+        codec_dtype=args.codec_dtype, num_frames=num_frames, size=size,
     )  # fmt: skip
     selection = choose(like, auto, seed=0, method_config=method_config)
     chosen = selection["chosen"]
 
     common = dict(
         source=spec["source"], ratios=chosen["ratio"], seeds=args.seeds, archs="convnet", codec_dtype=args.codec_dtype,
-        num_frames=spec["num_frames"], size=size, folds=spec["folds"], method_config=method_config,
+        num_frames=num_frames, size=size, folds=spec["folds"], method_config=method_config,
     )  # fmt: skip
     anchors = run(
         EvaluateArguments(output=os.path.join(work, "anchors"), methods="uniform,dm", codec=args.codec, **common),
@@ -132,6 +135,8 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
         "set": name,
         "ratio": ratio,
         "protocol": anchors["protocol"]["name"],
+        "num_frames": num_frames,
+        "size": size,
         "held_out_clips": anchors["test_clips"],
         "chosen": chosen,
         "choice_table": selection["table"],
@@ -165,7 +170,7 @@ def to_markdown(entries: list[dict]) -> str:
         side = "" if c["store_side"] is None else f", {c['store_side']} px"
         what = f"{c['method']}, {c['dtype']}, K={k}, {c['soft_labels'] or 'hard'} labels{side}"
         lines.append(
-            f"| {e['set']} | {e['ratio']} | {e['protocol']} ({e['held_out_clips']} clips) | {what} | "
+            f"| {e['set']} | {e['ratio']} | {e.get('size', 48)} px, T = {e.get('num_frames', 8)}, {e['protocol']} ({e['held_out_clips']} clips) | {what} | "
             f"{100 * c['mean']:.1f} | {100 * t['chosen']['mean']:.1f} | {100 * t['uniform']['mean']:.1f} | "
             f"{100 * t['dm']['mean']:.1f} | {100 * t['full']['mean']:.1f} | {diff(a['uniform'])} | {diff(a['dm'])} | "
             f"{diff(a['full'])} | {100 * e['share_of_full']:.1f} % | {diff(e['full_minus_uniform'])} |"
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--size", type=int, default=48)
+    parser.add_argument("--num_frames", type=int, default=0, help="frames per clip T (0: the set's, 8)")
     parser.add_argument("--codec", default=f"tae:{os.path.join(SHARED, 'weights', 'taef2')}")
     parser.add_argument("--codec_dtype", default="float32")
     parser.add_argument("--work_dir", default=os.path.join(HERE, "results", "allocation_runs"))
