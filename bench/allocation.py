@@ -7,7 +7,9 @@ Usage:
     python bench/allocation.py --sets tiny --ratios k1 --seeds 1 --choice_seeds 1 --epochs 2 --width 8 \\
         --codec pixel --methods uniform,random_frame --dtypes uint8,uint4 --output /tmp/a.json   # a quick look
     python bench/allocation.py --sets ucf101_19 --ratios k1 --size 112 --num_frames 16 --sides size,56 \
-        --work_dir bench/results/allocation_runs_112 --output bench/results/allocation_ucf101_19_112.json  # 112 px
+        --work_dir bench/results/allocation_runs_112 --output bench/results/allocation_ucf101_19_112.json
+        # 112 px, T = 16: one full-data validation cell (60 clips) ran > 27 min on one of two cores here, so on CPU
+        # this is hours per (set, ratio); the GPU suite's table1_112 part runs the anchors at this setting
 
 Per (set, ratio):
 1. Choice: `compressa_hf.evaluation.auto.choose` (what `compressa distill --method auto` runs) over `--methods` x
