@@ -6,10 +6,12 @@ Usage:
         --output bench/results/allocation.json                       # resumable: every step is a compressa run
     python bench/allocation.py --sets tiny --ratios k1 --seeds 1 --choice_seeds 1 --epochs 2 --width 8 \\
         --codec pixel --methods uniform,random_frame --dtypes uint8,uint4 --output /tmp/a.json   # a quick look
-    python bench/allocation.py --sets ucf101_19 --ratios k1 --size 112 --num_frames 16 --sides size,56 \
+    python bench/allocation.py --sets ucf101_19 --ratios k1 --size 112 --num_frames 16 --sides size,56 \\
         --work_dir bench/results/allocation_runs_112 --output bench/results/allocation_ucf101_19_112.json
         # 112 px, T = 16: one full-data validation cell (60 clips) ran > 27 min on one of two cores here, so on CPU
         # this is hours per (set, ratio); the GPU suite's table1_112 part runs the anchors at this setting
+    python bench/allocation.py --merge bench/results/allocation_arid6_iid_k1.json bench/results/allocation_ucf101_19_k1.json \\
+        --output bench/results/allocation.json   # one table (+ each choice's validation table) from several runs
 
 Per (set, ratio):
 1. Choice: `compressa_hf.evaluation.auto.choose` (what `compressa distill --method auto` runs) over `--methods` x
@@ -31,6 +33,7 @@ up at the next unfinished cell. The printed table is also written as JSON to `--
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -177,6 +180,15 @@ def to_markdown(entries: list[dict]) -> str:
             f"{100 * t['dm']['mean']:.1f} | {100 * t['full']['mean']:.1f} | {diff(a['uniform'])} | {diff(a['dm'])} | "
             f"{diff(a['full'])} | {100 * e['share_of_full']:.1f} % | {diff(e['full_minus_uniform'])} |"
         )
+    from compressa_hf.evaluation.auto import table_markdown
+
+    for e in entries:  # what each lever gave: every candidate of the choice, on the validation carve
+        lines += [
+            "",
+            f"Validation table, {e['set']} {e['ratio']} ({e.get('size', 48)} px, T = {e.get('num_frames', 8)}):",
+            "",
+        ]
+        lines.append(table_markdown({"table": e["choice_table"], "full_data": e["validation_full"]}))
     return "\n".join(lines)
 
 
@@ -200,10 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codec_dtype", default="float32")
     parser.add_argument("--work_dir", default=os.path.join(HERE, "results", "allocation_runs"))
     parser.add_argument("--output", default=os.path.join(HERE, "results", "allocation.json"))
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="no runs: join the entries of earlier outputs into --output (+ .md)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%X")
-    from compressa_hf.io import atomic_write_json, atomic_write_text
+    from compressa_hf.io import atomic_write_json
 
+    if args.merge:
+        entries = []
+        for path in args.merge:
+            with open(path) as f:
+                entries += json.load(f)["entries"]
+        return write_tables(entries, {"merged": args.merge}, args.output)
     os.makedirs(args.work_dir, exist_ok=True)
     method_config = os.path.join(args.work_dir, "methods.json")
     atomic_write_json(method_config, METHOD_CONFIG)
@@ -215,8 +236,16 @@ def main(argv: list[str] | None = None) -> int:
             work = os.path.join(args.work_dir, name, ratio)
             entries.append(run_one(name, SETS[name], ratio, args, work, method_config))
             atomic_write_json(args.output, {"args": vars(args), "entries": entries})
+    return write_tables(entries, vars(args), args.output)
+
+
+def write_tables(entries: list[dict], args: dict, output: str) -> int:
+    """Write `entries` as JSON to `output` and as markdown beside it, and print the markdown."""
+    from compressa_hf.io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(output, {"args": args, "entries": entries})
     table = to_markdown(entries)
-    atomic_write_text(os.path.splitext(args.output)[0] + ".md", table + "\n")
+    atomic_write_text(os.path.splitext(output)[0] + ".md", table + "\n")
     print(table)
     return 0
 

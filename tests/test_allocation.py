@@ -208,4 +208,11 @@ def test_bench_allocation_chooses_on_validation_and_tests_against_the_anchors(tm
     assert entry["held_out_clips"] == 9 and entry["protocol"] == "split"
     assert entry["share_of_full"] == entry["test"]["chosen"]["mean"] / entry["test"]["full"]["mean"]
     assert (entry["num_frames"], entry["size"]) == (2, 16)  # --num_frames overrides the set's T (4)
-    assert "| tiny | k1 | 16 px, T = 2, split (9 clips) |" in (tmp_path / "allocation.md").read_text()
+    md = (tmp_path / "allocation.md").read_text()
+    assert "| tiny | k1 | 16 px, T = 2, split (9 clips) |" in md
+    assert "Validation table, tiny k1" in md and "| full data (reference) |" in md
+    # --merge joins earlier outputs without running anything
+    assert bench.main(["--merge", str(out), str(out), "--output", str(tmp_path / "merged.json")]) == 0
+    merged = json.loads((tmp_path / "merged.json").read_text())["entries"]
+    assert merged == [entry, entry]
+    assert (tmp_path / "merged.md").read_text().count("Validation table, tiny k1") == 2
