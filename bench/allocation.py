@@ -222,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         entries = []
         for path in args.merge:
-            with open(path) as f:
-                entries += json.load(f)["entries"]
+            try:
+                with open(path) as f:
+                    entries += json.load(f)["entries"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                parser.error(f"--merge: {path} is not an output of this bench ({type(e).__name__}: {e})")
         return write_tables(entries, {"merged": args.merge}, args.output)
     os.makedirs(args.work_dir, exist_ok=True)
     method_config = os.path.join(args.work_dir, "methods.json")

@@ -216,3 +216,5 @@ def test_bench_allocation_chooses_on_validation_and_tests_against_the_anchors(tm
     merged = json.loads((tmp_path / "merged.json").read_text())["entries"]
     assert merged == [entry, entry]
     assert (tmp_path / "merged.md").read_text().count("Validation table, tiny k1") == 2
+    with pytest.raises(SystemExit):  # a file that is not an output of the bench is refused by name
+        bench.main(["--merge", str(tmp_path / "missing.json"), "--output", str(tmp_path / "m2.json")])
