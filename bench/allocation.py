@@ -160,6 +160,11 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
     return entry
 
 
+def setting(entry: dict) -> str:
+    """`48 px, T = 8`: the frame size and T an entry ran at (entries written before they were recorded: the defaults)."""
+    return f"{entry.get('size', 48)} px, T = {entry.get('num_frames', 8)}"
+
+
 def to_markdown(entries: list[dict]) -> str:
     def diff(d):
         return f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
@@ -175,7 +180,7 @@ def to_markdown(entries: list[dict]) -> str:
         side = "" if c["store_side"] is None else f", {c['store_side']} px"
         what = f"{c['method']}, {c['dtype']}, K={k}, {c['soft_labels'] or 'hard'} labels{side}"
         lines.append(
-            f"| {e['set']} | {e['ratio']} | {e.get('size', 48)} px, T = {e.get('num_frames', 8)}, {e['protocol']} ({e['held_out_clips']} clips) | {what} | "
+            f"| {e['set']} | {e['ratio']} | {setting(e)}, {e['protocol']} ({e['held_out_clips']} clips) | {what} | "
             f"{100 * c['mean']:.1f} | {100 * t['chosen']['mean']:.1f} | {100 * t['uniform']['mean']:.1f} | "
             f"{100 * t['dm']['mean']:.1f} | {100 * t['full']['mean']:.1f} | {diff(a['uniform'])} | {diff(a['dm'])} | "
             f"{diff(a['full'])} | {100 * e['share_of_full']:.1f} % | {diff(e['full_minus_uniform'])} |"
@@ -183,11 +188,7 @@ def to_markdown(entries: list[dict]) -> str:
     from compressa_hf.evaluation.auto import table_markdown
 
     for e in entries:  # what each lever gave: every candidate of the choice, on the validation carve
-        lines += [
-            "",
-            f"Validation table, {e['set']} {e['ratio']} ({e.get('size', 48)} px, T = {e.get('num_frames', 8)}):",
-            "",
-        ]
+        lines += ["", f"Validation table, {e['set']} {e['ratio']} ({setting(e)}):", ""]
         lines.append(table_markdown({"table": e["choice_table"], "full_data": e["validation_full"]}))
     return "\n".join(lines)
 
