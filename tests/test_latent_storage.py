@@ -79,8 +79,53 @@ def test_uint4_plans_count_the_ranges_and_never_exceed_the_budget(ratio, fixed):
     assert plan.to_dict()["set_bytes"] == 128
     uint8 = plan_budget(ratio, counts, 8, 48, latent, frames_per_video=fixed, dtype="uint8")
     assert "set_bytes" not in uint8.to_dict()  # uint8 / float16 plans keep the keys they always had
-    if fixed is None and not uint8.coreset and uint8.frames_per_video < 4:
-        assert plan.frames_per_video >= 2 * uint8.frames_per_video - 1  # the ranges cost at most one frame
+    if fixed is None and not uint8.coreset and uint8.frames_per_video <= 4:
+        # twice uint8's frames: the ranges (128 bytes, less than one 576-byte frame) cost at most one video (rule 6)
+        assert plan.frames_per_video == 2 * uint8.frames_per_video and plan.total_videos >= sum(counts) - 1
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_at_the_exact_k_ratios_uint4_keeps_2k_frames_and_the_ranges_cost_one_video(k):
+    counts, latent = [26, 26, 26, 26, 26, 25], (32, 6, 6)
+    ratio = ratio_for_frames(k, 8, 48, latent)  # exactly k uint8 frames of every video: 155 * k * 1,152 bytes
+    plan = plan_budget(ratio, counts, 8, 48, latent, dtype="uint4")
+    assert plan.budget_bytes == 155 * k * 1152
+    # 2k frames of all 155 videos would be the whole budget, leaving nothing for the ranges: one video pays for them,
+    # taken from the first of the largest classes
+    assert (plan.frames_per_video, plan.videos_per_class) == (2 * k, [25, 26, 26, 26, 26, 25])
+    assert plan.coreset and plan.set_bytes_cost_videos
+    assert plan.stored_bytes == 154 * 2 * k * 576 + 128 <= plan.budget_bytes
+    assert plan.achieved_ratio == float(Fraction(100 * plan.stored_bytes, plan.full_bytes))
+    assert "per-channel ranges cost 1 video(s), not a frame of every video" in plan.describe()
+    assert f"K={2 * k - 1} for all 155 would store {155 * (2 * k - 1):,} frames, these {154 * 2 * k:,}" in (
+        plan.describe()
+    )
+    uint8 = plan_budget(ratio, counts, 8, 48, latent, dtype="uint8")
+    assert (uint8.frames_per_video, uint8.coreset, uint8.stored_bytes) == (k, False, plan.budget_bytes)
+    assert not uint8.set_bytes_cost_videos
+
+
+def test_rule_6_only_when_it_stores_more_frames_and_keeps_every_class():
+    from compressa_hf.distillation.budget import drop_fewest
+
+    assert drop_fewest([3, 5, 5], 3) == [3, 3, 4] and drop_fewest([1, 1], 1) is None
+    # 2 x 2 latents of 3 channels: 6-byte uint4 frames, 12 bytes of ranges; clips of 4 x 3 x 8 x 8 = 768 bytes
+    latent = (3, 2, 2)
+
+    def exactly(frames: int, videos: int) -> Fraction:  # the ratio whose budget is `frames` uint4 frames
+        return Fraction(100 * frames * 6, videos * 768)
+
+    # a class of 2 videos, budget for 2 frames each: K=2 for one video stores 2 frames, as K=1 for both does (after
+    # the ranges), so both videos keep their frame
+    plan = plan_budget(exactly(4, 2), [2], 4, 8, latent, dtype="uint4")
+    assert (plan.frames_per_video, plan.total_videos, plan.coreset, plan.set_bytes_cost_videos) == (1, 2, False, False)
+    # two classes of one video: paying with a video would empty a class
+    plan = plan_budget(exactly(4, 2), [1, 1], 4, 8, latent, dtype="uint4")
+    assert (plan.frames_per_video, plan.videos_per_class) == (1, [1, 1])
+    # 10 videos of one class and 1 of another, budget for 4 frames each: the ranges cost 1 video of the large class
+    plan = plan_budget(exactly(44, 11), [10, 1], 4, 8, latent, dtype="uint4")
+    assert (plan.frames_per_video, plan.videos_per_class) == (4, [9, 1])
+    assert plan.stored_bytes == 10 * 4 * 6 + 12 <= plan.budget_bytes
 
 
 def test_uint4_ratio_for_every_video_includes_the_ranges():
@@ -123,6 +168,22 @@ def test_methods_that_cannot_store_uint4_say_so(method):
     ctx.dtype = "uint4"
     with pytest.raises(ValueError, match="uint4"):
         compress(method, ctx)
+
+
+def test_the_dry_run_says_which_video_pays_for_the_ranges(tmp_path, capsys, caplog):
+    from compressa_hf.cli import main as cli
+
+    argv = ["distill", "--source", "procedural:num_classes=3,train_per_class=4,length=8,frame_size=16", "--size", "16",
+            "--num_frames", "4", "--codec", "pixel", "--num_workers", "0", "--ratio", "k2", "--method", "uniform",
+            "--dtype", "uint4", "--cache_dir", str(tmp_path / "cache"), "--output", str(tmp_path / "set"), "--dry-run"]  # fmt: skip
+    with caplog.at_level("INFO", logger="compressa_hf.distillation.arguments"):
+        assert cli(argv) == 0
+    plan = capsys.readouterr().out
+    assert "K=4 frame(s) per video for 11 of 12 videos" in plan
+    assert "the 12 bytes of per-channel ranges cost 1 video(s), not a frame of every video" in plan
+    assert "K=4 frames for 11 of 12 videos; its 12 bytes of per-channel ranges cost 1 video(s)" in caplog.text
+    assert "keeps only" not in caplog.text  # not the coreset warning
+    assert not (tmp_path / "set").exists()
 
 
 def test_a_uint4_set_is_published_loaded_shown_and_decoded(tmp_path, capsys):
@@ -168,8 +229,10 @@ def test_evaluate_with_uint4_storage(tmp_path):
                        "--dtype", "uint4", "--full_data", "false")  # fmt: skip
     cells = {c["method"]: c for c in report["cells"]}
     # k2 at 16 px with the pixel codec: 2 uint8 frames of 3 x 2 x 2 = 24 bytes a video; at 4 bits a frame is 6 bytes,
-    # and 12 bytes of ranges leave room for K = 3 of 12 videos (12 x 3 x 6 + 12 = 228 of 288 bytes)
-    assert (cells["uniform"]["frames_per_row"], cells["uniform"]["stored_bytes"]) == (3, 228)
+    # so K = 4 for every video would be the whole budget; the 12 bytes of ranges cost one of the 12 videos instead of
+    # a frame of each (rule 6): 11 x 4 x 6 + 12 = 276 of 288 bytes
+    uniform = cells["uniform"]
+    assert (uniform["frames_per_row"], uniform["stored_bytes"]) == (4, 276)
     assert cells["prism"]["status"] == "n/a" and "uint4" in cells["prism"]["reason"]
     with pytest.raises(ValueError, match="dtype"):
         _evaluate(tmp_path / "bad", "--dtype", "int4")

@@ -19,6 +19,12 @@ Rules, in order:
    set's K; the labels make room by dropping videos: each kept video costs `K * bytes_per_frame + label bytes`,
    and when not every video fits at that K, the largest v per class that does is kept (rule 2's coreset step). The
    reserved bytes are part of `stored_bytes` and `achieved_ratio`.
+6. Bytes stored once per set (uint4's per-channel ranges, below) cost videos, not a frame of every video: when
+   they alone stop rule 2's K + 1 frames for every video (as at the exact `k<K>` ratios, which buy exactly 2K uint4
+   frames a video and not the ranges), the plan keeps that larger K and drops the fewest videos that pay for the
+   ranges, one at a time from the class with the most videos left (never a class's last), provided that stores more
+   frames than rule 2's K for every video. With TAEF2 at 48 px (128 bytes of ranges, 576-byte frames) that is one
+   video of the split.
 
 Note the paper's ratios are rounded: K = 4 needs 0.5208 %, so `--ratio 0.52` yields K = 3 for every video
 (0.39 %), and `describe()` says which ratio the next K needs. Ask for the exact value (`ratio_for_frames`) to
@@ -27,7 +33,7 @@ reproduce a paper setting.
 dtype (`compressa_hf.codecs.storage`): "uint8" stores TAESD-scaled latents (~0.1 dB PSNR cost, FACTS.md),
 "float16" raw latents at twice the bytes, "uint4" 4-bit codes (half uint8's bytes, so twice the frames) under
 per-channel ranges that cost `set_bytes` (4 bytes a latent channel) once per set: the budget less those bytes is what
-rules 2-3 share out, and they are part of `stored_bytes`. "auto" means uint8 (twice the frames for a 0.1 dB loss),
+rules 2-3 share out (and rule 6 says who pays for them), and they are part of `stored_bytes`. "auto" means uint8 (twice the frames for a 0.1 dB loss),
 except where float16 gives exactly the same K and videos - only when the budget already holds all T frames of every
 video twice over - where the extra precision is free; uint4 is never chosen by "auto" (ask for it, or let
 `--method auto` compare it on a validation split).
@@ -208,11 +214,24 @@ class BudgetPlan:
             ),
             f"Qwen2.5-VL visual tokens per sample: {self.visual_tokens_per_sample}",
         ]
+        if self.set_bytes_cost_videos:
+            every = max(1, (self.budget_bytes - self.set_bytes) // self.bytes_per_frame // self.num_videos)
+            lines.append(
+                f"the {self.set_bytes:,} bytes of per-channel ranges cost {self.num_videos - self.total_videos} "
+                f"video(s), not a frame of every video (K={every} for all {self.num_videos} would store "
+                f"{every * self.num_videos:,} frames, these {self.frames_per_video * self.total_videos:,})"
+            )
         if self.next_frames_ratio is not None:
             lines.append(
                 f"K={self.frames_per_video + 1} for every video would need ratio >= {self.next_frames_ratio:.6f}%"
             )
         return "\n".join(lines)
+
+    @property
+    def set_bytes_cost_videos(self) -> bool:
+        """True when rule 6 dropped videos: K frames of every video would fit were it not for `set_bytes`."""
+        per_video = self.frames_per_video * self.bytes_per_frame + self.label_bytes_per_video
+        return bool(self.set_bytes) and self.coreset and self.num_videos * per_video <= self.budget_bytes
 
     def _counts(self) -> list[int]:
         v = self.videos_per_class
@@ -229,6 +248,19 @@ def videos_per_class_cap(counts: list[int], frames_budget: int) -> int:
         else:
             hi = mid - 1
     return lo
+
+
+def drop_fewest(counts: Sequence[int], drop: int) -> list[int] | None:
+    """`counts` less `drop` videos, each taken from the class that has the most left (the lowest label of a tie),
+    the coreset step's order (`videos_per_class_cap` trims the largest classes first); None if a class would lose its
+    last video."""
+    kept = list(counts)
+    for _ in range(max(drop, 0)):
+        c = max(range(len(kept)), key=lambda i: (kept[i], -i))
+        if kept[c] <= 1:
+            return None
+        kept[c] -= 1
+    return kept
 
 
 def plan_budget(
@@ -277,25 +309,33 @@ def plan_budget(
     full_bytes = num_videos * num_frames * 3 * h * w
     budget_bytes = math.floor(exact_ratio * full_bytes / 100)
 
-    def plan_for(dt: str) -> tuple[int, int | None]:
-        """(K, videos per class cap or None for all) under dtype `dt`; the cap is 0 when nothing fits."""
+    def plan_for(dt: str) -> tuple[int, list[int] | None]:
+        """(K, videos kept per class, or None for all) under dtype `dt`; all zeros when nothing fits."""
         per_frame = frame_bytes(latent_shape, dt)
-        room = budget_bytes - set_bytes(latent_shape, dt)  # what the frames (and labels) share
+        once = set_bytes(latent_shape, dt)
+        room = budget_bytes - once  # what the frames (and labels) share
         # K from the frames alone (rules 2-3); the labels (rule 5) only ever cost videos.
         k = min(num_frames, max(room, 0) // per_frame // num_videos) if frames_per_video is None else frames_per_video
         k = max(k, 1)
         per_video = k * per_frame + label_bytes
-        if num_videos * per_video <= room:
-            return k, None
-        return k, videos_per_class_cap(counts, max(room, 0) // per_video)
+        if num_videos * per_video > room:
+            cap = videos_per_class_cap(counts, max(room, 0) // per_video)
+            return k, [min(cap, n) for n in counts]
+        if once and frames_per_video is None:  # rule 6: the once-per-set bytes cost videos, not a frame of each
+            k_free = min(num_frames, budget_bytes // per_frame // num_videos)
+            if k_free > k:
+                kept = drop_fewest(counts, num_videos - room // (k_free * per_frame + label_bytes))
+                if kept is not None and sum(kept) * k_free > num_videos * k:  # only if it stores more frames
+                    return k_free, kept
+        return k, None
 
     chosen = "uint8" if dtype == "auto" else dtype
-    k, cap = plan_for(chosen)
-    if dtype == "auto" and cap is None and plan_for("float16") == (k, None):
+    k, kept = plan_for(chosen)
+    if dtype == "auto" and kept is None and plan_for("float16") == (k, None):
         chosen = "float16"  # same K and videos at higher precision costs nothing
     per_frame = frame_bytes(latent_shape, chosen)
     once = set_bytes(latent_shape, chosen)
-    if cap is not None and cap < 1:
+    if kept is not None and max(kept) < 1:
         one_each = Fraction(100 * (len(counts) * (k * per_frame + label_bytes) + once), full_bytes)
         ways = ["fewer frames per video"] if k > 1 else []
         ways += ["uint8 storage (--dtype uint8)"] if chosen == "float16" else []
@@ -306,11 +346,12 @@ def plan_budget(
             f"frame(s){labels} for one video of each of the {len(counts)} classes; the smallest ratio that can is "
             f"{math.ceil(one_each * 10**6) / 10**6:.6f}%" + (f" (or use {' / '.join(ways)})" if ways else "")
         )
-    kept = counts if cap is None else [min(cap, n) for n in counts]
+    coreset = kept is not None and sum(kept) < num_videos
+    kept = counts if kept is None else kept
     stored = sum(kept) * (k * per_frame + label_bytes) + once
     assert stored <= budget_bytes, (stored, budget_bytes)  # the rules above guarantee it
     next_ratio = None
-    if cap is None and k < num_frames:
+    if not coreset and k < num_frames:
         next_ratio = float(Fraction(100 * (num_videos * ((k + 1) * per_frame + label_bytes) + once), full_bytes))
     return BudgetPlan(
         ratio=float(exact_ratio),
@@ -324,7 +365,7 @@ def plan_budget(
         full_bytes=full_bytes,
         budget_bytes=budget_bytes,
         achieved_ratio=float(Fraction(100 * stored, full_bytes)),
-        coreset=cap is not None and sum(kept) < num_videos,
+        coreset=coreset,
         visual_tokens_per_sample=qwen_visual_tokens(k, (h, w)),
         num_frames=num_frames,
         frame_size=(h, w),
