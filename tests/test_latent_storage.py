@@ -93,16 +93,18 @@ def test_at_the_exact_k_ratios_uint4_keeps_2k_frames_and_the_ranges_cost_one_vid
     # 2k frames of all 155 videos would be the whole budget, leaving nothing for the ranges: one video pays for them,
     # taken from the first of the largest classes
     assert (plan.frames_per_video, plan.videos_per_class) == (2 * k, [25, 26, 26, 26, 26, 25])
-    assert plan.coreset and plan.set_bytes_cost_videos
+    assert plan.coreset and plan.set_bytes_videos == 1 and plan.to_dict()["set_bytes_videos"] == 1
     assert plan.stored_bytes == 154 * 2 * k * 576 + 128 <= plan.budget_bytes
     assert plan.achieved_ratio == float(Fraction(100 * plan.stored_bytes, plan.full_bytes))
     assert "per-channel ranges cost 1 video(s), not a frame of every video" in plan.describe()
     assert f"K={2 * k - 1} for all 155 would store {155 * (2 * k - 1):,} frames, these {154 * 2 * k:,}" in (
         plan.describe()
     )
+    fixed = plan_budget(ratio, counts, 8, 48, latent, frames_per_video=2 * k, dtype="uint4")  # rule 3, not 6
+    assert fixed.videos_per_class == [25] * 6 and fixed.set_bytes_videos == 0 and "ranges cost" not in fixed.describe()
     uint8 = plan_budget(ratio, counts, 8, 48, latent, dtype="uint8")
     assert (uint8.frames_per_video, uint8.coreset, uint8.stored_bytes) == (k, False, plan.budget_bytes)
-    assert not uint8.set_bytes_cost_videos
+    assert "set_bytes_videos" not in uint8.to_dict()
 
 
 def test_rule_6_only_when_it_stores_more_frames_and_keeps_every_class():
@@ -118,7 +120,7 @@ def test_rule_6_only_when_it_stores_more_frames_and_keeps_every_class():
     # a class of 2 videos, budget for 2 frames each: K=2 for one video stores 2 frames, as K=1 for both does (after
     # the ranges), so both videos keep their frame
     plan = plan_budget(exactly(4, 2), [2], 4, 8, latent, dtype="uint4")
-    assert (plan.frames_per_video, plan.total_videos, plan.coreset, plan.set_bytes_cost_videos) == (1, 2, False, False)
+    assert (plan.frames_per_video, plan.total_videos, plan.coreset, plan.set_bytes_videos) == (1, 2, False, 0)
     # two classes of one video: paying with a video would empty a class
     plan = plan_budget(exactly(4, 2), [1, 1], 4, 8, latent, dtype="uint4")
     assert (plan.frames_per_video, plan.videos_per_class) == (1, [1, 1])
@@ -170,8 +172,9 @@ def test_methods_that_cannot_store_uint4_say_so(method):
         compress(method, ctx)
 
 
-def test_the_dry_run_says_which_video_pays_for_the_ranges(tmp_path, capsys, caplog):
+def test_the_dry_run_and_the_card_say_which_video_pays_for_the_ranges(tmp_path, capsys, caplog):
     from compressa_hf.cli import main as cli
+    from compressa_hf.store import read_meta
 
     argv = ["distill", "--source", "procedural:num_classes=3,train_per_class=4,length=8,frame_size=16", "--size", "16",
             "--num_frames", "4", "--codec", "pixel", "--num_workers", "0", "--ratio", "k2", "--method", "uniform",
@@ -184,6 +187,11 @@ def test_the_dry_run_says_which_video_pays_for_the_ranges(tmp_path, capsys, capl
     assert "K=4 frames for 11 of 12 videos; its 12 bytes of per-channel ranges cost 1 video(s)" in caplog.text
     assert "keeps only" not in caplog.text  # not the coreset warning
     assert not (tmp_path / "set").exists()
+    assert cli(argv[:-1]) == 0  # the set itself: 11 rows of 4 frames, and its card says who paid for the ranges
+    meta = read_meta(tmp_path / "set")["uniform_ratio_k2"]
+    assert (meta["num_videos"], meta["frames_per_video"], meta["stored_bytes"]) == (11, 4, 276)
+    assert "the ranges cost 1 of the split's videos rather than a frame of every video" in meta["published_note"]
+    assert "rule 6" in (tmp_path / "set" / "README.md").read_text()
 
 
 def test_a_uint4_set_is_published_loaded_shown_and_decoded(tmp_path, capsys):

@@ -283,7 +283,7 @@ def plan_for(
             plan.total_videos,
             plan.num_videos,
         )
-    elif plan.set_bytes_cost_videos and warn:
+    elif plan.set_bytes_videos and warn:
         logger.info(
             "--dtype %s at --ratio %s: K=%d frames for %d of %d videos; its %d bytes of per-channel ranges cost %d "
             "video(s) rather than a frame of every video (the planner's rule 6)",
@@ -293,7 +293,7 @@ def plan_for(
             plan.total_videos,
             plan.num_videos,
             plan.set_bytes,
-            plan.num_videos - plan.total_videos,
+            plan.set_bytes_videos,
         )
     elif plan.coreset and warn:
         every = ratio_for_frames(1, args.num_frames, args.size, latent_shape, plan.dtype, len(labels))

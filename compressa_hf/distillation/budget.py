@@ -33,8 +33,8 @@ reproduce a paper setting.
 dtype (`compressa_hf.codecs.storage`): "uint8" stores TAESD-scaled latents (~0.1 dB PSNR cost, FACTS.md),
 "float16" raw latents at twice the bytes, "uint4" 4-bit codes (half uint8's bytes, so twice the frames) under
 per-channel ranges that cost `set_bytes` (4 bytes a latent channel) once per set: the budget less those bytes is what
-rules 2-3 share out (and rule 6 says who pays for them), and they are part of `stored_bytes`. "auto" means uint8 (twice the frames for a 0.1 dB loss),
-except where float16 gives exactly the same K and videos - only when the budget already holds all T frames of every
+rules 2-3 share out (rule 6 says who pays for them), and they are part of `stored_bytes`. "auto" means uint8 (twice
+the frames for a 0.1 dB loss), except where float16 gives exactly the same K and videos - only when the budget already holds all T frames of every
 video twice over - where the extra precision is free; uint4 is never chosen by "auto" (ask for it, or let
 `--method auto` compare it on a validation split).
 """
@@ -185,11 +185,13 @@ class BudgetPlan:
     label_bytes_per_video: int = 0
     label_bytes: int = 0
     set_bytes: int = 0
+    set_bytes_videos: int = 0
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        if not self.set_bytes:  # only uint4 plans have them; other plans keep the keys they always had
-            del out["set_bytes"]
+        for key in ("set_bytes", "set_bytes_videos"):  # only uint4 plans have them; others keep the keys they had
+            if not out[key]:
+                del out[key]
         return out
 
     def describe(self) -> str:
@@ -214,24 +216,18 @@ class BudgetPlan:
             ),
             f"Qwen2.5-VL visual tokens per sample: {self.visual_tokens_per_sample}",
         ]
-        if self.set_bytes_cost_videos:
+        if self.set_bytes_videos:
             every = max(1, (self.budget_bytes - self.set_bytes) // self.bytes_per_frame // self.num_videos)
             lines.append(
-                f"the {self.set_bytes:,} bytes of per-channel ranges cost {self.num_videos - self.total_videos} "
-                f"video(s), not a frame of every video (K={every} for all {self.num_videos} would store "
-                f"{every * self.num_videos:,} frames, these {self.frames_per_video * self.total_videos:,})"
+                f"the {self.set_bytes:,} bytes of per-channel ranges cost {self.set_bytes_videos} video(s), not a "
+                f"frame of every video (K={every} for all {self.num_videos} would store {every * self.num_videos:,} "
+                f"frames, these {self.frames_per_video * self.total_videos:,})"
             )
         if self.next_frames_ratio is not None:
             lines.append(
                 f"K={self.frames_per_video + 1} for every video would need ratio >= {self.next_frames_ratio:.6f}%"
             )
         return "\n".join(lines)
-
-    @property
-    def set_bytes_cost_videos(self) -> bool:
-        """True when rule 6 dropped videos: K frames of every video would fit were it not for `set_bytes`."""
-        per_video = self.frames_per_video * self.bytes_per_frame + self.label_bytes_per_video
-        return bool(self.set_bytes) and self.coreset and self.num_videos * per_video <= self.budget_bytes
 
     def _counts(self) -> list[int]:
         v = self.videos_per_class
@@ -309,8 +305,9 @@ def plan_budget(
     full_bytes = num_videos * num_frames * 3 * h * w
     budget_bytes = math.floor(exact_ratio * full_bytes / 100)
 
-    def plan_for(dt: str) -> tuple[int, list[int] | None]:
-        """(K, videos kept per class, or None for all) under dtype `dt`; all zeros when nothing fits."""
+    def plan_for(dt: str) -> tuple[int, list[int] | None, bool]:
+        """(K, videos kept per class or None for all, whether rule 6 made it) under dtype `dt`; all zeros when
+        nothing fits."""
         per_frame = frame_bytes(latent_shape, dt)
         once = set_bytes(latent_shape, dt)
         room = budget_bytes - once  # what the frames (and labels) share
@@ -320,18 +317,18 @@ def plan_budget(
         per_video = k * per_frame + label_bytes
         if num_videos * per_video > room:
             cap = videos_per_class_cap(counts, max(room, 0) // per_video)
-            return k, [min(cap, n) for n in counts]
+            return k, [min(cap, n) for n in counts], False
         if once and frames_per_video is None:  # rule 6: the once-per-set bytes cost videos, not a frame of each
             k_free = min(num_frames, budget_bytes // per_frame // num_videos)
             if k_free > k:
                 kept = drop_fewest(counts, num_videos - room // (k_free * per_frame + label_bytes))
                 if kept is not None and sum(kept) * k_free > num_videos * k:  # only if it stores more frames
-                    return k_free, kept
-        return k, None
+                    return k_free, kept, True
+        return k, None, False
 
     chosen = "uint8" if dtype == "auto" else dtype
-    k, kept = plan_for(chosen)
-    if dtype == "auto" and kept is None and plan_for("float16") == (k, None):
+    k, kept, rule_6 = plan_for(chosen)
+    if dtype == "auto" and kept is None and plan_for("float16") == (k, None, False):
         chosen = "float16"  # same K and videos at higher precision costs nothing
     per_frame = frame_bytes(latent_shape, chosen)
     once = set_bytes(latent_shape, chosen)
@@ -374,4 +371,5 @@ def plan_budget(
         label_bytes_per_video=label_bytes,
         label_bytes=sum(kept) * label_bytes,
         set_bytes=once,
+        set_bytes_videos=num_videos - sum(kept) if rule_6 else 0,
     )

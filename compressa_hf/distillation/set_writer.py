@@ -107,6 +107,12 @@ def _published_latents(cset, dtype: str) -> tuple[np.ndarray | list[np.ndarray],
             f"plus {ranges.nbytes} bytes of per-channel ranges, in the stored bytes above) unpacked to one uint8 per "
             "code, so every reader indexes them like uint8 latents (the parquet's dictionary encoding keeps them near "
             "4 bits a value)"
+            + (
+                f"; the ranges cost {paid} of the split's videos rather than a frame of every video (the budget "
+                "planner's rule 6)"
+                if (paid := (cset.info.get("plan") or {}).get("set_bytes_videos"))
+                else ""
+            )
             + "".join(
                 f"; the set also stores {k} {tuple(v.shape)} ({v.nbytes:,} bytes, counted), which the rows do not carry"
                 for k, v in others.items()
