@@ -75,7 +75,8 @@ def _pool(parts: list[dict]) -> dict:
 def table_rows(cells: dict[tuple[str, float], dict[int, dict]], anchors: list[str]) -> list[dict]:
     """One row per (method, ratio) of `read_cells`' cells: accuracy per seed and mean, rows, frames, bytes, seconds,
     and under `against` the paired bootstrap difference to each anchor method at the same ratio (`full`: full data)
-    over the test clips x the seeds both finished."""
+    over the test clips x the seeds both finished; `full` and `full+aug` (full data trained with augmentation) are
+    found at their own, ratio-less cells."""
     rows = []
     for (method, ratio), by_seed in sorted(cells.items(), key=lambda kv: (kv[0][1] or float("inf"), kv[0][0])):
         seeds = sorted(by_seed)
@@ -98,7 +99,8 @@ def table_rows(cells: dict[tuple[str, float], dict[int, dict]], anchors: list[st
             "against": {},
         }
         for anchor in anchors:
-            other = cells.get((anchor, None if anchor == "full" else ratio), {})
+            full = anchor.split("+")[0] == "full"  # full data, plain or as a `+aug` row, has no ratio
+            other = cells.get((anchor, None if full else ratio), {})
             shared = [s for s in seeds if s in other]
             if anchor == method or not shared:
                 continue

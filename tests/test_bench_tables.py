@@ -54,3 +54,16 @@ def test_a_seed_counts_once_every_fold_is_done_and_pools_them_in_fold_order(cell
     assert pooled[0]["correct"] == [0, 0, 1, 1, 1] and pooled[0]["accuracy"] == pytest.approx(3 / 5)
     assert (pooled[0]["stored_bytes"], pooled[0]["budget_bytes"]) == (11, 13)  # the largest fold's
     assert cells[("prism", 2.0)][0]["frames_per_row_stats"] == {"min": 2, "max": 6}
+
+
+def test_augmented_rows_are_compared_with_augmented_full_data(cells_module, tmp_path):
+    _cell(tmp_path, "uniform+aug", 2.0, 0, [1, 1, 0, 1])
+    _cell(tmp_path, "full", None, 0, [0, 0, 0, 0])
+    _cell(tmp_path, "full+aug", None, 0, [1, 1, 1, 1])
+    rows = {
+        r["method"]: r
+        for r in cells_module.table_rows(cells_module.read_cells(str(tmp_path), "convnet"), ["full", "full+aug"])
+    }
+    against = rows["uniform+aug"]["against"]
+    assert against["full"]["diff"] == pytest.approx(0.75) and against["full+aug"]["diff"] == pytest.approx(-0.25)
+    assert set(rows["full"]["against"]) == {"full+aug"}
