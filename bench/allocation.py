@@ -161,7 +161,8 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
 
 
 def setting(entry: dict) -> str:
-    """`48 px, T = 8`: the frame size and T an entry ran at (entries written before they were recorded: the defaults)."""
+    """`48 px, T = 8`: the frame size and T an entry ran at (entries written before they were recorded: the
+    defaults)."""
     return f"{entry.get('size', 48)} px, T = {entry.get('num_frames', 8)}"
 
 

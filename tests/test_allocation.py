@@ -183,7 +183,7 @@ def test_every_lever_at_once_is_counted_to_the_byte(tmp_path, capsys):
     assert meta["soft_labels"]["bytes"] == 27 and len(meta["latent_ranges"]) == 3
 
 
-def test_bench_allocation_chooses_on_validation_and_tests_against_the_anchors(tmp_path, monkeypatch):
+def test_bench_allocation_chooses_on_validation_and_tests_against_the_anchors(tmp_path, monkeypatch, capsys):
     import importlib.util
     import json
     import sys
@@ -218,3 +218,4 @@ def test_bench_allocation_chooses_on_validation_and_tests_against_the_anchors(tm
     assert (tmp_path / "merged.md").read_text().count("Validation table, tiny k1") == 2
     with pytest.raises(SystemExit):  # a file that is not an output of the bench is refused by name
         bench.main(["--merge", str(tmp_path / "missing.json"), "--output", str(tmp_path / "m2.json")])
+    assert "missing.json is not an output of this bench" in capsys.readouterr().err

@@ -178,7 +178,8 @@ def test_the_dry_run_and_the_card_say_which_video_pays_for_the_ranges(tmp_path, 
 
     argv = ["distill", "--source", "procedural:num_classes=3,train_per_class=4,length=8,frame_size=16", "--size", "16",
             "--num_frames", "4", "--codec", "pixel", "--num_workers", "0", "--ratio", "k2", "--method", "uniform",
-            "--dtype", "uint4", "--cache_dir", str(tmp_path / "cache"), "--output", str(tmp_path / "set"), "--dry-run"]  # fmt: skip
+            "--dtype", "uint4", "--cache_dir", str(tmp_path / "cache"), "--output", str(tmp_path / "set"),
+            "--dry-run"]  # fmt: skip
     with caplog.at_level("INFO", logger="compressa_hf.distillation.arguments"):
         assert cli(argv) == 0
     plan = capsys.readouterr().out

@@ -34,9 +34,9 @@ dtype (`compressa_hf.codecs.storage`): "uint8" stores TAESD-scaled latents (~0.1
 "float16" raw latents at twice the bytes, "uint4" 4-bit codes (half uint8's bytes, so twice the frames) under
 per-channel ranges that cost `set_bytes` (4 bytes a latent channel) once per set: the budget less those bytes is what
 rules 2-3 share out (rule 6 says who pays for them), and they are part of `stored_bytes`. "auto" means uint8 (twice
-the frames for a 0.1 dB loss), except where float16 gives exactly the same K and videos - only when the budget already holds all T frames of every
-video twice over - where the extra precision is free; uint4 is never chosen by "auto" (ask for it, or let
-`--method auto` compare it on a validation split).
+the frames for a 0.1 dB loss), except where float16 gives exactly the same K and videos - only when the budget
+already holds all T frames of every video twice over - where the extra precision is free; uint4 is never chosen by
+"auto" (ask for it, or let `--method auto` compare it on a validation split).
 """
 
 from __future__ import annotations
