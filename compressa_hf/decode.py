@@ -37,7 +37,7 @@ import contextlib
 import io
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -291,7 +291,9 @@ def _probe(video: Video, path: str, start_sec: float | None, end_sec: float | No
 
 def _display_matrix(frame) -> np.ndarray | None:
     """The frame's 3x3 display matrix (FFmpeg's int32 layout, 16.16 fixed point), or None."""
-    for side_data in frame.side_data:
+    # PyAV >= 18 makes `frame.side_data` a Mapping (iterating gives the types); before, iterating gave the entries.
+    entries = frame.side_data.values() if isinstance(frame.side_data, Mapping) else frame.side_data
+    for side_data in entries:
         if getattr(side_data.type, "name", str(side_data.type)).endswith("DISPLAYMATRIX"):
             return np.frombuffer(bytes(side_data), dtype="<i4").reshape(3, 3)
     return None
@@ -330,15 +332,16 @@ def orient(image: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
+def _rgb(frame, size: tuple[int, int], reformatter) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a frame, scaled to `size` (width, height) when it has another size.
 
     FFmpeg's own scaler, bicubic, is what `ffmpeg` inserts when a stream changes size mid-way (its filter graph keeps
     the first frame's size); a player shows such a clip at one size too (FFMediaToolkit#105, OGVKit#132).
     """
-    if (frame.width, frame.height) == size:
-        return frame.to_ndarray(format="rgb24")
-    return frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="BICUBIC").to_ndarray()
+    kwargs = {"format": "rgb24", "threads": 1}
+    if (frame.width, frame.height) != size:
+        kwargs.update(width=size[0], height=size[1], interpolation="BICUBIC")
+    return reformatter.reformat(frame, **kwargs).to_ndarray()
 
 
 def read_frames(
@@ -369,6 +372,7 @@ def read_frames(
 
 def _decode(video: Video, path: str, wanted: list[int], start_sec, end_sec, seek: bool):
     import av
+    from av.video.reformatter import VideoReformatter
 
     with _open(video, path) as (container, stream):
         origin = _origin(container, stream)
@@ -377,6 +381,11 @@ def _decode(video: Video, path: str, wanted: list[int], start_sec, end_sec, seek
         fps = _frame_rate(stream) or 30.0
         seek = seek and window.lo is not None and window.lo > origin
         i, w, first, size = 0, 0, True, None
+        # Our own single-threaded scaler, not `frame.to_ndarray()`'s: PyAV (>= 17) caches a thread-local one whose
+        # swscale context starts a pool of slice threads, and a DataLoader worker forked after the parent scaled a
+        # frame inherits that context without its threads and waits on them forever (seen with PyAV 18.1.1). One
+        # thread also keeps a decode worker on the one core it is counted for.
+        reformatter = VideoReformatter()
         try:
             if seek:
                 _seek_before(container, stream, window.lo)
@@ -392,7 +401,7 @@ def _decode(video: Video, path: str, wanted: list[int], start_sec, end_sec, seek
                 size = size or (frame.width, frame.height)
                 if i == wanted[w]:
                     seconds = (pts - origin) * time_base if pts is not None else (start_sec or 0) + i / fps
-                    yield i, orient(_rgb(frame, size), _display_matrix(frame)), round(seconds, 6)
+                    yield i, orient(_rgb(frame, size, reformatter), _display_matrix(frame)), round(seconds, 6)
                     w += 1
                     if w == len(wanted):
                         break

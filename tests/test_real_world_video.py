@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from compressa_hf.cache import EncodeConfig, LatentCache, encode_split
 from compressa_hf.clips import ClipConfig, sample_clip
@@ -427,6 +428,40 @@ def test_the_raw_reader_skips_a_clip_that_breaks_in_an_unforeseen_way(tmp_path, 
     with caplog.at_level("WARNING"):
         assert dataset[0] is None
     assert "clip.mp4" in caplog.text and "ValueError" in caplog.text and "same shape" in caplog.text
+
+
+# -- processes -----------------------------------------------------------------------------------------------------
+
+
+class _ReadClips(torch.utils.data.Dataset):
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.stack([f for _, f, _ in read_frames(self.paths[i], [0, 3])])
+
+
+def test_a_worker_forked_after_the_parent_scaled_a_frame_decodes(tmp_path):
+    """PyAV (>= 17) scales through a cached, thread-local swscale context that owns a pool of slice threads; a
+    DataLoader worker forked after the parent used it inherits the context without its threads. Scaling through it
+    hung the CI's decode worker forever (PyAV 18.1.1); `read_frames` scales with its own single-threaded context. The
+    parent scales a frame PyAV's way first, as encoding or `frame.to_ndarray` does; the loader's timeout turns a hang
+    into a failure."""
+    import av
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 240, 320, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "clip.mp4", frames)
+    with av.open(path) as container:
+        next(container.decode(video=0)).to_ndarray(format="rgb24", width=160, height=120)
+
+    loader = torch.utils.data.DataLoader(
+        _ReadClips([path, path]), batch_size=None, num_workers=1, multiprocessing_context="fork", timeout=60
+    )
+    clips = list(loader)
+    assert [tuple(c.shape) for c in clips] == [(2, 240, 320, 3)] * 2
 
 
 # -- names ---------------------------------------------------------------------------------------------------------
