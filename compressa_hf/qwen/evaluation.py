@@ -14,6 +14,7 @@ size, temporal positions) cut where the answer starts, and a class's continuatio
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import math
@@ -72,6 +73,13 @@ def _qwen_inner(model):
     return base.model
 
 
+def _cache_keyword(model) -> str:
+    """The forward's name for the KV cache: `cache` since transformers renamed `past_key_values` (5.25 warns on the
+    old name; it goes in 5.40), `past_key_values` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 # -- constrained scoring -------------------------------------------------------------------------------------------
 
 
@@ -97,7 +105,8 @@ def score_choices(model, inputs: dict, choices: list[list[int]], choice_batch_si
     next_position = position_ids.masked_fill(mask[None] == 0, -1).amax(dim=(0, 2)) + 1  # (B,)
     out = model(**inputs, position_ids=position_ids, use_cache=True, logits_to_keep=1)
     first = out.logits[:, -1].float().log_softmax(-1)  # (B, V): the first answer token
-    prefix = out.past_key_values
+    cache_keyword = _cache_keyword(model)
+    prefix = out[cache_keyword]
 
     b = mask.shape[0]
     scores = torch.zeros(b, len(choices), device=device)
@@ -122,8 +131,8 @@ def score_choices(model, inputs: dict, choices: list[list[int]], choice_batch_si
                 input_ids=tokens[:, :-1].repeat(b, 1),
                 attention_mask=torch.cat([mask.repeat_interleave(c, 0), valid[:, :-1].repeat(b, 1).long()], 1),
                 position_ids=positions,
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_keyword: cache},
             ).logits
             logp = logits.float().log_softmax(-1).gather(-1, tokens[:, 1:].repeat(b, 1)[..., None]).squeeze(-1)
             rest = (logp * valid[:, 1:].repeat(b, 1)).sum(-1).view(b, c)
