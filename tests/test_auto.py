@@ -207,7 +207,8 @@ def test_soft_labels_compete_as_candidates_and_a_soft_winner_is_published_with_i
     assert (trained["epochs"], trained["width"], trained["batch_size"]) == (2, 8, 4)
 
 
-def test_stored_sides_compete_at_the_exact_bytes_of_the_ratio(monkeypatch):
+def test_stored_sides_compete_at_the_exact_bytes_of_the_ratio(monkeypatch, caplog):
+    import logging
     from fractions import Fraction
 
     seen = []
@@ -221,7 +222,9 @@ def test_stored_sides_compete_at_the_exact_bytes_of_the_ratio(monkeypatch):
     args = _Args()
     args.ratio = "k1"  # one plain 32-px pixel-codec frame (3 x 4 x 4 = 48 bytes) per 4 x 3 x 32 x 32-byte clip
     auto = AutoArguments(auto_methods="uniform", auto_dtypes="uint8", auto_store_sides="size,16")
-    selection = choose(args, auto)
+    with caplog.at_level(logging.INFO, logger="compressa_hf.evaluation.auto"):
+        selection = choose(args, auto)
+    assert "chose uniform (uint8, K=plan, stored at 16 px, hard labels): validation accuracy 70.0 %" in caplog.text
     assert seen == [("pixel", "25/64"), ("resize:16/32:pixel", "25/64")]  # k1 = 48 / 12,288 = 0.390625 %
     chosen = selection["chosen"]
     assert (chosen["store_side"], chosen["codec"], chosen["ratio"]) == (16, "resize:16/32:pixel", "25/64")

@@ -348,10 +348,9 @@ def choose(args, auto: AutoArguments, seed: int = 0, method_config: str | None =
     chosen = {k: best[k] for k in ("method", "dtype", "frames_per_video", "soft_labels", "store_side", "mean", "std")}
     chosen |= {"codec": codec_for(args.codec, best["store_side"], args.size), "ratio": ratio}
     logger.info(
-        "--method auto chose %s (%s, K=%s, %s labels): validation accuracy %.1f %%",
+        "--method auto chose %s (%s, %s labels): validation accuracy %.1f %%",
         best["method"],
-        best["dtype"],
-        best["frames_per_video"] or "plan",
+        Candidate(**{k: best[k] for k in KEY_FIELDS}).allocation,
         best["soft_labels"] or "hard",
         100 * best["mean"],
     )
