@@ -28,6 +28,7 @@ import torch
 from compressa_hf.qwen.collator import IGNORE_INDEX
 from compressa_hf.qwen.compress.config import TokenCompressorArguments
 from compressa_hf.qwen.data_args import VideoDataArguments
+from compressa_hf.qwen.packing import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -69,15 +70,13 @@ def choice_token_ids(tokenizer, class_texts: list[str], prompt) -> list[list[int
 
 def _qwen_inner(model):
     """The `Qwen2_5_VLModel` inside a (PEFT-wrapped) `Qwen2_5_VLForConditionalGeneration`."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.model
+    return unwrap(model).model
 
 
 def _cache_keyword(model) -> str:
     """The forward's name for the KV cache: `cache` since transformers renamed `past_key_values` (5.25 warns on the
     old name; it goes in 5.40), `past_key_values` before."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(unwrap(model).forward).parameters else "past_key_values"
 
 
 # -- constrained scoring -------------------------------------------------------------------------------------------
