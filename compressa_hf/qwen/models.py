@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from compressa_hf.qwen.families import TEXT_LINEAR_MODULES, build_processor, family_of
+from compressa_hf.qwen.packing import unwrap
 
 #: Tokenizer, chat template and image/video processor files a Qwen2.5-VL checkpoint ships.
 PROCESSOR_FILES = (
@@ -265,7 +266,7 @@ def parameter_part(name: str, parts: dict[str, str]) -> str:
 
 def trainable_summary(model) -> dict[str, int]:
     """Trainable and total parameter counts, and trainable ones per part (language / visual / merger / other)."""
-    parts = qwen_parts(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    parts = qwen_parts(unwrap(model))
     out = {"total": 0, "trainable": 0, "language": 0, "visual": 0, "merger": 0, "other": 0}
     for name, p in model.named_parameters():
         n = p.ds_numel if hasattr(p, "ds_numel") else p.numel()  # ZeRO-3 leaves an empty placeholder

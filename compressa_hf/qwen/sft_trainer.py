@@ -32,6 +32,7 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from compressa_hf.qwen.models import parameter_part, qwen_parts
+from compressa_hf.qwen.packing import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class VideoSFTTrainer(SFTTrainer):
                 f"vision_lr / merger_lr need an optimizer that takes parameter groups; optim {self.args.optim!r} "
                 "builds its own: use adamw_torch / adamw_torch_fused, or drop vision_lr and merger_lr"
             )
-        parts = qwen_parts(opt_model.get_base_model() if hasattr(opt_model, "get_base_model") else opt_model)
+        parts = qwen_parts(unwrap(opt_model))
         trainable = {parameter_part(n, parts) for n, p in opt_model.named_parameters() if p.requires_grad}
         for part in sorted(set(part_lrs) - trainable):
             key = "vision_lr" if part == "visual" else "merger_lr"

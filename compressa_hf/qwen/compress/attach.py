@@ -45,6 +45,7 @@ import torch
 
 from compressa_hf.qwen.compress.grid import check_strides, compressed_patch_grids, merged_grids, window_frame_indices
 from compressa_hf.qwen.compress.svc import KINDS, TokenCompressor, TokenCompressorConfig, pool_token_lists
+from compressa_hf.qwen.packing import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ ATTRIBUTE = "token_compressor"
 
 def _inner(model):
     """The `Qwen*VLModel` (vision tower + language model) inside a (PEFT-wrapped) `...ForConditionalGeneration`."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrap(model)
     inner = getattr(base, "model", None)
     if inner is None or not hasattr(inner, "visual") or not hasattr(inner, "get_rope_index"):
         raise ValueError(f"{type(base).__name__} is no Qwen-VL model (no model.visual / model.get_rope_index)")
@@ -176,7 +177,7 @@ def attach_token_compressor(model, compressor: TokenCompressor) -> TokenCompress
     setattr(inner, ATTRIBUTE, compressor)
     inner.get_video_features = types.MethodType(_compressed_video_features, inner)
     inner.get_rope_index = types.MethodType(_compressed_rope_index, inner)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrap(model)
     prefix = next(name for name, module in base.named_modules() if module is compressor)
     base._keys_to_ignore_on_save = set(base._keys_to_ignore_on_save or ()) | {
         f"{prefix}.{key}" for key in compressor.state_dict()
