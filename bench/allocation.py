@@ -10,6 +10,8 @@ Usage:
         --work_dir bench/results/allocation_runs_112 --output bench/results/allocation_ucf101_19_112.json
         # 112 px, T = 16: one full-data validation cell (60 clips) ran > 27 min on one of two cores here, so on CPU
         # this is hours per (set, ratio); the GPU suite's table1_112 part runs the anchors at this setting
+    python bench/allocation.py --sets arid6_iid --ratios k1 --arch gru --work_dir bench/results/allocation_runs_gru \\
+        --output bench/results/allocation_gru_arid6_iid_k1.json   # another evaluation network (choice and test)
     python bench/allocation.py --merge bench/results/allocation_arid6_iid_k1.json bench/results/allocation_ucf101_19_k1.json \\
         --output bench/results/allocation.json   # one table (+ each choice's validation table) from several runs
 
@@ -104,6 +106,7 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
         auto_epochs=args.epochs,
         auto_batch_size=args.batch_size,
         auto_width=args.width,
+        auto_arch=args.arch,
     )
     like = DistillLike(
         source=spec["source"], work_dir=os.path.join(work, "choice"), ratio=ratio, split="train", codec=args.codec,
@@ -113,7 +116,7 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
     chosen = selection["chosen"]
 
     common = dict(
-        source=spec["source"], ratios=chosen["ratio"], seeds=args.seeds, archs="convnet", codec_dtype=args.codec_dtype,
+        source=spec["source"], ratios=chosen["ratio"], seeds=args.seeds, archs=args.arch, codec_dtype=args.codec_dtype,
         num_frames=num_frames, size=size, folds=spec["folds"], method_config=method_config,
     )  # fmt: skip
     anchors = run(
@@ -135,13 +138,14 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
         ),
         train_cfg,
     )
-    ours = seed_matrix(mine, row, "convnet")
+    ours = seed_matrix(mine, row, args.arch)
     entry = {
         "set": name,
         "ratio": ratio,
         "protocol": anchors["protocol"]["name"],
         "num_frames": num_frames,
         "size": size,
+        "arch": args.arch,
         "held_out_clips": anchors["test_clips"],
         "chosen": chosen,
         "choice_table": selection["table"],
@@ -150,20 +154,20 @@ def run_one(name, spec, ratio, args, work, method_config) -> dict:
         "against": {},
     }
     for other in ("uniform", "dm", "full"):
-        theirs = seed_matrix(anchors, other, "convnet")
+        theirs = seed_matrix(anchors, other, args.arch)
         entry["test"][other] = {"mean": float(theirs.mean()), "per_seed": theirs.mean(axis=1).tolist()}
         entry["against"][other] = paired_bootstrap(ours, theirs).to_dict()
     entry["share_of_full"] = entry["test"]["chosen"]["mean"] / entry["test"]["full"]["mean"]
     entry["full_minus_uniform"] = paired_bootstrap(
-        seed_matrix(anchors, "full", "convnet"), seed_matrix(anchors, "uniform", "convnet")
+        seed_matrix(anchors, "full", args.arch), seed_matrix(anchors, "uniform", args.arch)
     ).to_dict()
     return entry
 
 
 def setting(entry: dict) -> str:
-    """`48 px, T = 8`: the frame size and T an entry ran at (entries written before they were recorded: the
-    defaults)."""
-    return f"{entry.get('size', 48)} px, T = {entry.get('num_frames', 8)}"
+    """`48 px, T = 8, convnet`: the frame size, T and evaluation network an entry ran at (entries written before they
+    were recorded: the defaults)."""
+    return f"{entry.get('size', 48)} px, T = {entry.get('num_frames', 8)}, {entry.get('arch', 'convnet')}"
 
 
 def to_markdown(entries: list[dict]) -> str:
@@ -208,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--arch", default="convnet", help="the network of the choice and the test (compressa_hf.nets)")
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--num_frames", type=int, default=0, help="frames per clip T (0: the set's, 8)")
     parser.add_argument("--codec", default=f"tae:{os.path.join(SHARED, 'weights', 'taef2')}")

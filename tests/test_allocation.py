@@ -198,18 +198,21 @@ def test_bench_allocation_chooses_on_validation_and_tests_against_the_anchors(tm
     out = tmp_path / "allocation.json"
     argv = ["--sets", "tiny", "--ratios", "k1", "--seeds", "2", "--choice_seeds", "1", "--epochs", "2", "--width", "8",
             "--batch_size", "4", "--codec", "pixel", "--methods", "uniform,random_frame", "--dtypes", "uint8,uint4",
-            "--soft", "none", "--sides", "size,8", "--num_frames", "2", "--work_dir", str(tmp_path / "runs"), "--output", str(out)]  # fmt: skip
+            "--soft", "none", "--sides", "size,8", "--num_frames", "2", "--arch", "mlp", "--work_dir", str(tmp_path / "runs"),
+            "--output", str(out)]  # fmt: skip
     assert bench.main(argv) == 0
     entry = json.loads(out.read_text())["entries"][0]
     assert len(entry["choice_table"]) == 2 * 2 * 2  # methods x dtypes x sides
     best = max(e["mean"] for e in entry["choice_table"] if e["status"] == "ok")
     assert entry["chosen"]["mean"] == best
+    # --arch trains the choice's and the test's networks: every row found cells of that network
     assert set(entry["against"]) == {"uniform", "dm", "full"} and len(entry["test"]["chosen"]["per_seed"]) == 2
+    assert entry["arch"] == "mlp" and all(len(entry["test"][r]["per_seed"]) == 2 for r in ("uniform", "dm", "full"))
     assert entry["held_out_clips"] == 9 and entry["protocol"] == "split"
     assert entry["share_of_full"] == entry["test"]["chosen"]["mean"] / entry["test"]["full"]["mean"]
     assert (entry["num_frames"], entry["size"]) == (2, 16)  # --num_frames overrides the set's T (4)
     md = (tmp_path / "allocation.md").read_text()
-    assert "| tiny | k1 | 16 px, T = 2, split (9 clips) |" in md
+    assert "| tiny | k1 | 16 px, T = 2, mlp, split (9 clips) |" in md
     assert "Validation table, tiny k1" in md and "| full data (reference) |" in md
     # --merge joins earlier outputs without running anything
     assert bench.main(["--merge", str(out), str(out), "--output", str(tmp_path / "merged.json")]) == 0
