@@ -102,6 +102,7 @@ def main() -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
 
+    from compressa_hf.distributed import get_state
     from compressa_hf.evaluation.runner import DEFAULT_METHODS, EvaluateArguments, run
     from compressa_hf.evaluation.train import TrainConfig
     from compressa_hf.io import atomic_write_json
@@ -140,6 +141,8 @@ def main() -> int:
             TrainConfig(epochs=args.epochs, batch_size=args.batch_size, width=args.width),
         )
         wall = time.perf_counter() - start
+        if not get_state().is_main_process:  # under `accelerate launch` the main process writes the reports
+            continue
         for ext in ("md", "png", "json"):
             shutil.copyfile(
                 os.path.join(args.work_dir, name + protocol, f"report.{ext}"),
@@ -163,7 +166,8 @@ def main() -> int:
             results[name]["event_hit_rates"] = rates
             print("event hit rates (frame, video) per method and ratio:", json.dumps(rates))
         _print_table(name, report, wall)
-    atomic_write_json(args.output, {"args": vars(args), "cpu_count": os.cpu_count(), "sets": results})
+    if get_state().is_main_process:
+        atomic_write_json(args.output, {"args": vars(args), "cpu_count": os.cpu_count(), "sets": results})
     return 0
 
 

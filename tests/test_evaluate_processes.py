@@ -77,3 +77,27 @@ def test_methods_full_means_the_full_data_reference_alone():
         EvaluateArguments(source="procedural", output="unused", methods="full", full_data=False)
     with pytest.raises(ValueError, match="nothing to evaluate"):
         EvaluateArguments(source="procedural", output="unused", methods="", full_data=False)
+
+
+@pytest.mark.slow
+def test_table1_bench_under_two_processes_writes_its_reports_once(tmp_path):
+    """`bench/table1.py` under `accelerate launch`: only the main process copies the reports and writes the summary
+    (rank 1 used to copy a report.md that only rank 0 writes, and the launch failed after hours of cells)."""
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    source = "procedural:num_classes=3,train_per_class=4,test_per_class=2,length=8,event_length=2,frame_size=16"
+    done = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+         "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+         str(REPO / "bench" / "table1.py"), "--sets", "procedural", "--source", f"procedural={source}", "--codec",
+         "pixel", "--size", "16", "--num_frames", "4", "--epochs", "2", "--width", "8", "--seeds", "1", "--methods",
+         "uniform,random_frame", "--work_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "results"),
+         "--output", str(tmp_path / "summary.json")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "process 1 of 2 runs cells 1, 1 + 2" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+        "table1_procedural.json", "table1_procedural.md", "table1_procedural.png"
+    ]  # fmt: skip
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["sets"]) == ["procedural"] and summary["sets"]["procedural"]["report"]["methods"]
