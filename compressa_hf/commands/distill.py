@@ -11,11 +11,13 @@ Usage:
     # the method and allocation (dtype, K) that win on a validation split of your clips, chosen and distilled in one
     # command (config `auto_ratio_<r>`; the card holds the validation table; the test split is never read):
     compressa distill --source path/to/clips --ratio k1 --output outputs/my_distilled --method auto \
-        --auto_methods uniform,dm --auto_dtypes uint8,uint4 --auto_frames_per_video plan,2
+        --auto_methods uniform,random_frame,dm --auto_dtypes uint8,uint4 --auto_frames_per_video plan,2
 
     # the set that wins `compressa evaluate` on your data, published the same way (config `<method>_ratio_<r>`).
-    # Measured on real clips (arid6_iid, BENCHMARKS.md "VideoCompressa's levers"): no VideoCompressa setting beat
-    # uniform frames or DM there; DM had the best mean at k1 and k2, so it is the recommendation for such data:
+    # Measured on real clips (BENCHMARKS.md, 48 px, 5-10 seeds): on arid6_iid no VideoCompressa setting beat uniform
+    # frames or DM, and DM had the best mean at k1 and k2; on ucf101_19 all are level at k1, and at k2 two uniform
+    # frames trail random frames, AVS and VideoCompressa by 4-5 points (VideoCompressa - random frames -0.3 [-4.9,
+    # +4.1]). So there is no one method for all data: validate (above), or for data like arid6_iid:
     compressa distill --source path/to/clips --ratio k1 --output outputs/my_distilled --method uniform
     compressa distill --source path/to/clips --ratio k1 --output outputs/my_distilled --method dm \
         --method_options iterations=500,lr=0.01
