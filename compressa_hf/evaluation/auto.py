@@ -58,6 +58,9 @@ class AutoArguments:
 
     Args:
         auto_methods: Comma-separated methods to compare (`compressa_hf.distillation.methods.METHODS`, not `full`).
+            The default holds the rows at or near the top of BENCHMARKS.md's real-clip tables at no or little
+            distillation cost: uniform frames, random frames (4-5 points over uniform frames at ucf101_19 k2, Table 1
+            (a6)) and DM (the best mean on arid6_iid).
         auto_dtypes: Comma-separated latent storage dtypes to compare: uint8, float16, uint4.
         auto_frames_per_video: Comma-separated K to compare: `plan` (the planner's largest K for every video) and/or
             integers (K fixed, fewer videos per class).
@@ -74,7 +77,9 @@ class AutoArguments:
             `compressa_hf.evaluation.train`). The defaults are the CPU-sized protocol of BENCHMARKS.md's Table 1.
     """
 
-    auto_methods: str = field(default="uniform,dm", metadata={"help": "--method auto: methods to compare."})
+    auto_methods: str = field(
+        default="uniform,random_frame,dm", metadata={"help": "--method auto: methods to compare."}
+    )
     auto_dtypes: str = field(default="uint8,uint4", metadata={"help": "--method auto: storage dtypes to compare."})
     auto_frames_per_video: str = field(
         default="plan", metadata={"help": "--method auto: K to compare (`plan` and/or integers)."}
