@@ -12,6 +12,8 @@ Usage:
         # this is hours per (set, ratio); the GPU suite's table1_112 part runs the anchors at this setting
     python bench/allocation.py --sets arid6_iid --ratios k1 --arch gru --work_dir bench/results/allocation_runs_gru \\
         --output bench/results/allocation_gru_arid6_iid_k1.json   # another evaluation network (choice and test)
+    OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 bench/allocation.py ...
+        # every run's cells split over two processes (CPU: two gloo ranks); the main process writes the tables
     python bench/allocation.py --merge bench/results/allocation_arid6_iid_k1.json bench/results/allocation_ucf101_19_k1.json \\
         --output bench/results/allocation.json   # one table (+ each choice's validation table) from several runs
 
@@ -235,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError, KeyError, TypeError) as e:
                 parser.error(f"--merge: {path} is not an output of this bench ({type(e).__name__}: {e})")
         return write_tables(entries, {"merged": args.merge}, args.output)
+    from compressa_hf.distributed import get_state
+
+    # under `accelerate launch` every process runs the steps (their runs split the cells); the main one writes
+    main_process = get_state().is_main_process
     os.makedirs(args.work_dir, exist_ok=True)
     method_config = os.path.join(args.work_dir, "methods.json")
     atomic_write_json(method_config, METHOD_CONFIG)
@@ -245,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         for ratio in [r.strip() for r in args.ratios.split(",") if r.strip()]:
             work = os.path.join(args.work_dir, name, ratio)
             entries.append(run_one(name, SETS[name], ratio, args, work, method_config))
-            atomic_write_json(args.output, {"args": vars(args), "entries": entries})
-    return write_tables(entries, vars(args), args.output)
+            if main_process:
+                atomic_write_json(args.output, {"args": vars(args), "entries": entries})
+    return write_tables(entries, vars(args), args.output) if main_process else 0
 
 
 def write_tables(entries: list[dict], args: dict, output: str) -> int:
