@@ -107,6 +107,7 @@ def main() -> int:
     from compressa_hf.evaluation.train import TrainConfig
     from compressa_hf.io import atomic_write_json
 
+    main_process = get_state().is_main_process  # under `accelerate launch` the main process writes the reports
     os.makedirs(args.work_dir, exist_ok=True)
     os.makedirs(args.results_dir, exist_ok=True)
     method_config = os.path.join(args.work_dir, "methods.json")  # JSON is YAML
@@ -141,7 +142,7 @@ def main() -> int:
             TrainConfig(epochs=args.epochs, batch_size=args.batch_size, width=args.width),
         )
         wall = time.perf_counter() - start
-        if not get_state().is_main_process:  # under `accelerate launch` the main process writes the reports
+        if not main_process:
             continue
         for ext in ("md", "png", "json"):
             shutil.copyfile(
@@ -166,7 +167,7 @@ def main() -> int:
             results[name]["event_hit_rates"] = rates
             print("event hit rates (frame, video) per method and ratio:", json.dumps(rates))
         _print_table(name, report, wall)
-    if get_state().is_main_process:
+    if main_process:
         atomic_write_json(args.output, {"args": vars(args), "cpu_count": os.cpu_count(), "sets": results})
     return 0
 
